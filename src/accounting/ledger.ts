@@ -1,0 +1,217 @@
+import type { Logger } from "../log.ts";
+import { bucketStartOf } from "../quota/window.ts";
+import type { KeyUsage, Storage } from "../storage/types.ts";
+import type { Journal, UsageEvent } from "./journal.ts";
+
+/** Above this size a journal that cannot simply be emptied is rewritten. */
+const COMPACT_BYTES = 16 * 1024 * 1024;
+
+export interface LedgerDeps {
+  storage: Storage;
+  journal: Journal;
+  instanceId: string;
+  clock: () => number;
+  log: Logger;
+  /** Called after a batch is committed, with a number that grows with each commit. */
+  onFlushed?: (keys: KeyUsage[], flushNo: number) => void;
+}
+
+interface PendingKey {
+  tokens: number;
+  requests: number;
+  lastUsedAt: number;
+  buckets: Map<number, number>;
+}
+
+/**
+ * The accounting pipeline. A charge is appended to the journal first (so a
+ * crash loses nothing), then counted in memory (so admission sees it at once),
+ * then written to the database in batches by `flush`, in one transaction with
+ * this instance's checkpoint (so a replay never charges twice).
+ */
+export class UsageLedger {
+  private seq = 0;
+  private pending: UsageEvent[] = [];
+  private readonly byKey = new Map<string, PendingKey>();
+  private flushing: Promise<boolean> | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private holds = 0;
+  private closed = false;
+  /** Number of committed flushes; see `onFlushed`. */
+  flushNo = 0;
+  lastFlushError: string | undefined;
+
+  private constructor(private readonly deps: LedgerDeps) {}
+
+  /** Replays what the journal holds beyond the database's checkpoint, then flushes it. */
+  static async open(deps: LedgerDeps): Promise<UsageLedger> {
+    const ledger = new UsageLedger(deps);
+    const done = await deps.storage.checkpoint(deps.instanceId);
+    const { events, skipped } = deps.journal.read();
+    if (skipped > 0) {
+      deps.log.warn({ skipped, journal: deps.journal.file }, "skipped unreadable journal records");
+    }
+    ledger.seq = done;
+    for (const e of events) {
+      ledger.seq = Math.max(ledger.seq, e.seq);
+      if (e.seq > done) ledger.add(e);
+    }
+    if (ledger.pending.length > 0) {
+      deps.log.info({ events: ledger.pending.length }, "replaying usage journal");
+    }
+    if (!(await ledger.flush())) {
+      throw new Error(`could not replay the usage journal: ${ledger.lastFlushError}`);
+    }
+    return ledger;
+  }
+
+  /**
+   * Marks a request whose cost is still to come (a response being read, a
+   * stream being drained); `close` waits for it. Call the result once done.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (!released) {
+        released = true;
+        this.holds--;
+      }
+    };
+  }
+
+  /** Requests whose cost is not yet recorded. */
+  get inflight(): number {
+    return this.holds;
+  }
+
+  /** Charges `tokens` to a key. Synchronous: the event is in the journal when this returns. */
+  record(keyId: string, tokens: number, requests = 1): void {
+    if (this.closed) {
+      this.deps.log.error({ keyId, tokens }, "usage recorded after shutdown was lost");
+      return;
+    }
+    const e: UsageEvent = { seq: ++this.seq, keyId, at: this.deps.clock(), tokens, requests };
+    this.deps.journal.append(e);
+    this.add(e);
+  }
+
+  /** This instance's usage of a key that the database may not have yet, per bucket. */
+  pendingBuckets(keyId: string): Map<number, number> | undefined {
+    return this.byKey.get(keyId)?.buckets;
+  }
+
+  /** Lifetime totals of a key not yet in the database. */
+  pendingTotals(keyId: string): { tokens: number; requests: number; lastUsedAt: number | null } {
+    const p = this.byKey.get(keyId);
+    return p
+      ? { tokens: p.tokens, requests: p.requests, lastUsedAt: p.lastUsedAt }
+      : { tokens: 0, requests: 0, lastUsedAt: null };
+  }
+
+  /** Events not yet in the database. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  startTimer(intervalMs: number): void {
+    this.timer = setInterval(() => void this.flush(), intervalMs);
+    this.timer.unref?.();
+  }
+
+  /** Writes pending events to the database; true when nothing is left pending. */
+  flush(): Promise<boolean> {
+    this.flushing ??= this.flushOnce().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Stops the timer and writes what is pending. The journal keeps anything that could not be written. */
+  async close(waitMs = 0): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    while (this.holds > 0 && Date.now() < deadline) await Bun.sleep(20);
+    if (this.timer) clearInterval(this.timer);
+    let ok = await this.flush();
+    if (!ok) ok = await this.flush();
+    this.closed = true;
+    this.deps.journal.close();
+    return ok;
+  }
+
+  private add(e: UsageEvent): void {
+    this.pending.push(e);
+    let p = this.byKey.get(e.keyId);
+    if (!p) {
+      p = { tokens: 0, requests: 0, lastUsedAt: 0, buckets: new Map() };
+      this.byKey.set(e.keyId, p);
+    }
+    p.tokens += e.tokens;
+    p.requests += e.requests;
+    p.lastUsedAt = Math.max(p.lastUsedAt, e.at);
+    const b = bucketStartOf(e.at);
+    p.buckets.set(b, (p.buckets.get(b) ?? 0) + e.tokens);
+  }
+
+  private async flushOnce(): Promise<boolean> {
+    if (this.pending.length === 0) return true;
+    const batch = this.pending;
+    this.pending = [];
+    const keys = aggregate(batch);
+    const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
+    try {
+      await this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, lastSeq, keys });
+    } catch (err) {
+      // Keep the events, oldest first; the journal still has them too.
+      this.pending = batch.concat(this.pending);
+      this.lastFlushError = err instanceof Error ? err.message : String(err);
+      this.deps.log.error({ err: this.lastFlushError, backlog: this.pending.length }, "usage flush failed");
+      return false;
+    }
+    this.lastFlushError = undefined;
+    this.flushNo++;
+    for (const k of keys) this.settle(k);
+    this.deps.onFlushed?.(keys, this.flushNo);
+    if (this.pending.length === 0) this.deps.journal.truncate();
+    else if (this.deps.journal.size() > COMPACT_BYTES) this.deps.journal.compact(this.pending);
+    return this.pending.length === 0;
+  }
+
+  /** Removes committed usage from the pending view. */
+  private settle(k: KeyUsage): void {
+    const p = this.byKey.get(k.keyId);
+    if (!p) return;
+    p.tokens -= k.tokens;
+    p.requests -= k.requests;
+    for (const b of k.buckets) {
+      const left = (p.buckets.get(b.bucketStart) ?? 0) - b.tokens;
+      if (left > 0) p.buckets.set(b.bucketStart, left);
+      else p.buckets.delete(b.bucketStart);
+    }
+    if (p.requests <= 0 && p.buckets.size === 0) this.byKey.delete(k.keyId);
+  }
+}
+
+/** One entry per key and one bucket per (key, bucket start): a batch never touches a row twice. */
+export function aggregate(events: UsageEvent[]): KeyUsage[] {
+  const keys = new Map<string, KeyUsage & { byBucket: Map<number, { tokens: number; requests: number }> }>();
+  for (const e of events) {
+    let k = keys.get(e.keyId);
+    if (!k) {
+      k = { keyId: e.keyId, tokens: 0, requests: 0, lastUsedAt: 0, buckets: [], byBucket: new Map() };
+      keys.set(e.keyId, k);
+    }
+    k.tokens += e.tokens;
+    k.requests += e.requests;
+    k.lastUsedAt = Math.max(k.lastUsedAt, e.at);
+    const start = bucketStartOf(e.at);
+    const b = k.byBucket.get(start) ?? { tokens: 0, requests: 0 };
+    b.tokens += e.tokens;
+    b.requests += e.requests;
+    k.byBucket.set(start, b);
+  }
+  return [...keys.values()].map(({ byBucket, ...k }) => ({
+    ...k,
+    buckets: [...byBucket].map(([bucketStart, b]) => ({ bucketStart, ...b })),
+  }));
+}

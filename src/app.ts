@@ -1,0 +1,73 @@
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import type { UsageLedger } from "./accounting/ledger.ts";
+import type { Config } from "./config.ts";
+import { GatewayError, errorResponse } from "./errors.ts";
+import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
+import { health } from "./http/health-route.ts";
+import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
+import { statsHandler } from "./http/stats-route.ts";
+import type { KeyCache } from "./keys/cache.ts";
+import type { Logger } from "./log.ts";
+import type { UsageView } from "./quota/usage-view.ts";
+import type { Storage } from "./storage/types.ts";
+
+export interface AppDeps {
+  config: Config;
+  storage: Storage;
+  keys: KeyCache;
+  usage: UsageView;
+  ledger: UsageLedger;
+  clock: () => number;
+  log: Logger;
+}
+
+export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
+  const app = new Hono<AccessLogEnv>();
+
+  app.use("*", accessLog(deps.log));
+  app.use(
+    "*",
+    cors({
+      origin: deps.config.corsOrigins.includes("*") ? "*" : deps.config.corsOrigins,
+      exposeHeaders: [
+        "x-request-id",
+        "retry-after",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+        "anthropic-ratelimit-tokens-limit",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+      ],
+    }),
+  );
+
+  app.get("/health", health);
+  app.get(
+    "/stats",
+    statsHandler({ ...deps, defaultModel: deps.config.defaultModel }),
+  );
+  app.all("/v1/*", proxyHandler(deps));
+
+  app.notFound((c) =>
+    errorResponse(
+      dialectOf(c.req.path),
+      new GatewayError("not_found", `no route for ${c.req.method} ${c.req.path}`),
+    ),
+  );
+
+  // Expected failures carry a code; anything else is our bug: log it, answer
+  // 500 in the route's dialect, never a stack trace.
+  app.onError((err, c) => {
+    const dialect = dialectOf(c.req.path);
+    if (err instanceof GatewayError) {
+      c.get("access").fields.error = err.code;
+      return errorResponse(dialect, err);
+    }
+    c.get("access").log.error({ err }, "unhandled error");
+    return errorResponse(dialect, new GatewayError("internal_error", "internal error"));
+  });
+
+  return app;
+}

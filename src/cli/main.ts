@@ -1,0 +1,32 @@
+#!/usr/bin/env bun
+import { Command, CommanderError } from "commander";
+import { isUserError, withStorage } from "./context.ts";
+import { dbCommand } from "./db.ts";
+import { keysCommand } from "./keys.ts";
+import { serveCommand } from "./serve.ts";
+
+const program = new Command("tollgate")
+  .description("Self-hosted LLM API gateway: per-person keys, rolling 5-hour token quotas.")
+  .showHelpAfterError()
+  .exitOverride();
+
+program.addCommand(serveCommand());
+program.addCommand(keysCommand(withStorage));
+program.addCommand(dbCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, with code 0.
+    process.exit(err.exitCode);
+  }
+  if (isUserError(err)) {
+    process.stderr.write(`error: ${err.message}\n`);
+    process.exit(1);
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  if (process.env.LOG_LEVEL === "debug") process.stderr.write(`${e.stack}\n`);
+  process.stderr.write(`error: ${e.message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,56 @@
+// One closed set of error codes, mapped to a status and to each dialect's body
+// in one place, so the official SDKs raise their proper exception classes.
+
+export type Dialect = "openai" | "anthropic";
+
+export const errorCodes = {
+  invalid_request: { status: 400, openai: "invalid_request_error", anthropic: "invalid_request_error" },
+  missing_api_key: { status: 401, openai: "invalid_request_error", anthropic: "authentication_error" },
+  invalid_api_key: { status: 401, openai: "invalid_request_error", anthropic: "authentication_error" },
+  key_expired: { status: 403, openai: "permission_error", anthropic: "permission_error" },
+  key_disabled: { status: 403, openai: "permission_error", anthropic: "permission_error" },
+  not_found: { status: 404, openai: "invalid_request_error", anthropic: "not_found_error" },
+  request_too_large: { status: 413, openai: "invalid_request_error", anthropic: "request_too_large" },
+  quota_exceeded: { status: 429, openai: "insufficient_quota", anthropic: "rate_limit_error" },
+  internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
+  upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },
+  upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },
+  storage_unavailable: { status: 503, openai: "server_error", anthropic: "overloaded_error" },
+  upstream_timeout: { status: 504, openai: "timeout_error", anthropic: "timeout_error" },
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/** An expected failure with a code; only the HTTP layer turns it into a response. */
+export class GatewayError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return errorCodes[this.code].status;
+  }
+}
+
+export function errorBody(dialect: Dialect, code: ErrorCode, message: string): unknown {
+  const entry = errorCodes[code];
+  if (dialect === "anthropic") {
+    return { type: "error", error: { type: entry.anthropic, message } };
+  }
+  return { error: { message, type: entry.openai, code } };
+}
+
+export function errorResponse(
+  dialect: Dialect,
+  err: GatewayError,
+  extraHeaders: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify(errorBody(dialect, err.code, err.message)), {
+    status: err.status,
+    headers: { "content-type": "application/json", ...extraHeaders, ...err.headers },
+  });
+}

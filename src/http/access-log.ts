@@ -1,0 +1,58 @@
+import type { MiddlewareHandler } from "hono";
+import type { Logger } from "../log.ts";
+
+export interface AccessLog {
+  requestId: string;
+  log: Logger;
+  /** Fields for the request's one log line (key prefix, model, tokens…). */
+  fields: Record<string, unknown>;
+  /** A streamed response writes its line when the stream ends, not when it starts. */
+  defer(): () => void;
+}
+
+export type AccessLogEnv = { Variables: { access: AccessLog } };
+
+const ID_PATTERN = /^[\w.:-]{1,128}$/;
+
+/**
+ * One structured line per request, carrying a request id that is also sent
+ * back as `x-request-id` (a well-formed incoming one is kept, so ids can be
+ * followed across proxies).
+ */
+export function accessLog(log: Logger): MiddlewareHandler<AccessLogEnv> {
+  return async function accessLogMiddleware(c, next) {
+    const started = performance.now();
+    const incoming = c.req.header("x-request-id");
+    const requestId = incoming && ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
+    const reqLog = log.child({ reqId: requestId });
+    let deferred = false;
+    const fields: Record<string, unknown> = {};
+    const write = (status: number) => {
+      reqLog.info(
+        {
+          method: c.req.method,
+          path: c.req.path,
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          ...fields,
+        },
+        "request",
+      );
+    };
+    c.set("access", {
+      requestId,
+      log: reqLog,
+      fields,
+      defer: () => {
+        deferred = true;
+        return () => write(c.res.status);
+      },
+    });
+    try {
+      await next();
+    } finally {
+      c.res.headers.set("x-request-id", requestId);
+      if (!deferred) write(c.res.status);
+    }
+  };
+}

@@ -1,0 +1,46 @@
+import { GatewayError } from "../errors.ts";
+import type { KeyCache } from "../keys/cache.ts";
+import { isPlausibleKey } from "../keys/secret.ts";
+import type { KeyRecord } from "../storage/types.ts";
+import { presentedKey } from "./credentials.ts";
+
+export interface AuthOptions {
+  /** `/stats` still answers for an expired or disabled key: its holder may look. */
+  allowInactive?: boolean;
+}
+
+/** The key record behind a request, or the 401/403 that explains why not. */
+export async function authenticate(
+  keys: KeyCache,
+  req: Request,
+  url: URL,
+  now: number,
+  options: AuthOptions = {},
+): Promise<KeyRecord> {
+  const secret = presentedKey(req, url);
+  if (!secret) {
+    throw new GatewayError(
+      "missing_api_key",
+      "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+    );
+  }
+  const key = isPlausibleKey(secret) ? await lookup(keys, secret) : null;
+  if (!key) throw new GatewayError("invalid_api_key", "invalid API key");
+  if (options.allowInactive) return key;
+  if (key.disabled) throw new GatewayError("key_disabled", "this API key has been disabled");
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    throw new GatewayError(
+      "key_expired",
+      `this API key expired at ${new Date(key.expiresAt).toISOString()}`,
+    );
+  }
+  return key;
+}
+
+async function lookup(keys: KeyCache, secret: string): Promise<KeyRecord | null> {
+  try {
+    return await keys.lookup(secret);
+  } catch {
+    throw new GatewayError("storage_unavailable", "key storage is unavailable; try again shortly");
+  }
+}

@@ -1,0 +1,55 @@
+import { GatewayError } from "../errors.ts";
+
+/**
+ * Reads a request body, refusing it with 413 as soon as it passes `max`
+ * bytes: a declared Content-Length is checked before reading anything, and a
+ * chunked body is counted as it arrives, so a huge body is never held whole.
+ */
+export async function readBody(req: Request, max: number): Promise<Uint8Array | null> {
+  const tooLarge = () =>
+    new GatewayError("request_too_large", `request body is larger than the limit of ${max} bytes`);
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > max) throw tooLarge();
+  if (!req.body) return null;
+  if (declared !== null) return new Uint8Array(await req.arrayBuffer());
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** A JSON object body, or a 400 that says what is wrong with it. */
+export function parseJsonObject(bytes: Uint8Array | null): Record<string, unknown> {
+  if (!bytes || bytes.byteLength === 0) {
+    throw new GatewayError("invalid_request", "request body is empty; expected a JSON object");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch (err) {
+    const detail = err instanceof SyntaxError ? err.message : "not valid UTF-8";
+    throw new GatewayError("invalid_request", `request body is not valid JSON: ${detail}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new GatewayError("invalid_request", "request body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}

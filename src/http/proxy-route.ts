@@ -1,0 +1,184 @@
+import type { Context } from "hono";
+import type { UsageLedger } from "../accounting/ledger.ts";
+import type { Config } from "../config.ts";
+import { type Dialect, GatewayError } from "../errors.ts";
+import type { KeyCache } from "../keys/cache.ts";
+import { forward } from "../proxy/forward.ts";
+import { meteredStream } from "../proxy/metered-stream.ts";
+import {
+  clientHeaders,
+  namesModel,
+  prepareBody,
+  upstreamHeaders,
+  upstreamUrl,
+} from "../proxy/request.ts";
+import { responseTokens } from "../proxy/usage.ts";
+import { quotaExceededHeaders, quotaHeaders } from "../quota/headers.ts";
+import type { UsageView } from "../quota/usage-view.ts";
+import { WINDOW_MS, windowState } from "../quota/window.ts";
+import type { KeyRecord } from "../storage/types.ts";
+import type { AccessLogEnv } from "./access-log.ts";
+import { authenticate } from "./authenticate.ts";
+import { parseJsonObject, readBody } from "./body.ts";
+
+export interface ProxyDeps {
+  config: Config;
+  keys: KeyCache;
+  usage: UsageView;
+  ledger: UsageLedger;
+  clock: () => number;
+}
+
+export function dialectOf(path: string): Dialect {
+  return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Every /v1/* request: key, quota, forward with the operator's key, answer
+ * (streamed as it arrives), charge what the upstream reports.
+ */
+export function proxyHandler(deps: ProxyDeps) {
+  const { config, ledger } = deps;
+  const bases: Record<Dialect, string> = {
+    openai: config.upstreamOpenaiUrl,
+    anthropic: config.upstreamAnthropicUrl,
+  };
+
+  return async function proxy(c: Context<AccessLogEnv>): Promise<Response> {
+    const req = c.req.raw;
+    const url = new URL(req.url);
+    const path = url.pathname;
+    const dialect = dialectOf(path);
+    const access = c.get("access");
+    const now = deps.clock();
+
+    const key = await authenticate(deps.keys, req, url, now);
+    access.fields.key = key.keyPrefix;
+    if (!config.upstreamApiKey) {
+      throw new GatewayError(
+        "upstream_not_configured",
+        "the gateway has no upstream key configured (UPSTREAM_API_KEY)",
+      );
+    }
+
+    const { body, requestBytes, hideUsageChunk, model } = await requestBody(req, path, dialect, key, config);
+    if (model) access.fields.model = model;
+
+    const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
+    if (!state.allowed) {
+      access.fields.quota = "exceeded";
+      throw new GatewayError(
+        "quota_exceeded",
+        `token quota of ${key.tokenLimit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
+        quotaExceededHeaders(dialect, state, now, WINDOW_MS),
+      );
+    }
+
+    // From here the request may cost tokens: shutdown waits for its charge.
+    const release = ledger.hold();
+    let streaming = false;
+    try {
+      const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey);
+      if (typeof body === "string") outHeaders.set("content-type", "application/json");
+      const upstream = await forward({
+        method: req.method,
+        url: upstreamUrl(dialect, bases[dialect], path, url.search),
+        headers: outHeaders,
+        body,
+        timeoutMs: config.upstreamTimeoutMs,
+      });
+
+      const headers = clientHeaders(upstream.headers);
+      const isStream = (upstream.headers.get("content-type") ?? "").includes("text/event-stream");
+      if (isStream && upstream.body && upstream.ok) {
+        for (const [k, v] of Object.entries(quotaHeaders(dialect, state, now))) headers.set(k, v);
+        const writeLog = access.defer();
+        streaming = true;
+        const stream = meteredStream({
+          upstream: upstream.body,
+          dialect,
+          hideUsageChunk,
+          drainMs: config.streamDrainMs,
+          requestBytes,
+          onDone: (outcome) => {
+            ledger.record(key.id, outcome.tokens);
+            release();
+            Object.assign(access.fields, { tokens: outcome.tokens, stream: true });
+            if (outcome.estimated) access.fields.estimated = true;
+            if (outcome.abandoned) access.fields.abandoned = true;
+            if (outcome.broken) access.fields.broken = true;
+            writeLog();
+          },
+        });
+        return new Response(stream, { status: upstream.status, headers });
+      }
+
+      // A whole response: read it, charge what it reports, pass it on unchanged.
+      const bytes = await readWhole(upstream);
+      const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
+      ledger.record(key.id, tokens);
+      access.fields.tokens = tokens;
+      const after = quotaHeaders(dialect, state, now, state.remaining - tokens);
+      for (const [k, v] of Object.entries(after)) headers.set(k, v);
+      return new Response(bytes, { status: upstream.status, headers });
+    } finally {
+      if (!streaming) release();
+    }
+  };
+}
+
+interface RequestBody {
+  body: string | Uint8Array | null;
+  requestBytes: number;
+  hideUsageChunk: boolean;
+  model: string | undefined;
+}
+
+/** Reads the client's body and applies the key's rules to it when it is JSON. */
+async function requestBody(
+  req: Request,
+  path: string,
+  dialect: Dialect,
+  key: KeyRecord,
+  config: Config,
+): Promise<RequestBody> {
+  if (req.method === "GET" || req.method === "HEAD") {
+    return { body: null, requestBytes: 0, hideUsageChunk: false, model: undefined };
+  }
+  const bytes = await readBody(req, config.maxBodyBytes);
+  const type = req.headers.get("content-type") ?? "";
+  // Endpoints that name a model are always read as JSON, whatever the client
+  // claims, so a key's model override cannot be dodged with a content type.
+  if (!type.includes("json") && !namesModel(dialect, path)) {
+    // Not ours to read (uploads and the like): forwarded as it came.
+    return { body: bytes, requestBytes: bytes?.byteLength ?? 0, hideUsageChunk: false, model: undefined };
+  }
+  const prepared = prepareBody(dialect, path, parseJsonObject(bytes), key.model, config.defaultModel);
+  const body = JSON.stringify(prepared.body);
+  return {
+    body,
+    requestBytes: body.length,
+    hideUsageChunk: prepared.hideUsageChunk,
+    model: prepared.model,
+  };
+}
+
+function tokensOf(dialect: Dialect, type: string | null, bytes: Uint8Array): number | null {
+  if (!type?.includes("json") || bytes.byteLength === 0) return null;
+  try {
+    return responseTokens(dialect, JSON.parse(decoder.decode(bytes)));
+  } catch {
+    return null;
+  }
+}
+
+async function readWhole(upstream: Response): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await upstream.arrayBuffer());
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new GatewayError("upstream_unreachable", `upstream response broke off: ${reason}`);
+  }
+}

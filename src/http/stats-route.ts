@@ -1,0 +1,61 @@
+import type { Context } from "hono";
+import type { UsageLedger } from "../accounting/ledger.ts";
+import type { KeyCache } from "../keys/cache.ts";
+import { maskedKey } from "../keys/secret.ts";
+import type { UsageView } from "../quota/usage-view.ts";
+import { WINDOW_MS, windowState } from "../quota/window.ts";
+import type { Storage } from "../storage/types.ts";
+import type { AccessLogEnv } from "./access-log.ts";
+import { authenticate } from "./authenticate.ts";
+
+export interface StatsDeps {
+  storage: Storage;
+  keys: KeyCache;
+  usage: UsageView;
+  ledger: UsageLedger;
+  clock: () => number;
+  defaultModel: string;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * `GET /stats`: the caller's own key and usage. The field names are the old
+ * gateway's, kept as they were for the scripts that read them. Usage not yet
+ * written to the database is included, so a response shows up here at once.
+ */
+export function statsHandler(deps: StatsDeps) {
+  return async function stats(c: Context<AccessLogEnv>): Promise<Response> {
+    const now = deps.clock();
+    const url = new URL(c.req.url);
+    const cached = await authenticate(deps.keys, c.req.raw, url, now, { allowInactive: true });
+    c.get("access").fields.key = cached.keyPrefix;
+    let key = cached;
+    try {
+      key = (await deps.storage.getKeyById(cached.id)) ?? cached;
+    } catch {
+      // The database is out: the cached record is the best we have.
+    }
+    const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
+    const pending = deps.ledger.pendingTotals(key.id);
+    const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);
+    return c.json({
+      key: maskedKey(key.keyPrefix),
+      name: key.name,
+      model: key.model ?? deps.defaultModel,
+      token_limit_per_5h: key.tokenLimit,
+      expiry_date: iso(key.expiresAt),
+      created_at: iso(key.createdAt),
+      last_used: lastUsed > 0 ? iso(lastUsed) : null,
+      is_expired: key.expiresAt !== null && key.expiresAt <= now,
+      current_usage: {
+        tokens_used_in_current_window: state.used,
+        window_started_at: iso(state.oldestStart),
+        window_ends_at: iso(state.oldestStart + WINDOW_MS),
+        remaining_tokens: state.remaining,
+      },
+      total_lifetime_tokens: key.totalTokens + pending.tokens,
+      total_requests: key.totalRequests + pending.requests,
+    });
+  };
+}

@@ -1,0 +1,98 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import type { KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
+import { displayPrefix, generateKey, hashKey } from "./secret.ts";
+
+// Key operations, shared by every front end (CLI now, admin API later).
+// Input is parsed here once; storage below trusts it.
+
+const name = z.string().trim().min(1, "name must not be empty").max(200, "name is too long");
+const limit = z
+  .number()
+  .int("limit must be a whole number of tokens")
+  .min(0, "limit must not be negative")
+  .max(Number.MAX_SAFE_INTEGER, "limit is too large");
+const model = z.string().trim().min(1).max(200).nullable();
+const expiresAt = z.number().int().nullable();
+
+export const createKeyInput = z.object({
+  name,
+  tokenLimit: limit,
+  model: model.default(null),
+  expiresAt: expiresAt.default(null),
+});
+export type CreateKeyInput = z.input<typeof createKeyInput>;
+
+export const updateKeyInput = z
+  .object({
+    name: name.optional(),
+    tokenLimit: limit.optional(),
+    model: model.optional(),
+    expiresAt: expiresAt.optional(),
+    disabled: z.boolean().optional(),
+  })
+  .refine((p) => Object.values(p).some((v) => v !== undefined), "nothing to update");
+
+export class KeyInputError extends Error {}
+
+function parse<T>(schema: z.ZodType<T>, input: unknown): T {
+  const r = schema.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+    throw new KeyInputError(`${where}${issue?.message ?? "invalid input"}`);
+  }
+  return r.data;
+}
+
+export interface IssuedKey {
+  record: KeyRecord;
+  /** The secret, shown once and never stored. */
+  secret: string;
+}
+
+export function newKeyId(): string {
+  return `key_${randomBytes(8).toString("hex")}`;
+}
+
+export async function createKey(storage: Storage, input: CreateKeyInput, now: number): Promise<IssuedKey> {
+  const v = parse(createKeyInput, input);
+  const secret = generateKey();
+  const record = await storage.createKey({
+    id: newKeyId(),
+    keyHash: hashKey(secret),
+    keyPrefix: displayPrefix(secret),
+    name: v.name,
+    tokenLimit: v.tokenLimit,
+    model: v.model,
+    expiresAt: v.expiresAt,
+    createdAt: now,
+  });
+  return { record, secret };
+}
+
+export async function updateKey(
+  storage: Storage,
+  id: string,
+  patch: KeyPatch,
+  now: number,
+): Promise<KeyRecord | null> {
+  return storage.updateKey(id, parse(updateKeyInput, patch), now);
+}
+
+export async function rotateKey(storage: Storage, id: string, now: number): Promise<IssuedKey | null> {
+  const secret = generateKey();
+  const record = await storage.rotateKey(id, hashKey(secret), displayPrefix(secret), now);
+  return record ? { record, secret } : null;
+}
+
+/** Finds exactly one key by id, display prefix or name. */
+export async function resolveKey(storage: Storage, ref: string): Promise<KeyRecord> {
+  const found = await storage.findKeys(ref.trim().replace(/…$/, ""));
+  if (found.length === 0) throw new KeyInputError(`no key matches "${ref}" (give its id, prefix or name)`);
+  if (found.length > 1) {
+    const ids = found.map((k) => k.id).join(", ");
+    throw new KeyInputError(`"${ref}" matches ${found.length} keys (${ids}); give the id instead`);
+  }
+  return found[0] as KeyRecord;
+}

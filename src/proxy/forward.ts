@@ -1,0 +1,43 @@
+import { GatewayError } from "../errors.ts";
+
+export interface ForwardRequest {
+  method: string;
+  url: string;
+  headers: Headers;
+  body: string | Uint8Array | null;
+  /** Time allowed to the upstream's response headers; also its idle limit while streaming. */
+  timeoutMs: number;
+}
+
+/**
+ * Sends a request upstream. Never tied to the client's connection: a client
+ * that goes away must not cancel a request that is still being paid for.
+ */
+export async function forward(req: ForwardRequest): Promise<Response> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, req.timeoutMs);
+  try {
+    return await fetch(req.url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      signal: controller.signal,
+      redirect: "manual",
+      // Bun's socket idle limit: long thinking pauses are normal, only a
+      // silence longer than the first-byte budget is treated as dead.
+      timeout: req.timeoutMs,
+    });
+  } catch (err) {
+    if (timedOut) {
+      throw new GatewayError("upstream_timeout", `upstream did not answer within ${req.timeoutMs} ms`);
+    }
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new GatewayError("upstream_unreachable", `upstream unreachable: ${reason}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}

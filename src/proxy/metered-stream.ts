@@ -1,0 +1,139 @@
+import type { Dialect } from "../errors.ts";
+import { SseParser } from "./sse.ts";
+import { StreamUsage } from "./usage.ts";
+
+export interface StreamOutcome {
+  tokens: number;
+  /** True when the upstream never reported final usage and `tokens` is our estimate. */
+  estimated: boolean;
+  /** The client went away before the end. */
+  abandoned: boolean;
+  /** The upstream stream broke (error or drain deadline) before its end. */
+  broken: boolean;
+}
+
+export interface MeteredStreamOptions {
+  upstream: ReadableStream<Uint8Array>;
+  dialect: Dialect;
+  /** Drop OpenAI's usage-only chunk (the client did not ask for it). */
+  hideUsageChunk: boolean;
+  /** How long an abandoned stream is still read for its usage. */
+  drainMs: number;
+  /** Size of the request body, for the estimate when usage never comes. */
+  requestBytes: number;
+  /** Called exactly once, when the stream's cost is known. */
+  onDone: (outcome: StreamOutcome) => void;
+}
+
+/**
+ * Estimate for a stream that ended without reporting usage: about four bytes
+ * of request per input token, and one token per streamed data event (each
+ * chunk carries about one token). Used only when the upstream never said.
+ */
+export function estimateTokens(requestBytes: number, dataEvents: number): number {
+  return Math.ceil(requestBytes / 4) + dataEvents;
+}
+
+/**
+ * Passes an upstream SSE body to the client as it arrives, reading usage on
+ * the way. Chunks are forwarded untouched unless the usage chunk must be
+ * hidden, in which case whole events are forwarded (each as received). If the
+ * client goes away, the upstream is still read, up to `drainMs`, so the
+ * request is charged what it cost: disconnecting never makes a request free.
+ */
+export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8Array> {
+  const reader = opts.upstream.getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const parser = new SseParser();
+  const usage = new StreamUsage(opts.dialect);
+  let finished = false;
+  let abandoned = false;
+
+  /** Reads one chunk; returns what the client should get of it. */
+  const consume = (chunk: Uint8Array): Uint8Array | null => {
+    const events = parser.push(decoder.decode(chunk, { stream: true }));
+    if (!opts.hideUsageChunk) {
+      for (const ev of events) usage.observe(ev);
+      return chunk;
+    }
+    let out = "";
+    for (const ev of events) if (!usage.observe(ev)) out += ev.raw;
+    return out === "" ? null : encoder.encode(out);
+  };
+
+  /** The stream's end: whatever is left over, if anything. */
+  const endOfStream = (): Uint8Array | null => {
+    const tail = decoder.decode();
+    const events = tail ? parser.push(tail) : [];
+    const last = parser.end();
+    if (last) events.push(last);
+    let out = "";
+    for (const ev of events) if (!usage.observe(ev) || !opts.hideUsageChunk) out += ev.raw;
+    return opts.hideUsageChunk && out !== "" ? encoder.encode(out) : null;
+  };
+
+  const finish = (broken: boolean) => {
+    if (finished) return;
+    finished = true;
+    const reported = usage.tokens;
+    const estimated = !usage.complete;
+    const tokens = estimated
+      ? (reported ?? Math.ceil(opts.requestBytes / 4)) + usage.dataEvents
+      : (reported ?? 0);
+    opts.onDone({ tokens, estimated, abandoned, broken });
+  };
+
+  const drain = async () => {
+    const deadline = setTimeout(() => void reader.cancel().catch(() => {}), opts.drainMs);
+    let broken = false;
+    try {
+      while (!usage.complete) {
+        const { done, value } = await reader.read();
+        if (done) {
+          endOfStream();
+          break;
+        }
+        consume(value);
+      }
+    } catch {
+      broken = true;
+    } finally {
+      clearTimeout(deadline);
+      finish(broken || !usage.complete);
+      void reader.cancel().catch(() => {});
+    }
+  };
+
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (abandoned) return;
+      let result: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        finish(true);
+        if (!abandoned) controller.error(err);
+        return;
+      }
+      if (abandoned) {
+        // The client left while this read was pending; the drain loop reads on.
+        if (!result.done) consume(result.value);
+        return;
+      }
+      if (result.done) {
+        const rest = endOfStream();
+        if (rest) controller.enqueue(rest);
+        finish(false);
+        controller.close();
+        return;
+      }
+      const out = consume(result.value);
+      if (out) controller.enqueue(out);
+    },
+    cancel() {
+      abandoned = true;
+      if (!finished) void drain();
+    },
+  });
+}

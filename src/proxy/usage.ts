@@ -1,0 +1,100 @@
+import type { Dialect } from "../errors.ts";
+import type { SseEvent } from "./sse.ts";
+
+// What the upstream says a response cost. Pure functions over parsed JSON.
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const count = (v: unknown): number => (typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0);
+
+/** OpenAI: `total_tokens`, or prompt + completion when an upstream leaves the total out. */
+export function openaiTokens(usage: unknown): number | null {
+  if (!isObject(usage)) return null;
+  if (usage.total_tokens !== undefined) return count(usage.total_tokens);
+  return count(usage.prompt_tokens) + count(usage.completion_tokens);
+}
+
+const ANTHROPIC_FIELDS = [
+  "input_tokens",
+  "output_tokens",
+  "cache_creation_input_tokens",
+  "cache_read_input_tokens",
+] as const;
+
+/** Anthropic: input + output + cache creation + cache read. */
+export function anthropicTokens(usage: unknown): number | null {
+  if (!isObject(usage)) return null;
+  let sum = 0;
+  for (const f of ANTHROPIC_FIELDS) sum += count(usage[f]);
+  return sum;
+}
+
+/** Tokens a complete (non-stream) JSON response reports, or null when it reports none. */
+export function responseTokens(dialect: Dialect, body: unknown): number | null {
+  if (!isObject(body)) return null;
+  return dialect === "anthropic" ? anthropicTokens(body.usage) : openaiTokens(body.usage);
+}
+
+/**
+ * Follows a stream's events and keeps what they say about usage.
+ * OpenAI sends one chunk with `usage` at the end (when asked for it with
+ * `stream_options.include_usage`). Anthropic sends input and cache counts in
+ * `message_start` and the cumulative output count in `message_delta`; later
+ * values of a field replace earlier ones.
+ */
+export class StreamUsage {
+  private readonly fields = new Map<string, number>();
+  private openaiTotal: number | null = null;
+  private finalSeen = false;
+  /** Events carrying data: one per generated token or so, used only for an estimate. */
+  dataEvents = 0;
+
+  constructor(private readonly dialect: Dialect) {}
+
+  /**
+   * Reads one event; returns true when it is an OpenAI usage-only chunk
+   * (`choices: []` plus `usage`), which a client that did not ask for usage
+   * must not see.
+   */
+  observe(ev: SseEvent): boolean {
+    const data = ev.data;
+    if (data === undefined) return false;
+    this.dataEvents++;
+    // Only events that mention usage are worth a JSON parse.
+    if (!data.includes('"usage"')) return false;
+    let json: unknown;
+    try {
+      json = JSON.parse(data);
+    } catch {
+      return false;
+    }
+    if (!isObject(json)) return false;
+    if (this.dialect === "openai") {
+      const tokens = openaiTokens(json.usage);
+      if (tokens === null) return false;
+      this.openaiTotal = tokens;
+      return Array.isArray(json.choices) && json.choices.length === 0;
+    }
+    const usage = json.type === "message_start" && isObject(json.message) ? json.message.usage : json.usage;
+    if (isObject(usage)) {
+      for (const f of ANTHROPIC_FIELDS) if (usage[f] !== undefined) this.fields.set(f, count(usage[f]));
+      if (json.type === "message_delta") this.finalSeen = true;
+    }
+    return false;
+  }
+
+  /** Whether the upstream has reported final usage. */
+  get complete(): boolean {
+    return this.dialect === "openai" ? this.openaiTotal !== null : this.finalSeen;
+  }
+
+  /** Tokens reported so far (partial for an unfinished Anthropic stream), or null. */
+  get tokens(): number | null {
+    if (this.dialect === "openai") return this.openaiTotal;
+    if (this.fields.size === 0) return null;
+    let sum = 0;
+    for (const v of this.fields.values()) sum += v;
+    return sum;
+  }
+}

@@ -1,0 +1,91 @@
+// Rolling-window arithmetic. Pure: every function takes `now` (epoch ms).
+//
+// Usage is kept in 5-minute buckets. A bucket counts towards the window while
+// it started less than 5 hours ago, so usage ages out bucket by bucket,
+// exactly 5 hours after the bucket it fell in started.
+
+export const BUCKET_MS = 5 * 60 * 1000;
+export const WINDOW_MS = 5 * 60 * 60 * 1000;
+
+export interface Bucket {
+  bucketStart: number;
+  tokens: number;
+}
+
+export function bucketStartOf(t: number): number {
+  return t - (((t % BUCKET_MS) + BUCKET_MS) % BUCKET_MS);
+}
+
+/** Oldest bucket start still inside the window at `now`. */
+export function windowFloor(now: number): number {
+  return now - WINDOW_MS + 1;
+}
+
+export function inWindow(bucketStart: number, now: number): boolean {
+  return bucketStart >= windowFloor(now) && bucketStart <= now;
+}
+
+export function windowUsage(buckets: Iterable<Bucket>, now: number): number {
+  let sum = 0;
+  for (const b of buckets) if (inWindow(b.bucketStart, now)) sum += b.tokens;
+  return sum;
+}
+
+/** Buckets in the window, merged by start and sorted oldest first. */
+export function windowBuckets(buckets: Iterable<Bucket>, now: number): Bucket[] {
+  const merged = new Map<number, number>();
+  for (const b of buckets) {
+    if (b.tokens === 0 || !inWindow(b.bucketStart, now)) continue;
+    merged.set(b.bucketStart, (merged.get(b.bucketStart) ?? 0) + b.tokens);
+  }
+  return [...merged]
+    .map(([bucketStart, tokens]) => ({ bucketStart, tokens }))
+    .sort((a, b) => a.bucketStart - b.bucketStart);
+}
+
+export interface WindowState {
+  limit: number;
+  used: number;
+  remaining: number;
+  /** Whether a new request may start now. */
+  allowed: boolean;
+  /** Ms until enough buckets age out for usage to drop under the limit (0 if allowed). */
+  retryAfterMs: number;
+  /** When every token now in the window has aged out (epoch ms; `now` if none). */
+  resetAt: number;
+  /** Start of the oldest bucket still counted (epoch ms; `now` if none). */
+  oldestStart: number;
+}
+
+/**
+ * A request is admitted while usage < limit. When it is not, the wait is until
+ * the oldest buckets have aged out far enough to bring usage under the limit.
+ */
+export function windowState(buckets: Iterable<Bucket>, limit: number, now: number): WindowState {
+  const inside = windowBuckets(buckets, now);
+  let used = 0;
+  for (const b of inside) used += b.tokens;
+  const allowed = used < limit;
+  let retryAfterMs = 0;
+  if (!allowed) {
+    let left = used;
+    for (const b of inside) {
+      left -= b.tokens;
+      if (left < limit) {
+        retryAfterMs = b.bucketStart + WINDOW_MS - now;
+        break;
+      }
+    }
+  }
+  const newest = inside.at(-1);
+  const oldest = inside[0];
+  return {
+    limit,
+    used,
+    remaining: Math.max(0, limit - used),
+    allowed,
+    retryAfterMs: Math.max(0, retryAfterMs),
+    resetAt: newest ? newest.bucketStart + WINDOW_MS : now,
+    oldestStart: oldest ? oldest.bucketStart : now,
+  };
+}

@@ -1,0 +1,82 @@
+import type { Server } from "bun";
+import { claimInstance } from "./accounting/instance.ts";
+import { Journal } from "./accounting/journal.ts";
+import { UsageLedger } from "./accounting/ledger.ts";
+import { createApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import { KeyCache } from "./keys/cache.ts";
+import type { Logger } from "./log.ts";
+import { UsageView } from "./quota/usage-view.ts";
+import { describeStorage, openStorage } from "./storage/open.ts";
+
+/** How stale another writer's usage may be in admission (SQLite: one writer in practice). */
+const USAGE_REFRESH_MS = 1000;
+
+export interface Gateway {
+  server: Server<undefined>;
+  url: string;
+  /** Stop accepting, let in-flight requests finish (bounded), flush usage, close. */
+  stop(): Promise<void>;
+}
+
+/** config -> storage -> journal replay -> app -> serve. */
+export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
+  const clock = Date.now;
+  const storage = await openStorage(config);
+  const instance = claimInstance(config.journalDir);
+  const journal = Journal.open(config.journalDir, instance.id);
+  let usage: UsageView | undefined;
+  const ledger = await UsageLedger.open({
+    storage,
+    journal,
+    instanceId: instance.id,
+    clock,
+    log,
+    onFlushed: (keys, n) => usage?.onFlushed(keys, n),
+  });
+  usage = new UsageView(storage, ledger, clock, USAGE_REFRESH_MS);
+  ledger.startTimer(config.flushIntervalMs);
+  const sweeper = setInterval(() => usage?.sweep(), 60_000);
+  sweeper.unref();
+
+  const keys = new KeyCache(storage, clock);
+  const app = createApp({ config, storage, keys, usage, ledger, clock, log });
+  const server = Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    fetch: app.fetch,
+    development: false,
+    // LLM streams can stay quiet for minutes while a model thinks.
+    idleTimeout: 0,
+    // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+  });
+  const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${server.port}`;
+  log.info(
+    { url, storage: describeStorage(config), instance: instance.id, upstreamKey: Boolean(config.upstreamApiKey) },
+    "tollgate listening",
+  );
+  if (!config.upstreamApiKey) {
+    log.warn("UPSTREAM_API_KEY is not set: health and stats answer, proxied calls get 503");
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      clearInterval(sweeper);
+      const graceful = server.stop(false);
+      const bound = Bun.sleep(config.shutdownTimeoutMs).then(() => "timeout" as const);
+      if ((await Promise.race([graceful, bound])) === "timeout") {
+        log.warn({ afterMs: config.shutdownTimeoutMs }, "shutdown bound reached; closing open connections");
+        await server.stop(true);
+      }
+      const flushed = await ledger.close(config.shutdownTimeoutMs);
+      if (!flushed) log.error({ journal: journal.file }, "usage left in the journal; it is replayed on next start");
+      await storage.close();
+      instance.release();
+      log.info("tollgate stopped");
+    })();
+    return stopping;
+  };
+  return { server, url, stop };
+}

@@ -1,0 +1,47 @@
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+// SQLite INTEGER is 64-bit; `mode: "number"` keeps counts as JS numbers, exact
+// up to 2^53, far beyond any token total a key will reach.
+
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    keyHash: text("key_hash").notNull().unique(),
+    keyPrefix: text("key_prefix").notNull(),
+    name: text("name").notNull(),
+    tokenLimit: integer("token_limit", { mode: "number" }).notNull(),
+    model: text("model"),
+    expiresAt: integer("expires_at", { mode: "number" }),
+    disabled: integer("disabled", { mode: "boolean" }).notNull().default(false),
+    createdAt: integer("created_at", { mode: "number" }).notNull(),
+    updatedAt: integer("updated_at", { mode: "number" }).notNull(),
+    lastUsedAt: integer("last_used_at", { mode: "number" }),
+    totalTokens: integer("total_tokens", { mode: "number" }).notNull().default(0),
+    totalRequests: integer("total_requests", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [index("api_keys_name_idx").on(t.name), index("api_keys_prefix_idx").on(t.keyPrefix)],
+);
+
+export const usageBuckets = sqliteTable(
+  "usage_buckets",
+  {
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    bucketStart: integer("bucket_start", { mode: "number" }).notNull(),
+    tokens: integer("tokens", { mode: "number" }).notNull().default(0),
+    requests: integer("requests", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.bucketStart] })],
+);
+
+/** Highest journal sequence number applied per gateway instance. */
+export const usageCheckpoints = sqliteTable("usage_checkpoints", {
+  instanceId: text("instance_id").primaryKey(),
+  lastSeq: integer("last_seq", { mode: "number" }).notNull(),
+  updatedAt: integer("updated_at", { mode: "number" })
+    .notNull()
+    .default(sql`(unixepoch() * 1000)`),
+});

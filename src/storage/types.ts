@@ -1,0 +1,96 @@
+/** A key as stored: never the secret, only its hash and a display prefix. */
+export interface KeyRecord {
+  id: string;
+  keyHash: string;
+  keyPrefix: string;
+  name: string;
+  tokenLimit: number;
+  model: string | null;
+  /** Epoch ms; null = never expires. */
+  expiresAt: number | null;
+  disabled: boolean;
+  createdAt: number;
+  updatedAt: number;
+  lastUsedAt: number | null;
+  totalTokens: number;
+  totalRequests: number;
+}
+
+export interface NewKey {
+  id: string;
+  keyHash: string;
+  keyPrefix: string;
+  name: string;
+  tokenLimit: number;
+  model: string | null;
+  expiresAt: number | null;
+  createdAt: number;
+}
+
+export interface KeyPatch {
+  name?: string;
+  tokenLimit?: number;
+  model?: string | null;
+  expiresAt?: number | null;
+  disabled?: boolean;
+}
+
+export interface KeyListQuery {
+  limit: number;
+  offset: number;
+  /** Epoch ms used to tell active from expired. */
+  now: number;
+  status?: "active" | "expired" | "all";
+}
+
+/** Usage of one key in one 5-minute bucket. */
+export interface BucketUsage {
+  bucketStart: number;
+  tokens: number;
+  requests: number;
+}
+
+/**
+ * Everything one flush writes, aggregated so that each (key, bucket) and each
+ * key appears once. Written in one transaction together with the instance's
+ * checkpoint, so a replayed journal never charges twice.
+ */
+export interface UsageBatch {
+  instanceId: string;
+  /** Highest journal sequence number included in this batch. */
+  lastSeq: number;
+  keys: KeyUsage[];
+}
+
+export interface KeyUsage {
+  keyId: string;
+  tokens: number;
+  requests: number;
+  lastUsedAt: number;
+  buckets: BucketUsage[];
+}
+
+export interface Storage {
+  readonly kind: "sqlite" | "postgres" | "file";
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  createKey(key: NewKey): Promise<KeyRecord>;
+  getKeyByHash(keyHash: string): Promise<KeyRecord | null>;
+  getKeyById(id: string): Promise<KeyRecord | null>;
+  /** Keys whose id, display prefix or name equal `ref` (for the CLI). */
+  findKeys(ref: string): Promise<KeyRecord[]>;
+  listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }>;
+  updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | null>;
+  /** A new secret for the same key; usage and totals stay. */
+  rotateKey(id: string, keyHash: string, keyPrefix: string, now: number): Promise<KeyRecord | null>;
+  deleteKey(id: string): Promise<boolean>;
+  countKeys(): Promise<number>;
+
+  /** Buckets of one key that started at or after `since` (epoch ms), oldest first. */
+  usageSince(keyId: string, since: number): Promise<BucketUsage[]>;
+  applyUsage(batch: UsageBatch): Promise<void>;
+  /** Highest sequence number of `instanceId` already applied (0 if none). */
+  checkpoint(instanceId: string): Promise<number>;
+}
