@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { UsageLedger } from "./accounting/ledger.ts";
 import type { Config } from "./config.ts";
-import { GatewayError, errorResponse } from "./errors.ts";
+import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
 import { health } from "./http/health-route.ts";
 import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
@@ -44,10 +44,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   );
 
   app.get("/health", health);
-  app.get(
-    "/stats",
-    statsHandler({ ...deps, defaultModel: deps.config.defaultModel }),
-  );
+  app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
   app.all("/v1/*", proxyHandler(deps));
 
   app.notFound((c) =>

@@ -60,7 +60,10 @@ export interface Config {
   upstreamOpenaiUrl: string;
   upstreamAnthropicUrl: string;
   defaultModel: string;
-  storage: { type: "sqlite"; path: string } | { type: "postgres"; url: string } | { type: "file"; path: string };
+  storage:
+    | { type: "sqlite"; path: string }
+    | { type: "postgres"; url: string }
+    | { type: "file"; path: string };
   dataFile: string;
   journalDir: string;
   adminApiKey: string | undefined;

@@ -4,13 +4,29 @@
 export type Dialect = "openai" | "anthropic";
 
 export const errorCodes = {
-  invalid_request: { status: 400, openai: "invalid_request_error", anthropic: "invalid_request_error" },
-  missing_api_key: { status: 401, openai: "invalid_request_error", anthropic: "authentication_error" },
-  invalid_api_key: { status: 401, openai: "invalid_request_error", anthropic: "authentication_error" },
+  invalid_request: {
+    status: 400,
+    openai: "invalid_request_error",
+    anthropic: "invalid_request_error",
+  },
+  missing_api_key: {
+    status: 401,
+    openai: "invalid_request_error",
+    anthropic: "authentication_error",
+  },
+  invalid_api_key: {
+    status: 401,
+    openai: "invalid_request_error",
+    anthropic: "authentication_error",
+  },
   key_expired: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   key_disabled: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   not_found: { status: 404, openai: "invalid_request_error", anthropic: "not_found_error" },
-  request_too_large: { status: 413, openai: "invalid_request_error", anthropic: "request_too_large" },
+  request_too_large: {
+    status: 413,
+    openai: "invalid_request_error",
+    anthropic: "request_too_large",
+  },
   quota_exceeded: { status: 429, openai: "insufficient_quota", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },

@@ -53,7 +53,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   });
   const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${server.port}`;
   log.info(
-    { url, storage: describeStorage(config), instance: instance.id, upstreamKey: Boolean(config.upstreamApiKey) },
+    {
+      url,
+      storage: describeStorage(config),
+      instance: instance.id,
+      upstreamKey: Boolean(config.upstreamApiKey),
+    },
     "tollgate listening",
   );
   if (!config.upstreamApiKey) {
@@ -67,11 +72,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const graceful = server.stop(false);
       const bound = Bun.sleep(config.shutdownTimeoutMs).then(() => "timeout" as const);
       if ((await Promise.race([graceful, bound])) === "timeout") {
-        log.warn({ afterMs: config.shutdownTimeoutMs }, "shutdown bound reached; closing open connections");
+        log.warn(
+          { afterMs: config.shutdownTimeoutMs },
+          "shutdown bound reached; closing open connections",
+        );
         await server.stop(true);
       }
       const flushed = await ledger.close(config.shutdownTimeoutMs);
-      if (!flushed) log.error({ journal: journal.file }, "usage left in the journal; it is replayed on next start");
+      if (!flushed)
+        log.error(
+          { journal: journal.file },
+          "usage left in the journal; it is replayed on next start",
+        );
       await storage.close();
       instance.release();
       log.info("tollgate stopped");

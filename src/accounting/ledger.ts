@@ -165,7 +165,10 @@ export class UsageLedger {
       // Keep the events, oldest first; the journal still has them too.
       this.pending = batch.concat(this.pending);
       this.lastFlushError = err instanceof Error ? err.message : String(err);
-      this.deps.log.error({ err: this.lastFlushError, backlog: this.pending.length }, "usage flush failed");
+      this.deps.log.error(
+        { err: this.lastFlushError, backlog: this.pending.length },
+        "usage flush failed",
+      );
       return false;
     }
     this.lastFlushError = undefined;
@@ -194,11 +197,21 @@ export class UsageLedger {
 
 /** One entry per key and one bucket per (key, bucket start): a batch never touches a row twice. */
 export function aggregate(events: UsageEvent[]): KeyUsage[] {
-  const keys = new Map<string, KeyUsage & { byBucket: Map<number, { tokens: number; requests: number }> }>();
+  const keys = new Map<
+    string,
+    KeyUsage & { byBucket: Map<number, { tokens: number; requests: number }> }
+  >();
   for (const e of events) {
     let k = keys.get(e.keyId);
     if (!k) {
-      k = { keyId: e.keyId, tokens: 0, requests: 0, lastUsedAt: 0, buckets: [], byBucket: new Map() };
+      k = {
+        keyId: e.keyId,
+        tokens: 0,
+        requests: 0,
+        lastUsedAt: 0,
+        buckets: [],
+        byBucket: new Map(),
+      };
       keys.set(e.keyId, k);
     }
     k.tokens += e.tokens;

@@ -22,7 +22,9 @@ export const withStorage: WithStorage = async (fn) => {
 /** Asks on a terminal; refuses when there is none to ask on. */
 export async function confirm(question: string): Promise<void> {
   if (!process.stdin.isTTY) {
-    throw new CliError("not on a terminal, so cannot ask for confirmation; add --force to go ahead");
+    throw new CliError(
+      "not on a terminal, so cannot ask for confirmation; add --force to go ahead",
+    );
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {

@@ -18,68 +18,101 @@ export function keysCommand(withStorage: WithStorage): Command {
     .command("create")
     .description("create a key and print its secret (shown this once only)")
     .requiredOption("--name <name>", "who or what the key is for")
-    .requiredOption("--limit <tokens>", "token quota per rolling 5 hours (e.g. 100000, 100k, 2M)", parseTokens)
+    .requiredOption(
+      "--limit <tokens>",
+      "token quota per rolling 5 hours (e.g. 100000, 100k, 2M)",
+      parseTokens,
+    )
     .option("--model <model>", "force this model on every request made with the key")
-    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", (v) => parseExpiry(v))
+    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", (v) =>
+      parseExpiry(v),
+    )
     .option("--json", "print JSON")
-    .action((o: { name: string; limit: number; model?: string; expires?: number | null; json?: boolean }) =>
-      withStorage(async (storage) => {
-        const now = Date.now();
-        const { record, secret } = await createKey(
-          storage,
-          { name: o.name, tokenLimit: o.limit, model: o.model ?? null, expiresAt: o.expires ?? null },
-          now,
-        );
-        if (o.json) return printJson(keyJson(record, { key: secret }));
-        process.stdout.write(
-          `Created key "${record.name}" (${record.id}).\n\n  ${secret}\n\n` +
-            "This is the only time the key is shown: store it now and hand it to its holder.\n\n" +
-            `${describeKey(record, now)}\n`,
-        );
-      }),
+    .action(
+      (o: {
+        name: string;
+        limit: number;
+        model?: string;
+        expires?: number | null;
+        json?: boolean;
+      }) =>
+        withStorage(async (storage) => {
+          const now = Date.now();
+          const { record, secret } = await createKey(
+            storage,
+            {
+              name: o.name,
+              tokenLimit: o.limit,
+              model: o.model ?? null,
+              expiresAt: o.expires ?? null,
+            },
+            now,
+          );
+          if (o.json) return printJson(keyJson(record, { key: secret }));
+          process.stdout.write(
+            `Created key "${record.name}" (${record.id}).\n\n  ${secret}\n\n` +
+              "This is the only time the key is shown: store it now and hand it to its holder.\n\n" +
+              `${describeKey(record, now)}\n`,
+          );
+        }),
     );
 
   keys
     .command("list")
     .description("list keys, newest first")
     .addOption(
-      new Option("--status <status>", "which keys").choices(["all", "active", "expired"]).default("all"),
+      new Option("--status <status>", "which keys")
+        .choices(["all", "active", "expired"])
+        .default("all"),
     )
     .option("--limit <n>", "at most this many", (v) => parseTokens(v), 100)
     .option("--offset <n>", "skip this many", (v) => parseTokens(v), 0)
     .option("--json", "print JSON")
-    .action((o: { status: "all" | "active" | "expired"; limit: number; offset: number; json?: boolean }) =>
-      withStorage(async (storage) => {
-        const now = Date.now();
-        const page = await storage.listKeys({ limit: o.limit, offset: o.offset, now, status: o.status });
-        const used = await Promise.all(page.keys.map((k) => windowUsed(storage, k.id, now)));
-        if (o.json) {
-          return printJson({
-            total: page.total,
-            keys: page.keys.map((k, i) => keyJson(k, { tokens_used_in_current_window: used[i] })),
+    .action(
+      (o: {
+        status: "all" | "active" | "expired";
+        limit: number;
+        offset: number;
+        json?: boolean;
+      }) =>
+        withStorage(async (storage) => {
+          const now = Date.now();
+          const page = await storage.listKeys({
+            limit: o.limit,
+            offset: o.offset,
+            now,
+            status: o.status,
           });
-        }
-        if (page.keys.length === 0) {
-          process.stdout.write("No keys. Create one with: tollgate keys create --name NAME --limit 100000\n");
-          return;
-        }
-        printTable(
-          ["ID", "NAME", "KEY", "STATUS", "USED (5h)", "LIMIT", "LIFETIME", "EXPIRES"],
-          page.keys.map((k, i) => [
-            k.id,
-            k.name,
-            maskedKey(k.keyPrefix),
-            keyStatus(k, now),
-            String(used[i] ?? 0),
-            String(k.tokenLimit),
-            String(k.totalTokens),
-            k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString(),
-          ]),
-        );
-        if (page.total > o.offset + page.keys.length) {
-          process.stdout.write(`(${page.total} keys in all; use --offset to see more)\n`);
-        }
-      }),
+          const used = await Promise.all(page.keys.map((k) => windowUsed(storage, k.id, now)));
+          if (o.json) {
+            return printJson({
+              total: page.total,
+              keys: page.keys.map((k, i) => keyJson(k, { tokens_used_in_current_window: used[i] })),
+            });
+          }
+          if (page.keys.length === 0) {
+            process.stdout.write(
+              "No keys. Create one with: tollgate keys create --name NAME --limit 100000\n",
+            );
+            return;
+          }
+          printTable(
+            ["ID", "NAME", "KEY", "STATUS", "USED (5h)", "LIMIT", "LIFETIME", "EXPIRES"],
+            page.keys.map((k, i) => [
+              k.id,
+              k.name,
+              maskedKey(k.keyPrefix),
+              keyStatus(k, now),
+              String(used[i] ?? 0),
+              String(k.tokenLimit),
+              String(k.totalTokens),
+              k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString(),
+            ]),
+          );
+          if (page.total > o.offset + page.keys.length) {
+            process.stdout.write(`(${page.total} keys in all; use --offset to see more)\n`);
+          }
+        }),
     );
 
   keys
@@ -103,7 +136,9 @@ export function keysCommand(withStorage: WithStorage): Command {
     .option("--limit <tokens>", "new token quota per 5 hours", parseTokens)
     .option("--model <model>", "force this model (use --no-model to remove the override)")
     .option("--no-model", "remove the model override")
-    .option("--expires <when>", "new expiry: ISO date or date-time, 30d, or never", (v) => parseExpiry(v))
+    .option("--expires <when>", "new expiry: ISO date or date-time, 30d, or never", (v) =>
+      parseExpiry(v),
+    )
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -121,7 +156,8 @@ export function keysCommand(withStorage: WithStorage): Command {
         },
       ) =>
         withStorage(async (storage) => {
-          if (o.disable && o.enable) throw new Error("--disable and --enable contradict each other");
+          if (o.disable && o.enable)
+            throw new Error("--disable and --enable contradict each other");
           const k = await resolveKey(storage, ref);
           const patch: KeyPatch = {
             name: o.name,
@@ -166,11 +202,15 @@ export function keysCommand(withStorage: WithStorage): Command {
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
         if (!o.force) {
-          await confirm(`Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`);
+          await confirm(
+            `Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`,
+          );
         }
         const deleted = await storage.deleteKey(k.id);
         if (o.json) return printJson({ id: k.id, deleted });
-        process.stdout.write(deleted ? `Deleted ${k.id} ("${k.name}").\n` : `${k.id} was already gone.\n`);
+        process.stdout.write(
+          deleted ? `Deleted ${k.id} ("${k.name}").\n` : `${k.id} was already gone.\n`,
+        );
       }),
     );
 

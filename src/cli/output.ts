@@ -53,7 +53,10 @@ export function describeKey(k: KeyRecord, now: number, windowUsed?: number): str
     ["expires", k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()],
     ["created", new Date(k.createdAt).toISOString()],
     ["last used", k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()],
-    ["lifetime", `${k.totalTokens.toLocaleString("en-US")} tokens, ${k.totalRequests.toLocaleString("en-US")} requests`],
+    [
+      "lifetime",
+      `${k.totalTokens.toLocaleString("en-US")} tokens, ${k.totalRequests.toLocaleString("en-US")} requests`,
+    ],
   ];
   return lines.map(([a, b]) => `  ${(a ?? "").padEnd(10)} ${b}`).join("\n");
 }

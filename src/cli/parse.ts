@@ -19,11 +19,15 @@ export function parseExpiry(value: string, now = Date.now()): number | null {
   if (/^(never|none)$/i.test(v)) return null;
   const rel = /^(\d+)([dhw])$/i.exec(v);
   if (rel?.[1] && rel[2]) {
-    const unit = { h: 3_600_000, d: 86_400_000, w: 604_800_000 }[rel[2].toLowerCase() as "h" | "d" | "w"];
+    const unit = { h: 3_600_000, d: 86_400_000, w: 604_800_000 }[
+      rel[2].toLowerCase() as "h" | "d" | "w"
+    ];
     return now + Number(rel[1]) * unit;
   }
   if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(v)) {
-    throw new InvalidArgumentError("expected an ISO date (2027-01-31 or 2027-01-31T18:00:00Z), 30d, or never");
+    throw new InvalidArgumentError(
+      "expected an ISO date (2027-01-31 or 2027-01-31T18:00:00Z), 30d, or never",
+    );
   }
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new InvalidArgumentError(`not a valid date: ${v}`);

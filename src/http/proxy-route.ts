@@ -15,7 +15,7 @@ import {
 import { responseTokens } from "../proxy/usage.ts";
 import { quotaExceededHeaders, quotaHeaders } from "../quota/headers.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { WINDOW_MS, windowState } from "../quota/window.ts";
+import { afterCharge, WINDOW_MS, windowState } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLogEnv } from "./access-log.ts";
 import { authenticate } from "./authenticate.ts";
@@ -63,7 +63,13 @@ export function proxyHandler(deps: ProxyDeps) {
       );
     }
 
-    const { body, requestBytes, hideUsageChunk, model } = await requestBody(req, path, dialect, key, config);
+    const { body, requestBytes, hideUsageChunk, model } = await requestBody(
+      req,
+      path,
+      dialect,
+      key,
+      config,
+    );
     if (model) access.fields.model = model;
 
     const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
@@ -120,7 +126,7 @@ export function proxyHandler(deps: ProxyDeps) {
       const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
       ledger.record(key.id, tokens);
       access.fields.tokens = tokens;
-      const after = quotaHeaders(dialect, state, now, state.remaining - tokens);
+      const after = quotaHeaders(dialect, afterCharge(state, tokens, now), now);
       for (const [k, v] of Object.entries(after)) headers.set(k, v);
       return new Response(bytes, { status: upstream.status, headers });
     } finally {
@@ -153,9 +159,20 @@ async function requestBody(
   // claims, so a key's model override cannot be dodged with a content type.
   if (!type.includes("json") && !namesModel(dialect, path)) {
     // Not ours to read (uploads and the like): forwarded as it came.
-    return { body: bytes, requestBytes: bytes?.byteLength ?? 0, hideUsageChunk: false, model: undefined };
+    return {
+      body: bytes,
+      requestBytes: bytes?.byteLength ?? 0,
+      hideUsageChunk: false,
+      model: undefined,
+    };
   }
-  const prepared = prepareBody(dialect, path, parseJsonObject(bytes), key.model, config.defaultModel);
+  const prepared = prepareBody(
+    dialect,
+    path,
+    parseJsonObject(bytes),
+    key.model,
+    config.defaultModel,
+  );
   const body = JSON.stringify(prepared.body);
   return {
     body,

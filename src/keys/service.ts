@@ -55,7 +55,11 @@ export function newKeyId(): string {
   return `key_${randomBytes(8).toString("hex")}`;
 }
 
-export async function createKey(storage: Storage, input: CreateKeyInput, now: number): Promise<IssuedKey> {
+export async function createKey(
+  storage: Storage,
+  input: CreateKeyInput,
+  now: number,
+): Promise<IssuedKey> {
   const v = parse(createKeyInput, input);
   const secret = generateKey();
   const record = await storage.createKey({
@@ -80,7 +84,11 @@ export async function updateKey(
   return storage.updateKey(id, parse(updateKeyInput, patch), now);
 }
 
-export async function rotateKey(storage: Storage, id: string, now: number): Promise<IssuedKey | null> {
+export async function rotateKey(
+  storage: Storage,
+  id: string,
+  now: number,
+): Promise<IssuedKey | null> {
   const secret = generateKey();
   const record = await storage.rotateKey(id, hashKey(secret), displayPrefix(secret), now);
   return record ? { record, secret } : null;
@@ -89,7 +97,8 @@ export async function rotateKey(storage: Storage, id: string, now: number): Prom
 /** Finds exactly one key by id, display prefix or name. */
 export async function resolveKey(storage: Storage, ref: string): Promise<KeyRecord> {
   const found = await storage.findKeys(ref.trim().replace(/…$/, ""));
-  if (found.length === 0) throw new KeyInputError(`no key matches "${ref}" (give its id, prefix or name)`);
+  if (found.length === 0)
+    throw new KeyInputError(`no key matches "${ref}" (give its id, prefix or name)`);
   if (found.length > 1) {
     const ids = found.map((k) => k.id).join(", ");
     throw new KeyInputError(`"${ref}" matches ${found.length} keys (${ids}); give the id instead`);

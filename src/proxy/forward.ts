@@ -33,7 +33,10 @@ export async function forward(req: ForwardRequest): Promise<Response> {
     });
   } catch (err) {
     if (timedOut) {
-      throw new GatewayError("upstream_timeout", `upstream did not answer within ${req.timeoutMs} ms`);
+      throw new GatewayError(
+        "upstream_timeout",
+        `upstream did not answer within ${req.timeoutMs} ms`,
+      );
     }
     const reason = err instanceof Error ? err.message : String(err);
     throw new GatewayError("upstream_unreachable", `upstream unreachable: ${reason}`);

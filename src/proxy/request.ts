@@ -119,7 +119,8 @@ export function prepareBody(
   const body = { ...input };
   const modelPath = namesModel(dialect, path);
   if (keyModel && (modelPath || "model" in body)) body.model = keyModel;
-  else if (modelPath && (typeof body.model !== "string" || body.model === "")) body.model = defaultModel;
+  else if (modelPath && (typeof body.model !== "string" || body.model === ""))
+    body.model = defaultModel;
   const stream = body.stream === true;
   let hideUsageChunk = false;
   if (dialect === "openai" && stream && OPENAI_USAGE_STREAM_PATHS.test(path)) {

@@ -5,8 +5,10 @@ import type { SseEvent } from "./sse.ts";
 
 type Json = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
-const count = (v: unknown): number => (typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0);
+const isObject = (v: unknown): v is Json =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const count = (v: unknown): number =>
+  typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0;
 
 /** OpenAI: `total_tokens`, or prompt + completion when an upstream leaves the total out. */
 export function openaiTokens(usage: unknown): number | null {
@@ -76,9 +78,11 @@ export class StreamUsage {
       this.openaiTotal = tokens;
       return Array.isArray(json.choices) && json.choices.length === 0;
     }
-    const usage = json.type === "message_start" && isObject(json.message) ? json.message.usage : json.usage;
+    const usage =
+      json.type === "message_start" && isObject(json.message) ? json.message.usage : json.usage;
     if (isObject(usage)) {
-      for (const f of ANTHROPIC_FIELDS) if (usage[f] !== undefined) this.fields.set(f, count(usage[f]));
+      for (const f of ANTHROPIC_FIELDS)
+        if (usage[f] !== undefined) this.fields.set(f, count(usage[f]));
       if (json.type === "message_delta") this.finalSeen = true;
     }
     return false;

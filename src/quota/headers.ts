@@ -15,17 +15,13 @@ export function goDuration(ms: number): string {
   return `${s}s`;
 }
 
-/**
- * Quota headers on every proxied response, in the names each dialect's
- * clients already read. `remaining` may be lowered by the caller once the
- * response's own cost is known.
- */
+/** Quota headers on every proxied response, in the names each dialect's clients already read. */
 export function quotaHeaders(
   dialect: Dialect,
   state: WindowState,
   now: number,
-  remaining = state.remaining,
 ): Record<string, string> {
+  const remaining = state.remaining;
   if (dialect === "anthropic") {
     return {
       "anthropic-ratelimit-tokens-limit": String(state.limit),

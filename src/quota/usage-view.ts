@@ -51,7 +51,8 @@ export class UsageView {
     for (const k of keys) {
       const e = this.entries.get(k.keyId);
       if (!e) continue;
-      for (const b of k.buckets) e.flushedSince.push({ flushNo, bucketStart: b.bucketStart, tokens: b.tokens });
+      for (const b of k.buckets)
+        e.flushedSince.push({ flushNo, bucketStart: b.bucketStart, tokens: b.tokens });
     }
   }
 
@@ -63,7 +64,8 @@ export class UsageView {
   /** Forgets keys unused for a window's length, to bound memory. */
   sweep(): void {
     const cutoff = this.clock() - WINDOW_MS;
-    for (const [id, e] of this.entries) if (e.touchedAt < cutoff && !e.loading) this.entries.delete(id);
+    for (const [id, e] of this.entries)
+      if (e.touchedAt < cutoff && !e.loading) this.entries.delete(id);
   }
 
   private load(keyId: string, e: Entry): Promise<void> {

@@ -89,3 +89,16 @@ export function windowState(buckets: Iterable<Bucket>, limit: number, now: numbe
     oldestStart: oldest ? oldest.bucketStart : now,
   };
 }
+
+/** The state once a response that cost `tokens` at `now` is charged. */
+export function afterCharge(state: WindowState, tokens: number, now: number): WindowState {
+  if (tokens <= 0) return state;
+  const used = state.used + tokens;
+  return {
+    ...state,
+    used,
+    remaining: Math.max(0, state.limit - used),
+    resetAt: Math.max(state.resetAt, bucketStartOf(now) + WINDOW_MS),
+    oldestStart: state.used === 0 ? bucketStartOf(now) : state.oldestStart,
+  };
+}

@@ -169,7 +169,11 @@ class SqliteStorage implements Storage {
           if (!hit) continue;
           for (const b of k.buckets) q.upsertBucket.run({ keyId: k.keyId, ...b });
         }
-        q.saveCheckpoint.run({ instanceId: batch.instanceId, lastSeq: batch.lastSeq, now: Date.now() });
+        q.saveCheckpoint.run({
+          instanceId: batch.instanceId,
+          lastSeq: batch.lastSeq,
+          now: Date.now(),
+        });
       })
       .immediate();
   }

@@ -41,7 +41,5 @@ export const usageBuckets = sqliteTable(
 export const usageCheckpoints = sqliteTable("usage_checkpoints", {
   instanceId: text("instance_id").primaryKey(),
   lastSeq: integer("last_seq", { mode: "number" }).notNull(),
-  updatedAt: integer("updated_at", { mode: "number" })
-    .notNull()
-    .default(sql`(unixepoch() * 1000)`),
+  updatedAt: integer("updated_at", { mode: "number" }).notNull().default(sql`(unixepoch() * 1000)`),
 });
