@@ -107,29 +107,36 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
 
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (abandoned) return;
-      let result: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        result = await reader.read();
-      } catch (err) {
-        finish(true);
-        if (!abandoned) controller.error(err);
-        return;
+      // Read until there is something to hand over: a pull that enqueues
+      // nothing is not called again, which would stall the stream.
+      for (;;) {
+        if (abandoned) return;
+        let result: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          result = await reader.read();
+        } catch (err) {
+          finish(true);
+          if (!abandoned) controller.error(err);
+          return;
+        }
+        if (abandoned) {
+          // The client left while this read was pending; the drain loop reads on.
+          if (!result.done) consume(result.value);
+          return;
+        }
+        if (result.done) {
+          const rest = endOfStream();
+          if (rest) controller.enqueue(rest);
+          finish(false);
+          controller.close();
+          return;
+        }
+        const out = consume(result.value);
+        if (out) {
+          controller.enqueue(out);
+          return;
+        }
       }
-      if (abandoned) {
-        // The client left while this read was pending; the drain loop reads on.
-        if (!result.done) consume(result.value);
-        return;
-      }
-      if (result.done) {
-        const rest = endOfStream();
-        if (rest) controller.enqueue(rest);
-        finish(false);
-        controller.close();
-        return;
-      }
-      const out = consume(result.value);
-      if (out) controller.enqueue(out);
     },
     cancel() {
       abandoned = true;

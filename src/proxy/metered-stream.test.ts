@@ -1,0 +1,138 @@
+import { describe, expect, test } from "bun:test";
+import { estimateTokens, meteredStream, type StreamOutcome } from "./metered-stream.ts";
+
+const enc = new TextEncoder();
+
+/** An upstream body that yields `chunks` with `gapMs` between them, then ends (or hangs or fails). */
+function upstream(
+  chunks: string[],
+  opts: { gapMs?: number; end?: "close" | "hang" | "error" } = {},
+) {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (opts.gapMs && i > 0) await Bun.sleep(opts.gapMs);
+      if (i < chunks.length) {
+        c.enqueue(enc.encode(chunks[i++]));
+        return;
+      }
+      if (opts.end === "hang") return new Promise(() => {});
+      if (opts.end === "error") c.error(new Error("connection reset"));
+      else c.close();
+    },
+  });
+}
+
+function run(
+  chunks: string[],
+  opts: {
+    dialect?: "openai" | "anthropic";
+    hide?: boolean;
+    gapMs?: number;
+    end?: "close" | "hang" | "error";
+    drainMs?: number;
+  } = {},
+) {
+  let resolve: (o: StreamOutcome) => void = () => {};
+  const done = new Promise<StreamOutcome>((r) => {
+    resolve = r;
+  });
+  let calls = 0;
+  const stream = meteredStream({
+    upstream: upstream(chunks, opts),
+    dialect: opts.dialect ?? "openai",
+    hideUsageChunk: opts.hide ?? false,
+    drainMs: opts.drainMs ?? 5000,
+    requestBytes: 400,
+    onDone: (o) => {
+      calls++;
+      resolve(o);
+    },
+  });
+  return { stream, done, calls: () => calls };
+}
+
+const OPENAI = [
+  'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n',
+  'data: {"choices":[{"delta":{"content":"b"}}],"usage":null}\n\n',
+  'data: {"choices":[],"usage":{"total_tokens":16}}\n\n',
+  "data: [DONE]\n\n",
+];
+
+const ANTHROPIC = [
+  'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"cache_creation_input_tokens":3,"cache_read_input_tokens":2,"output_tokens":1}}}\n\n',
+  'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"x"}}\n\n',
+  'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\n',
+  'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+];
+
+describe("meteredStream", () => {
+  test("passes bytes through untouched and charges reported usage once", async () => {
+    const r = run(ANTHROPIC, { dialect: "anthropic" });
+    expect(await new Response(r.stream).text()).toBe(ANTHROPIC.join(""));
+    expect(await r.done).toEqual({ tokens: 21, estimated: false, abandoned: false, broken: false });
+    expect(r.calls()).toBe(1);
+  });
+
+  test("hides the usage-only chunk from a client that did not ask for it", async () => {
+    // Split mid-event to show whole events are what gets forwarded.
+    const text = OPENAI.join("");
+    const r = run([text.slice(0, 30), text.slice(30, 100), text.slice(100)], { hide: true });
+    const out = await new Response(r.stream).text();
+    expect(out).toBe([OPENAI[0], OPENAI[1], OPENAI[3]].join(""));
+    expect((await r.done).tokens).toBe(16);
+  });
+
+  test("keeps the usage chunk for a client that asked", async () => {
+    const r = run(OPENAI, { hide: false });
+    expect(await new Response(r.stream).text()).toBe(OPENAI.join(""));
+    expect((await r.done).tokens).toBe(16);
+  });
+
+  test("a client that leaves early is still charged what the upstream reports", async () => {
+    const r = run(OPENAI, { gapMs: 30 });
+    const reader = r.stream.getReader();
+    await reader.read();
+    await reader.cancel();
+    expect(await r.done).toEqual({ tokens: 16, estimated: false, abandoned: true, broken: false });
+  });
+
+  test("an abandoned stream that never reports usage is charged an estimate when the drain bound ends", async () => {
+    const r = run(OPENAI.slice(0, 2), { end: "hang", drainMs: 100 });
+    const reader = r.stream.getReader();
+    await reader.read();
+    const started = performance.now();
+    await reader.cancel();
+    const o = await r.done;
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(o).toEqual({
+      tokens: estimateTokens(400, 2),
+      estimated: true,
+      abandoned: true,
+      broken: true,
+    });
+  });
+
+  test("a stream that ends without usage is charged an estimate", async () => {
+    const r = run(OPENAI.slice(0, 2).concat(["data: [DONE]\n\n"]));
+    await new Response(r.stream).text();
+    expect(await r.done).toEqual({
+      tokens: 100 + 3,
+      estimated: true,
+      abandoned: false,
+      broken: false,
+    });
+  });
+
+  test("an upstream that breaks mid-stream errors the client's stream and charges partial usage", async () => {
+    const r = run(ANTHROPIC.slice(0, 2), { dialect: "anthropic", end: "error" });
+    await expect(new Response(r.stream).text()).rejects.toThrow();
+    // message_start said 11+3+2+1; one more data event estimated.
+    expect(await r.done).toEqual({
+      tokens: 17 + 2,
+      estimated: true,
+      abandoned: false,
+      broken: true,
+    });
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, expect, test } from "bun:test";
+import { SseParser } from "./sse.ts";
+import { anthropicTokens, openaiTokens, responseTokens, StreamUsage } from "./usage.ts";
+
+describe("usage of whole responses", () => {
+  const table: Array<[string, unknown, number | null]> = [
+    ["openai total", { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 }, 16],
+    ["openai without total", { prompt_tokens: 11, completion_tokens: 5 }, 16],
+    ["openai big counts", { total_tokens: 5_000_000_000 }, 5_000_000_000],
+    ["openai garbage fields count as 0", { total_tokens: "x" }, 0],
+    ["openai missing usage", undefined, null],
+  ];
+  for (const [name, usage, want] of table) {
+    test(name, () => expect(openaiTokens(usage)).toBe(want));
+  }
+
+  test("anthropic sums input, output and both cache counts", () => {
+    expect(
+      anthropicTokens({
+        input_tokens: 11,
+        output_tokens: 5,
+        cache_creation_input_tokens: 3,
+        cache_read_input_tokens: 2,
+      }),
+    ).toBe(21);
+    expect(
+      anthropicTokens({ input_tokens: 7, output_tokens: 1, cache_read_input_tokens: null }),
+    ).toBe(8);
+    expect(anthropicTokens(null)).toBeNull();
+  });
+
+  test("responseTokens picks the dialect", () => {
+    expect(responseTokens("openai", { usage: { total_tokens: 3 } })).toBe(3);
+    expect(responseTokens("anthropic", { usage: { input_tokens: 1, output_tokens: 2 } })).toBe(3);
+    // count_tokens answers {input_tokens} at the top level: a count, not usage.
+    expect(responseTokens("anthropic", { input_tokens: 40 })).toBeNull();
+    expect(responseTokens("openai", [1, 2])).toBeNull();
+  });
+});
+
+function feed(dialect: "openai" | "anthropic", text: string) {
+  const p = new SseParser();
+  const u = new StreamUsage(dialect);
+  const hidden: string[] = [];
+  for (const ev of p.push(text)) if (u.observe(ev)) hidden.push(ev.data ?? "");
+  return { u, hidden };
+}
+
+describe("StreamUsage", () => {
+  test("openai: the usage-only chunk is read and flagged for hiding", () => {
+    const { u, hidden } = feed(
+      "openai",
+      'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n' +
+        'data: {"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}\n\n' +
+        "data: [DONE]\n\n",
+    );
+    expect(u.complete).toBe(true);
+    expect(u.tokens).toBe(16);
+    expect(hidden).toHaveLength(1);
+    expect(u.dataEvents).toBe(3);
+  });
+
+  test("openai: usage on a chunk that also has choices is counted but not hidden", () => {
+    const { u, hidden } = feed(
+      "openai",
+      'data: {"choices":[{"delta":{}}],"usage":{"total_tokens":9}}\n\n',
+    );
+    expect(u.tokens).toBe(9);
+    expect(hidden).toHaveLength(0);
+  });
+
+  test("openai: a stream without usage is not complete", () => {
+    const { u } = feed(
+      "openai",
+      'data: {"choices":[{"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n',
+    );
+    expect(u.complete).toBe(false);
+    expect(u.tokens).toBeNull();
+  });
+
+  test("anthropic: message_start counts, message_delta's cumulative output replaces it", () => {
+    const { u, hidden } = feed(
+      "anthropic",
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"cache_creation_input_tokens":3,"cache_read_input_tokens":2,"output_tokens":1}}}\n\n' +
+        'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"usage"}}\n\n' +
+        'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\n',
+    );
+    expect(hidden).toHaveLength(0);
+    expect(u.complete).toBe(true);
+    expect(u.tokens).toBe(21);
+  });
+
+  test("anthropic: cut before message_delta reports partial usage, not complete", () => {
+    const { u } = feed(
+      "anthropic",
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}\n\n',
+    );
+    expect(u.complete).toBe(false);
+    expect(u.tokens).toBe(12);
+  });
+});

@@ -1,0 +1,257 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { hashKey } from "../keys/secret.ts";
+import { createKey } from "../keys/service.ts";
+import { BUCKET_MS } from "../quota/window.ts";
+import type { Storage } from "./types.ts";
+
+export interface StorageFixture {
+  storage: Storage;
+  /** Removes everything the fixture made. */
+  cleanup(): Promise<void>;
+}
+
+const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
+
+/**
+ * The behaviour every storage backend must have. Each test gets a fresh,
+ * migrated database from `make`, and it is removed afterwards.
+ */
+export function storageContract(name: string, make: () => Promise<StorageFixture>): void {
+  describe(`storage contract: ${name}`, () => {
+    let fx: StorageFixture;
+    let s: Storage;
+    beforeEach(async () => {
+      fx = await make();
+      s = fx.storage;
+    });
+    afterEach(async () => {
+      await fx.cleanup();
+    });
+
+    test("a created key is found by its hash, never stored in clear", async () => {
+      const { record, secret } = await createKey(s, { name: "alice", tokenLimit: 1000 }, T0);
+      expect(record.keyHash).toBe(hashKey(secret));
+      expect(JSON.stringify(record)).not.toContain(secret);
+      expect(record.keyPrefix).toBe(secret.slice(0, 10));
+      expect(await s.getKeyByHash(hashKey(secret))).toEqual(record);
+      expect(await s.getKeyByHash(hashKey(`${secret}x`))).toBeNull();
+      expect(await s.getKeyById(record.id)).toEqual(record);
+      expect(record).toMatchObject({
+        name: "alice",
+        tokenLimit: 1000,
+        model: null,
+        expiresAt: null,
+        disabled: false,
+        createdAt: T0,
+        lastUsedAt: null,
+        totalTokens: 0,
+        totalRequests: 0,
+      });
+    });
+
+    test("two keys cannot share a hash", async () => {
+      const base = {
+        keyPrefix: "pk_x",
+        name: "a",
+        tokenLimit: 1,
+        model: null,
+        expiresAt: null,
+        createdAt: T0,
+      };
+      await s.createKey({ ...base, id: "k1", keyHash: "h" });
+      await expect(s.createKey({ ...base, id: "k2", keyHash: "h" })).rejects.toThrow();
+      expect(await s.countKeys()).toBe(1);
+    });
+
+    test("update, rotate and delete", async () => {
+      const { record, secret } = await createKey(s, { name: "bob", tokenLimit: 10 }, T0);
+      const u = await s.updateKey(
+        record.id,
+        { name: "robert", tokenLimit: 20, model: "glm-4.5", expiresAt: T0 + 1000, disabled: true },
+        T0 + 5,
+      );
+      expect(u).toMatchObject({
+        name: "robert",
+        tokenLimit: 20,
+        model: "glm-4.5",
+        expiresAt: T0 + 1000,
+        disabled: true,
+        updatedAt: T0 + 5,
+      });
+      expect((await s.updateKey(record.id, { model: null }, T0 + 6))?.model).toBeNull();
+      expect(await s.updateKey("missing", { name: "x" }, T0)).toBeNull();
+
+      const r = await s.rotateKey(record.id, hashKey("pk_new"), "pk_new", T0 + 7);
+      expect(r?.keyPrefix).toBe("pk_new");
+      expect(await s.getKeyByHash(hashKey(secret))).toBeNull();
+      expect((await s.getKeyByHash(hashKey("pk_new")))?.id).toBe(record.id);
+
+      expect(await s.deleteKey(record.id)).toBe(true);
+      expect(await s.deleteKey(record.id)).toBe(false);
+      expect(await s.getKeyById(record.id)).toBeNull();
+    });
+
+    test("findKeys matches id, prefix or name", async () => {
+      const a = await createKey(s, { name: "team", tokenLimit: 1 }, T0);
+      await createKey(s, { name: "team", tokenLimit: 1 }, T0);
+      expect((await s.findKeys(a.record.id)).map((k) => k.id)).toEqual([a.record.id]);
+      expect((await s.findKeys(a.record.keyPrefix)).map((k) => k.id)).toEqual([a.record.id]);
+      expect(await s.findKeys("team")).toHaveLength(2);
+      expect(await s.findKeys("nobody")).toHaveLength(0);
+    });
+
+    test("listing pages through keys and tells active from expired", async () => {
+      for (let i = 0; i < 7; i++) {
+        await createKey(
+          s,
+          { name: `k${i}`, tokenLimit: 1, expiresAt: i < 3 ? T0 - 1 : i === 3 ? null : T0 + 1000 },
+          T0 + i,
+        );
+      }
+      const first = await s.listKeys({ limit: 3, offset: 0, now: T0 });
+      expect(first.total).toBe(7);
+      expect(first.keys.map((k) => k.name)).toEqual(["k6", "k5", "k4"]);
+      const rest = await s.listKeys({ limit: 10, offset: 3, now: T0 });
+      expect(rest.keys.map((k) => k.name)).toEqual(["k3", "k2", "k1", "k0"]);
+      const active = await s.listKeys({ limit: 10, offset: 0, now: T0, status: "active" });
+      expect(active.keys.map((k) => k.name)).toEqual(["k6", "k5", "k4", "k3"]);
+      expect(active.total).toBe(4);
+      const expired = await s.listKeys({ limit: 10, offset: 0, now: T0, status: "expired" });
+      expect(expired.keys.map((k) => k.name)).toEqual(["k2", "k1", "k0"]);
+    });
+
+    test("usage lands in buckets and totals, with the checkpoint, in one batch", async () => {
+      const { record } = await createKey(s, { name: "u", tokenLimit: 1 }, T0);
+      await s.applyUsage({
+        instanceId: "i1",
+        lastSeq: 5,
+        keys: [
+          {
+            keyId: record.id,
+            tokens: 30,
+            requests: 3,
+            lastUsedAt: T0 + BUCKET_MS + 1,
+            buckets: [
+              { bucketStart: T0, tokens: 10, requests: 1 },
+              { bucketStart: T0 + BUCKET_MS, tokens: 20, requests: 2 },
+            ],
+          },
+        ],
+      });
+      await s.applyUsage({
+        instanceId: "i1",
+        lastSeq: 6,
+        keys: [
+          {
+            keyId: record.id,
+            tokens: 4,
+            requests: 1,
+            lastUsedAt: T0 + 2,
+            buckets: [{ bucketStart: T0, tokens: 4, requests: 1 }],
+          },
+        ],
+      });
+      expect(await s.usageSince(record.id, T0)).toEqual([
+        { bucketStart: T0, tokens: 14, requests: 2 },
+        { bucketStart: T0 + BUCKET_MS, tokens: 20, requests: 2 },
+      ]);
+      expect(await s.usageSince(record.id, T0 + 1)).toEqual([
+        { bucketStart: T0 + BUCKET_MS, tokens: 20, requests: 2 },
+      ]);
+      const k = await s.getKeyById(record.id);
+      // last used never moves backwards
+      expect(k).toMatchObject({
+        totalTokens: 34,
+        totalRequests: 4,
+        lastUsedAt: T0 + BUCKET_MS + 1,
+      });
+      expect(await s.checkpoint("i1")).toBe(6);
+      expect(await s.checkpoint("other")).toBe(0);
+    });
+
+    test("token counts beyond 32 bits are exact", async () => {
+      const { record } = await createKey(s, { name: "big", tokenLimit: 2 ** 40 }, T0);
+      const big = 2 ** 33 + 7;
+      for (let seq = 1; seq <= 2; seq++) {
+        await s.applyUsage({
+          instanceId: "i",
+          lastSeq: seq,
+          keys: [
+            {
+              keyId: record.id,
+              tokens: big,
+              requests: 1,
+              lastUsedAt: T0,
+              buckets: [{ bucketStart: T0, tokens: big, requests: 1 }],
+            },
+          ],
+        });
+      }
+      const k = await s.getKeyById(record.id);
+      expect(k?.totalTokens).toBe(2 * big);
+      expect(k?.tokenLimit).toBe(2 ** 40);
+      expect((await s.usageSince(record.id, T0))[0]?.tokens).toBe(2 * big);
+    });
+
+    test("usage for a deleted key is dropped, not an error; deleting a key drops its buckets", async () => {
+      const { record } = await createKey(s, { name: "gone", tokenLimit: 1 }, T0);
+      const usage = {
+        keyId: record.id,
+        tokens: 1,
+        requests: 1,
+        lastUsedAt: T0,
+        buckets: [{ bucketStart: T0, tokens: 1, requests: 1 }],
+      };
+      await s.applyUsage({ instanceId: "i", lastSeq: 1, keys: [usage] });
+      await s.deleteKey(record.id);
+      expect(await s.usageSince(record.id, 0)).toEqual([]);
+      await s.applyUsage({ instanceId: "i", lastSeq: 2, keys: [usage] });
+      expect(await s.checkpoint("i")).toBe(2);
+      expect(await s.usageSince(record.id, 0)).toEqual([]);
+    });
+
+    test("concurrent batches from several instances are all counted exactly once", async () => {
+      const keys = await Promise.all(
+        [0, 1, 2].map((i) => createKey(s, { name: `c${i}`, tokenLimit: 1 }, T0)),
+      );
+      const batches = [];
+      for (let n = 1; n <= 60; n++) {
+        batches.push(
+          s.applyUsage({
+            instanceId: `inst${n % 3}`,
+            lastSeq: n,
+            keys: keys.map((k, i) => ({
+              keyId: k.record.id,
+              tokens: n + i,
+              requests: 1,
+              lastUsedAt: T0 + n,
+              buckets: [{ bucketStart: T0 + (n % 4) * BUCKET_MS, tokens: n + i, requests: 1 }],
+            })),
+          }),
+        );
+      }
+      await Promise.all(batches);
+      const sum = (i: number) => (60 * 61) / 2 + 60 * i;
+      for (const [i, k] of keys.entries()) {
+        const rec = await s.getKeyById(k.record.id);
+        expect(rec?.totalTokens).toBe(sum(i));
+        expect(rec?.totalRequests).toBe(60);
+        const buckets = await s.usageSince(k.record.id, 0);
+        expect(buckets.reduce((a, b) => a + b.tokens, 0)).toBe(sum(i));
+        expect(buckets).toHaveLength(4);
+      }
+      expect(await s.checkpoint("inst0")).toBe(60);
+      expect(await s.checkpoint("inst1")).toBe(58);
+    });
+
+    test("the checkpoint never moves backwards", async () => {
+      await s.applyUsage({ instanceId: "i", lastSeq: 9, keys: [] });
+      await s.applyUsage({ instanceId: "i", lastSeq: 4, keys: [] });
+      expect(await s.checkpoint("i")).toBe(9);
+    });
+
+    test("ping answers while the database is open", async () => {
+      await s.ping();
+    });
+  });
+}
