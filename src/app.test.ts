@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { makeTestApp } from "../test/harness/app.ts";
+import { type MockUpstream, startMockUpstream } from "../test/harness/mock-upstream.ts";
+import { WINDOW_MS } from "./quota/window.ts";
+
+let mock: MockUpstream;
+let t: Awaited<ReturnType<typeof makeTestApp>>;
+let key: string;
+
+beforeAll(async () => {
+  mock = await startMockUpstream();
+  t = await makeTestApp({
+    UPSTREAM_OPENAI_URL: mock.openaiBase,
+    UPSTREAM_ANTHROPIC_URL: mock.anthropicBase,
+    MAX_BODY_BYTES: "2048",
+  });
+  key = (await t.newKey()).secret;
+});
+afterAll(async () => {
+  await t.cleanup();
+  await mock.stop();
+});
+
+const chat = (headers: Record<string, string>, body: string | null = '{"messages":[]}') =>
+  t.app.request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+  });
+const messages = (headers: Record<string, string>, body = '{"max_tokens":5,"messages":[]}') =>
+  t.app.request("/v1/messages", {
+    method: "POST",
+    headers: { "content-type": "application/json", "anthropic-version": "2023-06-01", ...headers },
+    body,
+  });
+
+describe("errors speak the route's dialect", () => {
+  test("no key: 401 in OpenAI and Anthropic shapes", async () => {
+    const o = await chat({});
+    expect(o.status).toBe(401);
+    expect(await o.json()).toMatchObject({
+      error: { type: "invalid_request_error", code: "missing_api_key" },
+    });
+    const a = await messages({});
+    expect(a.status).toBe(401);
+    expect(await a.json()).toMatchObject({
+      type: "error",
+      error: { type: "authentication_error" },
+    });
+  });
+
+  test("odd key strings are refused without a lookup or an echo", async () => {
+    for (const odd of [`pk_${"x".repeat(5000)}`, "  ", "'; DROP TABLE api_keys; --", "Bearer"]) {
+      const r = await chat({ "x-api-key": odd });
+      expect(r.status).toBe(401);
+      expect(await r.text()).not.toContain("xxxxxxxx");
+    }
+    for (const odd of ["pk_ünïcødé", "pk_%00", "%F0%9F%94%91"]) {
+      const r = await t.app.request(`/v1/models?api_key=${encodeURIComponent(odd)}`);
+      expect(r.status).toBe(401);
+    }
+    expect(await t.storage.countKeys()).toBeGreaterThan(0);
+  });
+
+  test("malformed JSON: 400, and the upstream never sees it", async () => {
+    const before = mock.requestCount;
+    const o = await chat({ authorization: `Bearer ${key}` }, '{"messages":');
+    expect(o.status).toBe(400);
+    expect(((await o.json()) as { error: { message: string } }).error.message).toContain(
+      "not valid JSON",
+    );
+    const a = await messages({ "x-api-key": key }, "[1,2]");
+    expect(a.status).toBe(400);
+    expect(await a.json()).toMatchObject({
+      type: "error",
+      error: { type: "invalid_request_error" },
+    });
+    expect(mock.requestCount).toBe(before);
+  });
+
+  test("a body over MAX_BODY_BYTES: 413 in dialect", async () => {
+    const big = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(4000) }] });
+    const o = await chat({ authorization: `Bearer ${key}` }, big);
+    expect(o.status).toBe(413);
+    const a = await messages({ "x-api-key": key }, big);
+    expect(a.status).toBe(413);
+    expect(await a.json()).toMatchObject({ error: { type: "request_too_large" } });
+  });
+
+  test("unknown routes: 404 JSON", async () => {
+    const r = await t.app.request("/nope");
+    expect(r.status).toBe(404);
+    expect(await r.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+});
+
+describe("proxying", () => {
+  test("the key may come from the api_key query parameter, and is not forwarded", async () => {
+    const r = await t.app.request(`/v1/models?api_key=${key}`);
+    expect(r.status).toBe(200);
+    const seen = mock.requests.at(-1);
+    expect(seen?.path).toBe("/v4/models");
+    expect(JSON.stringify(seen)).not.toContain(key);
+  });
+
+  test("every response carries quota headers and a request id", async () => {
+    const r = await chat({ authorization: `Bearer ${key}` });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("x-ratelimit-limit-tokens")).toBe("1000000");
+    expect(Number(r.headers.get("x-ratelimit-remaining-tokens"))).toBeLessThan(1_000_000);
+    expect(r.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const a = await messages({ "x-api-key": key, "x-request-id": "trace-123" });
+    expect(a.headers.get("anthropic-ratelimit-tokens-limit")).toBe("1000000");
+    expect(a.headers.get("x-request-id")).toBe("trace-123");
+  });
+});
+
+describe("quota", () => {
+  test("admits under the limit, then 429 until the usage ages out", async () => {
+    const { secret } = await t.newKey({ tokenLimit: 20 });
+    const auth = { authorization: `Bearer ${secret}` };
+    expect((await chat(auth)).status).toBe(200); // 16 used
+    expect((await chat(auth)).status).toBe(200); // 16 < 20: admitted, overshoots to 32
+    const refused = await chat(auth);
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toMatchObject({
+      error: { type: "insufficient_quota", code: "quota_exceeded" },
+    });
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(60);
+    expect(refused.headers.get("x-should-retry")).toBe("false");
+    expect(refused.headers.get("x-ratelimit-remaining-tokens")).toBe("0");
+
+    const stats = await t.app.request("/stats", { headers: auth });
+    expect(await stats.json()).toMatchObject({
+      current_usage: { tokens_used_in_current_window: 32, remaining_tokens: 0 },
+      total_lifetime_tokens: 32,
+      total_requests: 2,
+    });
+
+    t.time.now += WINDOW_MS;
+    expect((await chat(auth)).status).toBe(200);
+  });
+});

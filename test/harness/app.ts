@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { claimInstance } from "../../src/accounting/instance.ts";
+import { Journal } from "../../src/accounting/journal.ts";
+import { UsageLedger } from "../../src/accounting/ledger.ts";
+import { createApp } from "../../src/app.ts";
+import { type Config, loadConfig } from "../../src/config.ts";
+import { KeyCache } from "../../src/keys/cache.ts";
+import { type CreateKeyInput, createKey } from "../../src/keys/service.ts";
+import { silentLogger } from "../../src/log.ts";
+import { UsageView } from "../../src/quota/usage-view.ts";
+import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
+
+/**
+ * The app wired as the server wires it (real SQLite file, real journal), for
+ * in-process route tests with `app.request()`. The clock is a variable the
+ * test can move.
+ */
+export async function makeTestApp(env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "tollgate-app-"));
+  const config: Config = loadConfig({
+    DATABASE_PATH: join(dir, "tollgate.db"),
+    UPSTREAM_API_KEY: "master-key-for-tests",
+    ...env,
+  });
+  const time = { now: Date.now() };
+  const clock = () => time.now;
+  const storage = openSqliteStorage(join(dir, "tollgate.db"));
+  await storage.migrate();
+  const instance = claimInstance(config.journalDir);
+  let usage: UsageView | undefined;
+  const ledger = await UsageLedger.open({
+    storage,
+    journal: Journal.open(config.journalDir, instance.id),
+    instanceId: instance.id,
+    clock,
+    log: silentLogger(),
+    onFlushed: (keys, n) => usage?.onFlushed(keys, n),
+  });
+  usage = new UsageView(storage, ledger, clock, 1000);
+  const keys = new KeyCache(storage, clock);
+  const app = createApp({ config, storage, keys, usage, ledger, clock, log: silentLogger() });
+  return {
+    app,
+    config,
+    storage,
+    ledger,
+    time,
+    newKey: (input: Partial<CreateKeyInput> = {}) =>
+      createKey(storage, { name: "test", tokenLimit: 1_000_000, ...input }, time.now),
+    async cleanup() {
+      await ledger.close();
+      await storage.close();
+      instance.release();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
