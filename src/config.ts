@@ -36,7 +36,6 @@ export const envSchema = z.object({
   STORAGE_TYPE: z.preprocess(emptyToUndefined, z.enum(["sqlite", "postgres", "file"]).optional()),
   DATA_FILE: z.preprocess(emptyToUndefined, z.string().default("./data/apikeys.json")),
   JOURNAL_DIR: optionalString,
-  ADMIN_API_KEY: optionalString,
   MAX_BODY_BYTES: intFrom(32 * MiB, 1),
   UPSTREAM_TIMEOUT_MS: intFrom(600_000, 1),
   STREAM_DRAIN_MS: intFrom(120_000, 0),
@@ -46,8 +45,6 @@ export const envSchema = z.object({
     (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
     z.enum(["debug", "info", "warn", "error"]).default("info"),
   ),
-  METRICS_TOKEN: optionalString,
-  USAGE_RETENTION_DAYS: intFrom(30, 1),
   CORS_ORIGINS: z.preprocess(emptyToUndefined, z.string().default("*")),
 });
 
@@ -64,9 +61,7 @@ export interface Config {
     | { type: "sqlite"; path: string }
     | { type: "postgres"; url: string }
     | { type: "file"; path: string };
-  dataFile: string;
   journalDir: string;
-  adminApiKey: string | undefined;
   maxBodyBytes: number;
   upstreamTimeoutMs: number;
   /** How long an abandoned stream is still read for its usage. */
@@ -74,7 +69,6 @@ export interface Config {
   shutdownTimeoutMs: number;
   flushIntervalMs: number;
   logLevel: Env["LOG_LEVEL"];
-  metricsToken: string | undefined;
   corsOrigins: string[];
 }
 
@@ -98,16 +92,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     upstreamAnthropicUrl: e.UPSTREAM_ANTHROPIC_URL,
     defaultModel: e.DEFAULT_MODEL,
     storage,
-    dataFile: e.DATA_FILE,
     journalDir: e.JOURNAL_DIR ?? join(sqliteDir, "journal"),
-    adminApiKey: e.ADMIN_API_KEY,
     maxBodyBytes: e.MAX_BODY_BYTES,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     streamDrainMs: e.STREAM_DRAIN_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     flushIntervalMs: e.FLUSH_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
-    metricsToken: e.METRICS_TOKEN,
     corsOrigins: e.CORS_ORIGINS.split(",")
       .map((s) => s.trim())
       .filter(Boolean),

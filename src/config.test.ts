@@ -1,0 +1,61 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfig } from "./config.ts";
+
+describe("loadConfig", () => {
+  test("defaults match the documented ones", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 3000,
+      host: "0.0.0.0",
+      upstreamApiKey: undefined,
+      upstreamOpenaiUrl: "https://api.z.ai/api/coding/paas/v4",
+      upstreamAnthropicUrl: "https://api.z.ai/api/anthropic",
+      defaultModel: "glm-4.7",
+      storage: { type: "sqlite", path: "./data/tollgate.db" },
+      journalDir: "data/journal",
+      maxBodyBytes: 32 * 1024 * 1024,
+      upstreamTimeoutMs: 600_000,
+      logLevel: "info",
+      corsOrigins: ["*"],
+    });
+  });
+
+  test("ZAI_API_KEY is an alias; UPSTREAM_API_KEY wins", () => {
+    expect(loadConfig({ ZAI_API_KEY: "z" }).upstreamApiKey).toBe("z");
+    expect(loadConfig({ ZAI_API_KEY: "z", UPSTREAM_API_KEY: "u" }).upstreamApiKey).toBe("u");
+  });
+
+  test("trailing slashes on upstream URLs are dropped; empty values mean unset", () => {
+    const c = loadConfig({ UPSTREAM_OPENAI_URL: "http://x/v4/", PORT: "", LOG_LEVEL: "WARN" });
+    expect(c.upstreamOpenaiUrl).toBe("http://x/v4");
+    expect(c.port).toBe(3000);
+    expect(c.logLevel).toBe("warn");
+  });
+
+  test("the journal sits beside the SQLite file unless told otherwise", () => {
+    expect(loadConfig({ DATABASE_PATH: "/srv/tg/db.sqlite" }).journalDir).toBe("/srv/tg/journal");
+    expect(loadConfig({ JOURNAL_DIR: "/j" }).journalDir).toBe("/j");
+  });
+
+  const bad: Array<[Record<string, string>, string]> = [
+    [{ PORT: "abc" }, "PORT"],
+    [{ PORT: "70000" }, "PORT"],
+    [{ MAX_BODY_BYTES: "-1" }, "MAX_BODY_BYTES"],
+    [{ UPSTREAM_OPENAI_URL: "not a url" }, "UPSTREAM_OPENAI_URL"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ STORAGE_TYPE: "mongo" }, "STORAGE_TYPE"],
+    [{ STORAGE_TYPE: "postgres" }, "DATABASE_URL"],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+  ];
+  for (const [env, name] of bad) {
+    test(`invalid ${name} stops start-up with a line naming it (${JSON.stringify(env)})`, () => {
+      expect(() => loadConfig(env)).toThrow(ConfigError);
+      try {
+        loadConfig(env);
+      } catch (err) {
+        expect((err as Error).message).toStartWith(`invalid configuration: ${name}:`);
+        expect((err as Error).message).not.toContain("\n");
+      }
+    });
+  }
+});
