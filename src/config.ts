@@ -34,6 +34,10 @@ export const envSchema = z.object({
   DATABASE_URL: optionalString,
   DATABASE_PATH: z.preprocess(emptyToUndefined, z.string().default("./data/tollgate.db")),
   STORAGE_TYPE: z.preprocess(emptyToUndefined, z.enum(["sqlite", "postgres", "file"]).optional()),
+  DATABASE_POOL_MAX: intFrom(10, 1),
+  DATABASE_CONNECT_ATTEMPTS: intFrom(10, 1),
+  DATABASE_CONNECT_BACKOFF_MS: intFrom(250, 1),
+  USAGE_SYNC_MS: intFrom(25, 1),
   DATA_FILE: z.preprocess(emptyToUndefined, z.string().default("./data/apikeys.json")),
   JOURNAL_DIR: optionalString,
   MAX_BODY_BYTES: intFrom(32 * MiB, 1),
@@ -62,6 +66,16 @@ export interface Config {
     | { type: "postgres"; url: string }
     | { type: "file"; path: string };
   journalDir: string;
+  database: {
+    poolMax: number;
+    connectAttempts: number;
+    connectBackoffMs: number;
+  };
+  /**
+   * How old another instance's flushed usage may be when admission reads it
+   * (PostgreSQL). With the flush interval this bounds cross-instance staleness.
+   */
+  usageSyncMs: number;
   maxBodyBytes: number;
   upstreamTimeoutMs: number;
   /** How long an abandoned stream is still read for its usage. */
@@ -93,6 +107,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultModel: e.DEFAULT_MODEL,
     storage,
     journalDir: e.JOURNAL_DIR ?? join(sqliteDir, "journal"),
+    database: {
+      poolMax: e.DATABASE_POOL_MAX,
+      connectAttempts: e.DATABASE_CONNECT_ATTEMPTS,
+      connectBackoffMs: e.DATABASE_CONNECT_BACKOFF_MS,
+    },
+    usageSyncMs: e.USAGE_SYNC_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     streamDrainMs: e.STREAM_DRAIN_MS,

@@ -9,8 +9,8 @@ import type { Logger } from "./log.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
 
-/** How stale another writer's usage may be in admission (SQLite: one writer in practice). */
-const USAGE_REFRESH_MS = 1000;
+/** SQLite has one writer in practice: another writer's usage is re-read at most every second. */
+const SQLITE_USAGE_REFRESH_MS = 1000;
 
 export interface Gateway {
   server: Server<undefined>;
@@ -22,7 +22,10 @@ export interface Gateway {
 /** config -> storage -> journal replay -> app -> serve. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const clock = Date.now;
-  const storage = await openStorage(config);
+  const storage = await openStorage(config, {
+    onRetry: (attempt, waitMs, reason) =>
+      log.warn({ attempt, waitMs, reason }, "database not reachable yet; retrying"),
+  });
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
   let usage: UsageView | undefined;
@@ -34,12 +37,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log,
     onFlushed: (keys, n) => usage?.onFlushed(keys, n),
   });
-  usage = new UsageView(storage, ledger, clock, USAGE_REFRESH_MS);
+  const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
+  usage = new UsageView(storage, ledger, clock, refreshMs);
   ledger.startTimer(config.flushIntervalMs);
   const sweeper = setInterval(() => usage?.sweep(), 60_000);
   sweeper.unref();
 
   const keys = new KeyCache(storage, clock);
+  // Other instances' key changes, at once; the cache's TTL is the fallback.
+  const unwatch = await storage.watchKeyChanges?.((keyId) => keys.invalidate(keyId));
   const app = createApp({ config, storage, keys, usage, ledger, clock, log });
   const server = Bun.serve({
     port: config.port,
@@ -78,6 +84,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         );
         await server.stop(true);
       }
+      await unwatch?.().catch(() => {});
       const flushed = await ledger.close(config.shutdownTimeoutMs);
       if (!flushed)
         log.error(

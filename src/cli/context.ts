@@ -1,7 +1,7 @@
 import { createInterface } from "node:readline/promises";
 import { ConfigError, loadConfig } from "../config.ts";
 import { KeyInputError } from "../keys/service.ts";
-import { openStorage, StorageUnsupportedError } from "../storage/open.ts";
+import { openStorage, StorageUnreachableError, StorageUnsupportedError } from "../storage/open.ts";
 import type { Storage } from "../storage/types.ts";
 
 export type WithStorage = (fn: (storage: Storage) => Promise<void>) => Promise<void>;
@@ -41,6 +41,7 @@ export function isUserError(err: unknown): err is Error {
     err instanceof CliError ||
     err instanceof ConfigError ||
     err instanceof KeyInputError ||
-    err instanceof StorageUnsupportedError
+    err instanceof StorageUnsupportedError ||
+    err instanceof StorageUnreachableError
   );
 }

@@ -1,23 +1,73 @@
 import type { Config } from "../config.ts";
+import { openPostgresStorage } from "./postgres/index.ts";
+import { retry } from "./retry.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 import type { Storage } from "./types.ts";
 
 export class StorageUnsupportedError extends Error {}
+export class StorageUnreachableError extends Error {}
 
-/** The storage the configuration names, migrated and ready. */
-export async function openStorage(config: Pick<Config, "storage">): Promise<Storage> {
+/** Longest wait between two connection attempts at start-up. */
+const MAX_BACKOFF_MS = 10_000;
+
+export interface OpenOptions {
+  onRetry?: (attempt: number, waitMs: number, reason: string) => void;
+}
+
+/** The storage the configuration names, reachable, migrated and ready. */
+export async function openStorage(
+  config: Pick<Config, "storage" | "database">,
+  options: OpenOptions = {},
+): Promise<Storage> {
   const s = config.storage;
-  if (s.type !== "sqlite") {
+  if (s.type === "file") {
     throw new StorageUnsupportedError(
-      `STORAGE_TYPE=${s.type} is not supported by this version of Tollgate; use SQLite (unset DATABASE_URL and STORAGE_TYPE)`,
+      "STORAGE_TYPE=file (the legacy JSON file) is not supported by this version of Tollgate; use SQLite or PostgreSQL",
     );
   }
-  const storage = openSqliteStorage(s.path);
-  await storage.migrate();
+  if (s.type === "sqlite") {
+    const storage = openSqliteStorage(s.path);
+    await storage.migrate();
+    return storage;
+  }
+  const storage = openPostgresStorage({ url: s.url, poolMax: config.database.poolMax });
+  try {
+    await retry(() => storage.ping(), {
+      attempts: config.database.connectAttempts,
+      baseMs: config.database.connectBackoffMs,
+      maxMs: MAX_BACKOFF_MS,
+      onRetry: (n, wait, err) => options.onRetry?.(n, wait, reason(err)),
+    });
+    await storage.migrate();
+  } catch (err) {
+    await storage.close().catch(() => {});
+    throw new StorageUnreachableError(
+      `could not reach PostgreSQL at ${safeUrl(s.url)} after ${config.database.connectAttempts} attempts: ${reason(err)}`,
+    );
+  }
   return storage;
+}
+
+/** A database URL fit for logs: no password. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
+function reason(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
 }
 
 export function describeStorage(config: Pick<Config, "storage">): string {
   const s = config.storage;
-  return s.type === "postgres" ? "postgres" : `${s.type}:${s.path}`;
+  return s.type === "postgres" ? `postgres:${safeUrl(s.url)}` : `${s.type}:${s.path}`;
 }

@@ -93,4 +93,11 @@ export interface Storage {
   applyUsage(batch: UsageBatch): Promise<void>;
   /** Highest sequence number of `instanceId` already applied (0 if none). */
   checkpoint(instanceId: string): Promise<number>;
+
+  /**
+   * Calls `onChange` with the id of every key changed or deleted by any
+   * process sharing the database, where the backend can announce it.
+   * Resolves to a function that stops watching.
+   */
+  watchKeyChanges?(onChange: (keyId: string) => void): Promise<() => Promise<void>>;
 }

@@ -1,0 +1,270 @@
+import { fileURLToPath } from "node:url";
+import { and, asc, count, desc, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { migrate } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import type {
+  BucketUsage,
+  KeyListQuery,
+  KeyPatch,
+  KeyRecord,
+  NewKey,
+  Storage,
+  UsageBatch,
+} from "../types.ts";
+import * as schema from "./schema.ts";
+
+const { apiKeys, usageBuckets } = schema;
+
+const MIGRATIONS = fileURLToPath(new URL("../../../migrations/pg", import.meta.url));
+
+/** Channel on which key changes are announced to every instance. */
+export const KEY_CHANNEL = "tollgate_key_changed";
+
+/** Serialises schema migrations of several instances starting at once. */
+const MIGRATION_LOCK = 7_261_001;
+
+export interface PostgresOptions {
+  url: string;
+  /** Connections in the pool. */
+  poolMax: number;
+}
+
+type Db = PostgresJsDatabase<typeof schema>;
+type Sql = postgres.Sql;
+
+/**
+ * PostgreSQL through Drizzle on postgres.js. Several gateway instances share
+ * one database: key changes are announced with NOTIFY on the same
+ * transaction, and usage batches lock their key rows in a fixed order so
+ * concurrent flushes from several instances never deadlock.
+ */
+export function openPostgresStorage(options: PostgresOptions): Storage {
+  const client = postgres(options.url, {
+    max: options.poolMax,
+    onnotice: () => {},
+    connection: { application_name: "tollgate" },
+  });
+  return new PostgresStorage(options, client, drizzle({ client, schema }));
+}
+
+const keyColumns = {
+  id: apiKeys.id,
+  keyHash: apiKeys.keyHash,
+  keyPrefix: apiKeys.keyPrefix,
+  name: apiKeys.name,
+  tokenLimit: apiKeys.tokenLimit,
+  model: apiKeys.model,
+  expiresAt: apiKeys.expiresAt,
+  disabled: apiKeys.disabled,
+  createdAt: apiKeys.createdAt,
+  updatedAt: apiKeys.updatedAt,
+  lastUsedAt: apiKeys.lastUsedAt,
+  totalTokens: apiKeys.totalTokens,
+  totalRequests: apiKeys.totalRequests,
+};
+
+class PostgresStorage implements Storage {
+  readonly kind = "postgres" as const;
+
+  constructor(
+    private readonly options: PostgresOptions,
+    private readonly client: Sql,
+    private readonly db: Db,
+  ) {}
+
+  async migrate(): Promise<void> {
+    // A dedicated single connection, holding an advisory lock so that
+    // instances starting together do not race through the same migration.
+    const one = postgres(this.options.url, { max: 1, onnotice: () => {} });
+    try {
+      await one`select pg_advisory_lock(${MIGRATION_LOCK})`;
+      await migrate(drizzle({ client: one }), { migrationsFolder: MIGRATIONS });
+      await one`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+    } finally {
+      await one.end({ timeout: 5 });
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.client`select 1`;
+  }
+
+  async close(): Promise<void> {
+    await this.client.end({ timeout: 5 });
+  }
+
+  async createKey(key: NewKey): Promise<KeyRecord> {
+    const [row] = await this.db
+      .insert(apiKeys)
+      .values({ ...key, updatedAt: key.createdAt })
+      .returning();
+    if (!row) throw new Error("insert returned no row");
+    return row;
+  }
+
+  async getKeyByHash(keyHash: string): Promise<KeyRecord | null> {
+    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1);
+    return row ?? null;
+  }
+
+  async getKeyById(id: string): Promise<KeyRecord | null> {
+    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+    return row ?? null;
+  }
+
+  async findKeys(ref: string): Promise<KeyRecord[]> {
+    return this.db
+      .select()
+      .from(apiKeys)
+      .where(or(eq(apiKeys.id, ref), eq(apiKeys.keyPrefix, ref), eq(apiKeys.name, ref)));
+  }
+
+  async listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }> {
+    const where =
+      query.status === "active"
+        ? and(
+            eq(apiKeys.disabled, false),
+            or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, query.now)),
+          )
+        : query.status === "expired"
+          ? lte(apiKeys.expiresAt, query.now)
+          : undefined;
+    const keys = await this.db
+      .select()
+      .from(apiKeys)
+      .where(where)
+      .orderBy(desc(apiKeys.createdAt), asc(apiKeys.id))
+      .limit(query.limit)
+      .offset(query.offset);
+    const [row] = await this.db.select({ n: count() }).from(apiKeys).where(where);
+    return { keys, total: row?.n ?? 0 };
+  }
+
+  /** Changes a key and announces it in the same transaction, so no instance serves the old version for long. */
+  private async changeKey(
+    id: string,
+    set: Partial<typeof apiKeys.$inferInsert>,
+  ): Promise<KeyRecord | null> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(apiKeys)
+        .set(set)
+        .where(eq(apiKeys.id, id))
+        .returning(keyColumns);
+      if (row) await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
+      return row ?? null;
+    });
+  }
+
+  async updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | null> {
+    const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
+    return this.changeKey(id, { ...set, updatedAt: now });
+  }
+
+  async rotateKey(
+    id: string,
+    keyHash: string,
+    keyPrefix: string,
+    now: number,
+  ): Promise<KeyRecord | null> {
+    return this.changeKey(id, { keyHash, keyPrefix, updatedAt: now });
+  }
+
+  async deleteKey(id: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const gone = await tx.delete(apiKeys).where(eq(apiKeys.id, id)).returning({ id: apiKeys.id });
+      if (gone.length > 0) await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
+      return gone.length > 0;
+    });
+  }
+
+  async countKeys(): Promise<number> {
+    const [row] = await this.db.select({ n: count() }).from(apiKeys);
+    return row?.n ?? 0;
+  }
+
+  async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
+    return this.db
+      .select({
+        bucketStart: usageBuckets.bucketStart,
+        tokens: usageBuckets.tokens,
+        requests: usageBuckets.requests,
+      })
+      .from(usageBuckets)
+      .where(and(eq(usageBuckets.keyId, keyId), gte(usageBuckets.bucketStart, since)))
+      .orderBy(asc(usageBuckets.bucketStart));
+  }
+
+  async applyUsage(batch: UsageBatch): Promise<void> {
+    const keys = [...batch.keys].sort((a, b) =>
+      a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0,
+    );
+    const buckets = keys.flatMap((k) =>
+      [...k.buckets]
+        .sort((a, b) => a.bucketStart - b.bucketStart)
+        .map((b) => ({ keyId: k.keyId, ...b })),
+    );
+    await this.client.begin(async (tx) => {
+      if (keys.length > 0) {
+        // Lock the key rows in id order first: an UPDATE … FROM takes its
+        // locks in whatever order the plan visits rows, which can deadlock
+        // against another instance's flush. The locks also keep a concurrent
+        // delete of a key from slipping between the totals and the buckets.
+        await tx`
+          select 1 from api_keys
+          where id = any(${tx.array(keys.map((k) => k.keyId))}::text[])
+          order by id
+          for update`;
+        const hit = await tx<{ id: string }[]>`
+          update api_keys as k set
+            total_tokens = k.total_tokens + v.tokens,
+            total_requests = k.total_requests + v.requests,
+            last_used_at = greatest(coalesce(k.last_used_at, 0), v.last_used_at)
+          from unnest(
+            ${tx.array(keys.map((k) => k.keyId))}::text[],
+            ${tx.array(keys.map((k) => k.tokens))}::int8[],
+            ${tx.array(keys.map((k) => k.requests))}::int8[],
+            ${tx.array(keys.map((k) => k.lastUsedAt))}::int8[]
+          ) as v(id, tokens, requests, last_used_at)
+          where k.id = v.id
+          returning k.id`;
+        // A key deleted while its usage was pending: nothing left to charge.
+        const live = new Set(hit.map((r) => r.id));
+        const rows = buckets.filter((b) => live.has(b.keyId));
+        if (rows.length > 0) {
+          await tx`
+            insert into usage_buckets (key_id, bucket_start, tokens, requests)
+            select * from unnest(
+              ${tx.array(rows.map((b) => b.keyId))}::text[],
+              ${tx.array(rows.map((b) => b.bucketStart))}::int8[],
+              ${tx.array(rows.map((b) => b.tokens))}::int8[],
+              ${tx.array(rows.map((b) => b.requests))}::int8[]
+            )
+            on conflict (key_id, bucket_start) do update set
+              tokens = usage_buckets.tokens + excluded.tokens,
+              requests = usage_buckets.requests + excluded.requests`;
+        }
+      }
+      await tx`
+        insert into usage_checkpoints (instance_id, last_seq, updated_at)
+        values (${batch.instanceId}, ${batch.lastSeq}, ${Date.now()})
+        on conflict (instance_id) do update set
+          last_seq = greatest(usage_checkpoints.last_seq, excluded.last_seq),
+          updated_at = excluded.updated_at`;
+    });
+  }
+
+  async watchKeyChanges(onChange: (keyId: string) => void): Promise<() => Promise<void>> {
+    // postgres.js keeps LISTEN on a connection of its own and re-subscribes
+    // after a reconnect; the key cache's TTL covers notifications lost meanwhile.
+    const sub = await this.client.listen(KEY_CHANNEL, (id) => onChange(id));
+    return () => sub.unlisten();
+  }
+
+  async checkpoint(instanceId: string): Promise<number> {
+    const [row] = await this.client<{ last_seq: number }[]>`
+      select last_seq from usage_checkpoints where instance_id = ${instanceId}`;
+    return row ? Number(row.last_seq) : 0;
+  }
+}

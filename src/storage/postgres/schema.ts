@@ -1,0 +1,47 @@
+import { bigint, boolean, index, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+
+// Token counts and times are bigint (int8). Times are epoch milliseconds, as
+// in the SQLite schema, so window arithmetic is the same in both dialects.
+// `mode: "number"` maps int8 to JS numbers, exact up to 2^53.
+
+const int8 = (name: string) => bigint(name, { mode: "number" });
+
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    keyHash: text("key_hash").notNull().unique(),
+    keyPrefix: text("key_prefix").notNull(),
+    name: text("name").notNull(),
+    tokenLimit: int8("token_limit").notNull(),
+    model: text("model"),
+    expiresAt: int8("expires_at"),
+    disabled: boolean("disabled").notNull().default(false),
+    createdAt: int8("created_at").notNull(),
+    updatedAt: int8("updated_at").notNull(),
+    lastUsedAt: int8("last_used_at"),
+    totalTokens: int8("total_tokens").notNull().default(0),
+    totalRequests: int8("total_requests").notNull().default(0),
+  },
+  (t) => [index("api_keys_name_idx").on(t.name), index("api_keys_prefix_idx").on(t.keyPrefix)],
+);
+
+export const usageBuckets = pgTable(
+  "usage_buckets",
+  {
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    bucketStart: int8("bucket_start").notNull(),
+    tokens: int8("tokens").notNull().default(0),
+    requests: int8("requests").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.bucketStart] })],
+);
+
+/** Highest journal sequence number applied per gateway instance. */
+export const usageCheckpoints = pgTable("usage_checkpoints", {
+  instanceId: text("instance_id").primaryKey(),
+  lastSeq: int8("last_seq").notNull(),
+  updatedAt: int8("updated_at").notNull(),
+});
