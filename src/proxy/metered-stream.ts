@@ -50,16 +50,24 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
   let finished = false;
   let abandoned = false;
 
-  /** Reads one chunk; returns what the client should get of it. */
+  /**
+   * Reads one chunk; returns what the client should get of it. Once the
+   * upstream has reported final usage, the charge is recorded before the
+   * chunk that carries it is passed on: a client that has seen the end of
+   * its answer is always charged, even if the process dies a moment later.
+   */
   const consume = (chunk: Uint8Array): Uint8Array | null => {
     const events = parser.push(decoder.decode(chunk, { stream: true }));
+    let out: Uint8Array | null = chunk;
     if (!opts.hideUsageChunk) {
       for (const ev of events) usage.observe(ev);
-      return chunk;
+    } else {
+      let text = "";
+      for (const ev of events) if (!usage.observe(ev)) text += ev.raw;
+      out = text === "" ? null : encoder.encode(text);
     }
-    let out = "";
-    for (const ev of events) if (!usage.observe(ev)) out += ev.raw;
-    return out === "" ? null : encoder.encode(out);
+    if (usage.complete) finish(false);
+    return out;
   };
 
   /** The stream's end: whatever is left over, if anything. */
