@@ -70,6 +70,35 @@ export interface KeyUsage {
   buckets: BucketUsage[];
 }
 
+/** A whole key with its usage history, as moved between databases. */
+export interface KeyExport {
+  key: KeyRecord;
+  buckets: BucketUsage[];
+}
+
+export interface ImportOptions {
+  /** Keys whose hash is already present are left as they are (and reported) instead of failing. */
+  skipExisting: boolean;
+  /**
+   * Called inside the transaction with what was written, read back from the
+   * database; any problem it returns rolls the whole import back.
+   */
+  verify?: (written: KeyExport[]) => string[];
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ImportResult {
+  inserted: number;
+  /** Ids of the keys skipped because their hash was already present. */
+  skipped: string[];
+}
+
+export class ImportVerificationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`verification failed, nothing was written: ${problems.slice(0, 5).join("; ")}`);
+  }
+}
+
 export interface Storage {
   readonly kind: "sqlite" | "postgres" | "file";
   migrate(): Promise<void>;
@@ -100,4 +129,12 @@ export interface Storage {
    * Resolves to a function that stops watching.
    */
   watchKeyChanges?(onChange: (keyId: string) => void): Promise<() => Promise<void>>;
+
+  /**
+   * Writes whole keys with their usage in ONE transaction: all of them or,
+   * on any error or verification problem, none. Databases only.
+   */
+  importKeys?(rows: KeyExport[], options: ImportOptions): Promise<ImportResult>;
+  /** Every key with its usage, in batches, oldest first, without holding them all in memory. */
+  exportKeys?(batchSize: number): AsyncIterable<KeyExport[]>;
 }

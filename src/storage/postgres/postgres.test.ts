@@ -1,10 +1,11 @@
 import { testPostgres } from "../../../test/harness/postgres.ts";
+import { bulkContract } from "../bulk-contract.ts";
 import { storageContract } from "../contract.ts";
 import { openPostgresStorage } from "./index.ts";
 
 const target = await testPostgres();
 
-storageContract(`postgres (${target.kind})`, async () => {
+async function fresh() {
   const db = await target.create();
   const storage = openPostgresStorage({ url: db.url, poolMax: target.shared ? 5 : 1 });
   await storage.migrate();
@@ -15,4 +16,7 @@ storageContract(`postgres (${target.kind})`, async () => {
       await db.drop();
     },
   };
-});
+}
+
+storageContract(`postgres (${target.kind})`, fresh);
+bulkContract(`postgres (${target.kind})`, fresh);

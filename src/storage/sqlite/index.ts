@@ -5,14 +5,18 @@ import { fileURLToPath } from "node:url";
 import { and, asc, count, desc, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
-import type {
-  BucketUsage,
-  KeyListQuery,
-  KeyPatch,
-  KeyRecord,
-  NewKey,
-  Storage,
-  UsageBatch,
+import {
+  type BucketUsage,
+  type ImportOptions,
+  type ImportResult,
+  ImportVerificationError,
+  type KeyExport,
+  type KeyListQuery,
+  type KeyPatch,
+  type KeyRecord,
+  type NewKey,
+  type Storage,
+  type UsageBatch,
 } from "../types.ts";
 import * as schema from "./schema.ts";
 
@@ -180,6 +184,70 @@ class SqliteStorage implements Storage {
 
   async checkpoint(instanceId: string): Promise<number> {
     return this.q.checkpoint.get({ instanceId })?.lastSeq ?? 0;
+  }
+
+  async importKeys(rows: KeyExport[], options: ImportOptions): Promise<ImportResult> {
+    const db = this.db;
+    return this.sqlite
+      .transaction((): ImportResult => {
+        const skipped: string[] = [];
+        const written: KeyExport[] = [];
+        rows.forEach((row, i) => {
+          const existing = this.q.keyByHash.get({ keyHash: row.key.keyHash });
+          if (existing && options.skipExisting) {
+            skipped.push(existing.id);
+          } else {
+            db.insert(apiKeys).values(row.key).run();
+            for (const b of row.buckets)
+              db.insert(usageBuckets)
+                .values({ keyId: row.key.id, ...b })
+                .run();
+            written.push(row);
+          }
+          if ((i + 1) % 500 === 0 || i + 1 === rows.length)
+            options.onProgress?.(i + 1, rows.length);
+        });
+        if (options.verify) {
+          const readBack = written.map((w) => ({
+            key: this.q.keyById.get({ id: w.key.id }) as KeyRecord,
+            buckets: this.q.usageSince.all({ keyId: w.key.id, since: Number.MIN_SAFE_INTEGER }),
+          }));
+          const problems = options.verify(readBack);
+          // Throwing inside the transaction rolls it back.
+          if (problems.length > 0) throw new ImportVerificationError(problems);
+        }
+        return { inserted: written.length, skipped };
+      })
+      .immediate();
+  }
+
+  async *exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {
+    // Keyset pagination on (created_at, id): stable while others write, and
+    // only one batch in memory at a time.
+    let after: { createdAt: number; id: string } | null = null;
+    for (;;) {
+      const keys: KeyRecord[] = this.db
+        .select()
+        .from(apiKeys)
+        .where(
+          after
+            ? or(
+                gt(apiKeys.createdAt, after.createdAt),
+                and(eq(apiKeys.createdAt, after.createdAt), gt(apiKeys.id, after.id)),
+              )
+            : undefined,
+        )
+        .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id))
+        .limit(batchSize)
+        .all();
+      if (keys.length === 0) return;
+      yield keys.map((key) => ({
+        key,
+        buckets: this.q.usageSince.all({ keyId: key.id, since: Number.MIN_SAFE_INTEGER }),
+      }));
+      const last = keys[keys.length - 1] as KeyRecord;
+      after = { createdAt: last.createdAt, id: last.id };
+    }
   }
 }
 

@@ -1,10 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bulkContract } from "../bulk-contract.ts";
 import { storageContract } from "../contract.ts";
 import { openSqliteStorage } from "./index.ts";
 
-storageContract("sqlite (file)", async () => {
+/** A new SQLite file per test, in a folder that does not exist yet. */
+async function fresh() {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-sqlite-"));
   const storage = openSqliteStorage(join(dir, "nested", "tollgate.db"));
   await storage.migrate();
@@ -15,4 +17,7 @@ storageContract("sqlite (file)", async () => {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-});
+}
+
+storageContract("sqlite (file)", fresh);
+bulkContract("sqlite (file)", fresh);
