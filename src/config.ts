@@ -65,6 +65,8 @@ export interface Config {
     | { type: "sqlite"; path: string }
     | { type: "postgres"; url: string }
     | { type: "file"; path: string };
+  /** The legacy `apikeys.json` (file storage, and the default for `migrate`). */
+  dataFile: string;
   journalDir: string;
   database: {
     poolMax: number;
@@ -106,6 +108,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     upstreamAnthropicUrl: e.UPSTREAM_ANTHROPIC_URL,
     defaultModel: e.DEFAULT_MODEL,
     storage,
+    dataFile: e.DATA_FILE,
     journalDir: e.JOURNAL_DIR ?? join(sqliteDir, "journal"),
     database: {
       poolMax: e.DATABASE_POOL_MAX,

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Server } from "bun";
 import { claimInstance } from "./accounting/instance.ts";
 import { Journal } from "./accounting/journal.ts";
@@ -8,6 +9,7 @@ import { KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
+import type { Storage } from "./storage/types.ts";
 
 /** SQLite has one writer in practice: another writer's usage is re-read at most every second. */
 const SQLITE_USAGE_REFRESH_MS = 1000;
@@ -26,6 +28,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     onRetry: (attempt, waitMs, reason) =>
       log.warn({ attempt, waitMs, reason }, "database not reachable yet; retrying"),
   });
+  await migrationHint(config, storage, log);
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
   let usage: UsageView | undefined;
@@ -98,4 +101,20 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     return stopping;
   };
   return { server, url, stop };
+}
+
+/** Points an operator of the old gateway at the one command that moves them over. */
+async function migrationHint(config: Config, storage: Storage, log: Logger): Promise<void> {
+  const command = `STORAGE_TYPE=sqlite npx tollgate migrate --file ${config.dataFile}`;
+  if (storage.kind === "file") {
+    log.warn(
+      { file: config.dataFile },
+      `serving from the legacy key file, which keeps keys in clear and suits one instance only; move to SQLite with: ${command}`,
+    );
+  } else if (existsSync(config.dataFile) && (await storage.countKeys()) === 0) {
+    log.warn(
+      { file: config.dataFile },
+      `the database has no keys but a legacy key file exists; import it with: npx tollgate migrate --file ${config.dataFile}`,
+    );
+  }
 }

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { isUserError, withStorage } from "./context.ts";
 import { dbCommand } from "./db.ts";
 import { keysCommand } from "./keys.ts";
+import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
 
 const program = new Command("tollgate")
@@ -12,6 +13,7 @@ const program = new Command("tollgate")
 
 program.addCommand(serveCommand());
 program.addCommand(keysCommand(withStorage));
+program.addCommand(migrateCommand());
 program.addCommand(dbCommand());
 
 try {

@@ -9,6 +9,9 @@ export const MAX_KEY_LENGTH = 256;
 /** Characters of the key kept in clear for display: enough to tell keys apart, far too few to guess the rest. */
 const DISPLAY_CHARS = 10;
 
+/** The shape of the keys `generateKey` makes. */
+const OWN_KEY = /^pk_[A-Za-z0-9_-]{43}$/;
+
 /** A new secret: `pk_` + 32 random bytes in base64url (43 characters). */
 export function generateKey(): string {
   return KEY_PREFIX + randomBytes(32).toString("base64url");
@@ -19,14 +22,20 @@ export function hashKey(key: string): string {
   return createHash("sha256").update(key).digest("hex");
 }
 
-/** The start of a key, kept in clear to tell keys apart in logs and listings. */
+/**
+ * What is kept in clear to tell keys apart in logs and listings. Our keys are
+ * random from the fourth character, so their start will do. Legacy keys may
+ * share a long common start, so they show their first and last characters.
+ */
 export function displayPrefix(key: string): string {
-  return key.slice(0, DISPLAY_CHARS);
+  if (OWN_KEY.test(key)) return key.slice(0, DISPLAY_CHARS);
+  if (key.length <= 12) return `${key.slice(0, 3)}…`;
+  return `${key.slice(0, 6)}…${key.slice(-4)}`;
 }
 
-/** How a key is shown to people: its prefix and an ellipsis. */
+/** How a key is shown to people. */
 export function maskedKey(prefix: string): string {
-  return `${prefix}…`;
+  return prefix.includes("…") ? prefix : `${prefix}…`;
 }
 
 /**
