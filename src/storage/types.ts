@@ -137,4 +137,6 @@ export interface Storage {
   importKeys?(rows: KeyExport[], options: ImportOptions): Promise<ImportResult>;
   /** Every key with its usage, in batches, oldest first, without holding them all in memory. */
   exportKeys?(batchSize: number): AsyncIterable<KeyExport[]>;
+  /** Every instance's journal checkpoint (moved along with the data, so no journal replays twice). */
+  listCheckpoints?(): Promise<Array<{ instanceId: string; lastSeq: number }>>;
 }

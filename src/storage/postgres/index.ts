@@ -18,7 +18,7 @@ import {
 } from "../types.ts";
 import * as schema from "./schema.ts";
 
-const { apiKeys, usageBuckets } = schema;
+const { apiKeys, usageBuckets, usageCheckpoints } = schema;
 
 /** Rows per INSERT when importing: well under PostgreSQL's 65535 parameters. */
 const IMPORT_CHUNK = 500;
@@ -317,6 +317,12 @@ class PostgresStorage implements Storage {
       }
       return { inserted: written.length, skipped };
     });
+  }
+
+  async listCheckpoints(): Promise<Array<{ instanceId: string; lastSeq: number }>> {
+    return this.db
+      .select({ instanceId: usageCheckpoints.instanceId, lastSeq: usageCheckpoints.lastSeq })
+      .from(usageCheckpoints);
   }
 
   async *exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {

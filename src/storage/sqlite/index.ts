@@ -221,6 +221,13 @@ class SqliteStorage implements Storage {
       .immediate();
   }
 
+  async listCheckpoints(): Promise<Array<{ instanceId: string; lastSeq: number }>> {
+    return this.db
+      .select({ instanceId: usageCheckpoints.instanceId, lastSeq: usageCheckpoints.lastSeq })
+      .from(usageCheckpoints)
+      .all();
+  }
+
   async *exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {
     // Keyset pagination on (created_at, id): stable while others write, and
     // only one batch in memory at a time.
