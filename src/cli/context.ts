@@ -1,7 +1,9 @@
 import { createInterface } from "node:readline/promises";
 import { ConfigError, loadConfig } from "../config.ts";
 import { KeyInputError } from "../keys/service.ts";
-import { openStorage, StorageUnreachableError, StorageUnsupportedError } from "../storage/open.ts";
+import { LockTimeoutError } from "../storage/file/lock.ts";
+import { KeyFileError } from "../storage/file/schema.ts";
+import { openStorage, StorageUnreachableError } from "../storage/open.ts";
 import type { Storage } from "../storage/types.ts";
 
 export type WithStorage = (fn: (storage: Storage) => Promise<void>) => Promise<void>;
@@ -41,7 +43,8 @@ export function isUserError(err: unknown): err is Error {
     err instanceof CliError ||
     err instanceof ConfigError ||
     err instanceof KeyInputError ||
-    err instanceof StorageUnsupportedError ||
-    err instanceof StorageUnreachableError
+    err instanceof StorageUnreachableError ||
+    err instanceof KeyFileError ||
+    err instanceof LockTimeoutError
   );
 }

@@ -7,6 +7,13 @@ import { confirm, type WithStorage } from "./context.ts";
 import { describeKey, keyJson, keyStatus, printJson, printTable } from "./output.ts";
 import { parseExpiry, parseTokens } from "./parse.ts";
 
+/**
+ * Commander turns an option parser's `null` into "", so "never" (null) travels
+ * wrapped in an object.
+ */
+type Expiry = { at: number | null };
+const expiryOption = (v: string): Expiry => ({ at: parseExpiry(v) });
+
 async function windowUsed(storage: Storage, keyId: string, now: number): Promise<number> {
   return windowUsage(await storage.usageSince(keyId, windowFloor(now)), now);
 }
@@ -24,18 +31,10 @@ export function keysCommand(withStorage: WithStorage): Command {
       parseTokens,
     )
     .option("--model <model>", "force this model on every request made with the key")
-    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", (v) =>
-      parseExpiry(v),
-    )
+    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", expiryOption)
     .option("--json", "print JSON")
     .action(
-      (o: {
-        name: string;
-        limit: number;
-        model?: string;
-        expires?: number | null;
-        json?: boolean;
-      }) =>
+      (o: { name: string; limit: number; model?: string; expires?: Expiry; json?: boolean }) =>
         withStorage(async (storage) => {
           const now = Date.now();
           const { record, secret } = await createKey(
@@ -44,7 +43,7 @@ export function keysCommand(withStorage: WithStorage): Command {
               name: o.name,
               tokenLimit: o.limit,
               model: o.model ?? null,
-              expiresAt: o.expires ?? null,
+              expiresAt: o.expires?.at ?? null,
             },
             now,
           );
@@ -136,9 +135,7 @@ export function keysCommand(withStorage: WithStorage): Command {
     .option("--limit <tokens>", "new token quota per 5 hours", parseTokens)
     .option("--model <model>", "force this model (use --no-model to remove the override)")
     .option("--no-model", "remove the model override")
-    .option("--expires <when>", "new expiry: ISO date or date-time, 30d, or never", (v) =>
-      parseExpiry(v),
-    )
+    .option("--expires <when>", "new expiry: ISO date or date-time, 30d, or never", expiryOption)
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -149,7 +146,7 @@ export function keysCommand(withStorage: WithStorage): Command {
           name?: string;
           limit?: number;
           model?: string | false;
-          expires?: number | null;
+          expires?: Expiry;
           disable?: boolean;
           enable?: boolean;
           json?: boolean;
@@ -164,7 +161,7 @@ export function keysCommand(withStorage: WithStorage): Command {
             tokenLimit: o.limit,
             // commander: --model X gives "X", --no-model gives false, neither gives true (the default).
             model: o.model === false ? null : typeof o.model === "string" ? o.model : undefined,
-            expiresAt: o.expires,
+            expiresAt: o.expires?.at,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
           const updated = await updateKey(storage, k.id, patch, Date.now());

@@ -1,10 +1,10 @@
 import type { Config } from "../config.ts";
+import { openFileStorage } from "./file/index.ts";
 import { openPostgresStorage } from "./postgres/index.ts";
 import { retry } from "./retry.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 import type { Storage } from "./types.ts";
 
-export class StorageUnsupportedError extends Error {}
 export class StorageUnreachableError extends Error {}
 
 /** Longest wait between two connection attempts at start-up. */
@@ -21,9 +21,9 @@ export async function openStorage(
 ): Promise<Storage> {
   const s = config.storage;
   if (s.type === "file") {
-    throw new StorageUnsupportedError(
-      "STORAGE_TYPE=file (the legacy JSON file) is not supported by this version of Tollgate; use SQLite or PostgreSQL",
-    );
+    const storage = openFileStorage(s.path);
+    await storage.migrate();
+    return storage;
   }
   if (s.type === "sqlite") {
     const storage = openSqliteStorage(s.path);

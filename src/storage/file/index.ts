@@ -1,0 +1,208 @@
+import type {
+  BucketUsage,
+  KeyExport,
+  KeyListQuery,
+  KeyPatch,
+  KeyRecord,
+  NewKey,
+  Storage,
+  UsageBatch,
+} from "../types.ts";
+import { KeyDocument } from "./document.ts";
+import type { LockOptions } from "./lock.ts";
+import { expiryToFile, iso, newEntry, type Snapshot } from "./records.ts";
+import type { RawFile } from "./schema.ts";
+import { bucketsSince, chargeEntry } from "./usage.ts";
+
+export { KeyFileError } from "./schema.ts";
+
+/**
+ * The old gateway's `apikeys.json`, read and written in its own format, so an
+ * existing deployment moves to Tollgate without a migration and can still
+ * roll back. Meant for one host: the server and the CLI (or two servers) may
+ * share the file, serialised by a lock file; several hosts want PostgreSQL.
+ */
+export function openFileStorage(path: string, lock?: LockOptions): Storage {
+  return new FileStorage(new KeyDocument(path, lock));
+}
+
+class FileStorage implements Storage {
+  readonly kind = "file" as const;
+
+  constructor(private readonly doc: KeyDocument) {}
+
+  /** Creates the file if missing, else validates it; never rewrites an existing file. */
+  async migrate(): Promise<void> {
+    if (!(await this.doc.create())) this.doc.read();
+  }
+
+  async ping(): Promise<void> {
+    this.doc.read();
+  }
+
+  async close(): Promise<void> {
+    await this.doc.settle();
+  }
+
+  async createKey(key: NewKey): Promise<KeyRecord> {
+    const { result, snapshot } = await this.doc.mutate((draft, current) => {
+      if (current.byHash.has(key.keyHash)) throw new Error("a key with this hash already exists");
+      if (current.byId.has(key.id)) throw new Error(`a key with id ${key.id} already exists`);
+      draft.keys.push(newEntry(key));
+      return { result: draft.keys.length - 1, write: true };
+    });
+    const record = snapshot.records[result];
+    if (!record) throw new Error("created key missing from the file");
+    return { ...record };
+  }
+
+  async getKeyByHash(keyHash: string): Promise<KeyRecord | null> {
+    const s = this.doc.read();
+    return copy(s.records[s.byHash.get(keyHash) ?? -1]);
+  }
+
+  async getKeyById(id: string): Promise<KeyRecord | null> {
+    const s = this.doc.read();
+    return copy(s.records[s.byId.get(id) ?? -1]);
+  }
+
+  async findKeys(ref: string): Promise<KeyRecord[]> {
+    return this.doc
+      .read()
+      .records.filter((k) => k.id === ref || k.keyPrefix === ref || k.name === ref)
+      .map((k) => ({ ...k }));
+  }
+
+  async listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }> {
+    const { now, status = "all" } = query;
+    const matching = this.doc
+      .read()
+      .records.filter((k) =>
+        status === "active"
+          ? !k.disabled && (k.expiresAt === null || k.expiresAt > now)
+          : status === "expired"
+            ? k.expiresAt !== null && k.expiresAt <= now
+            : true,
+      );
+    // Newest first, as the database backends order them.
+    matching.sort((a, b) => b.createdAt - a.createdAt || compareIds(a.id, b.id));
+    const keys = matching.slice(query.offset, query.offset + query.limit).map((k) => ({ ...k }));
+    return { keys, total: matching.length };
+  }
+
+  async updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | null> {
+    return this.changeKey(id, (entry) => {
+      if (patch.name !== undefined) entry.name = patch.name;
+      if (patch.tokenLimit !== undefined) entry.token_limit_per_5h = patch.tokenLimit;
+      if (patch.model === null) delete entry.model;
+      else if (patch.model !== undefined) entry.model = patch.model;
+      if (patch.expiresAt !== undefined) entry.expiry_date = expiryToFile(patch.expiresAt);
+      if (patch.disabled !== undefined) entry.disabled = patch.disabled;
+      entry.updated_at = iso(now);
+    });
+  }
+
+  async rotateKey(
+    id: string,
+    keyHash: string,
+    keyPrefix: string,
+    now: number,
+  ): Promise<KeyRecord | null> {
+    return this.changeKey(
+      id,
+      (entry) => {
+        // A legacy id is derived from the old hash: pin it before the hash changes.
+        entry.id = id;
+        delete entry.key;
+        entry.key_sha256 = keyHash;
+        entry.key_prefix = keyPrefix;
+        entry.updated_at = iso(now);
+      },
+      (current) => {
+        const other = current.byHash.get(keyHash);
+        if (other !== undefined && current.records[other]?.id !== id) {
+          throw new Error("a key with this hash already exists");
+        }
+      },
+    );
+  }
+
+  async deleteKey(id: string): Promise<boolean> {
+    const { result } = await this.doc.mutate((draft, current) => {
+      const i = current.byId.get(id);
+      if (i === undefined) return { result: false, write: false };
+      draft.keys.splice(i, 1);
+      return { result: true, write: true };
+    });
+    return result;
+  }
+
+  async countKeys(): Promise<number> {
+    return this.doc.read().records.length;
+  }
+
+  async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
+    const s = this.doc.read();
+    const entry = s.parsed.keys[s.byId.get(keyId) ?? -1];
+    return entry ? bucketsSince(entry, since) : [];
+  }
+
+  /** Totals, buckets, windows and the checkpoint: one write, so a replay never charges twice. */
+  async applyUsage(batch: UsageBatch): Promise<void> {
+    await this.doc.mutate((draft, current) => {
+      let write = false;
+      for (const usage of batch.keys) {
+        const entry = draft.keys[current.byId.get(usage.keyId) ?? -1];
+        // A key deleted while its usage was pending: nothing left to charge.
+        if (!entry) continue;
+        chargeEntry(entry, usage);
+        write = true;
+      }
+      const checkpoints = { ...current.parsed.tollgate_checkpoints };
+      if ((checkpoints[batch.instanceId] ?? 0) < batch.lastSeq) {
+        checkpoints[batch.instanceId] = batch.lastSeq;
+        draft.tollgate_checkpoints = checkpoints;
+        write = true;
+      }
+      return { result: undefined, write };
+    });
+  }
+
+  /** Every key with its usage, oldest first, from one version of the file. */
+  async *exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {
+    const s = this.doc.read();
+    const rows = s.records
+      .map((key, i) => ({ key: { ...key }, buckets: bucketsSince(s.parsed.keys[i] ?? {}, 0) }))
+      .sort((a, b) => a.key.createdAt - b.key.createdAt || compareIds(a.key.id, b.key.id));
+    for (let i = 0; i < rows.length; i += batchSize) yield rows.slice(i, i + batchSize);
+  }
+
+  async checkpoint(instanceId: string): Promise<number> {
+    return this.doc.read().parsed.tollgate_checkpoints?.[instanceId] ?? 0;
+  }
+
+  /** Changes one key's entry; null when there is no such key. */
+  private async changeKey(
+    id: string,
+    edit: (entry: RawFile["keys"][number]) => void,
+    check?: (current: Snapshot) => void,
+  ): Promise<KeyRecord | null> {
+    const { result, snapshot } = await this.doc.mutate((draft, current) => {
+      const i = current.byId.get(id);
+      const entry = draft.keys[i ?? -1];
+      if (i === undefined || !entry) return { result: -1, write: false };
+      check?.(current);
+      edit(entry);
+      return { result: i, write: true };
+    });
+    return copy(snapshot.records[result]);
+  }
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function copy(k: KeyRecord | undefined): KeyRecord | null {
+  return k ? { ...k } : null;
+}
