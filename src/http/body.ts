@@ -41,11 +41,18 @@ export function parseJsonObject(bytes: Uint8Array | null): Record<string, unknow
   if (!bytes || bytes.byteLength === 0) {
     throw new GatewayError("invalid_request", "request body is empty; expected a JSON object");
   }
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    throw new GatewayError("invalid_request", "request body is not valid UTF-8");
+  }
   let value: unknown;
   try {
-    value = JSON.parse(decoder.decode(bytes));
+    value = JSON.parse(text);
   } catch (err) {
-    const detail = err instanceof SyntaxError ? err.message : "not valid UTF-8";
+    // SyntaxError says where; anything else (absurd nesting) gets a plain reason.
+    const detail = err instanceof SyntaxError ? err.message : "it cannot be parsed";
     throw new GatewayError("invalid_request", `request body is not valid JSON: ${detail}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {

@@ -5,7 +5,21 @@
  * be cheap per request: no logging, no pretty printing, frames from templates.
  *
  * `tokensReported` counts only usage that was actually handed to the socket, so
- * a caller can compare it with what the gateway charged.
+ * a caller can compare it with what the gateway charged. For Anthropic streams
+ * that is the moment message_delta goes out (a stream cut earlier counts 0).
+ *
+ * Per-request controls, as request headers:
+ *   x-mock-status: N              answer N with a dialect-shaped error, no usage
+ *   x-mock-delay-ms: N            wait before the response headers
+ *   x-mock-chunk-delay-ms: N      wait between stream frames
+ *   x-mock-pause-ms: N            one pause after the first content chunk
+ *   x-mock-prompt-tokens: N       prompt / input tokens (default 11)
+ *   x-mock-completion-tokens: N   completion / output tokens = content chunks (5)
+ *   x-mock-no-usage: 1            no usage anywhere
+ *   x-mock-drop-after: N          cut the connection after at most N content
+ *                                 chunks, before any usage
+ * Anthropic answers also report cache_creation 3 and cache_read 2 tokens.
+ * Control routes: GET /__mock/stats, POST /__mock/reset, GET /__mock/requests.
  */
 import type { Server } from "bun";
 
@@ -53,10 +67,14 @@ interface Controls {
   dropAfter: number | undefined;
 }
 
-/** One SSE frame; `tokens` is the usage total it carries, counted when it is sent. */
+/**
+ * One SSE frame; `tokens` is the usage total it carries, counted when it is sent.
+ * `kind` places it before, among or after the content chunks, which is what
+ * x-mock-pause-ms and x-mock-drop-after key on.
+ */
 interface Frame {
   text: string;
-  content: boolean;
+  kind: "pre" | "content" | "post";
   tokens: number;
 }
 
@@ -194,7 +212,12 @@ function sseResponse(frames: Frame[], ctl: Controls, state: State): Response {
         controller.close();
         return;
       }
-      if (frame.content && contentSent === ctl.dropAfter) {
+      // Cut before the next content chunk, or before the end of the stream when
+      // there were fewer content chunks than asked: either way, never any usage.
+      const cut =
+        ctl.dropAfter !== undefined &&
+        (frame.kind === "post" || (frame.kind === "content" && contentSent >= ctl.dropAfter));
+      if (cut) {
         // Erroring at once would discard chunks still queued for the socket; give
         // them a moment to go out so the client really sees N chunks, then cut.
         await Bun.sleep(DROP_FLUSH_MS);
@@ -204,7 +227,7 @@ function sseResponse(frames: Frame[], ctl: Controls, state: State): Response {
       next++;
       controller.enqueue(encoder.encode(frame.text));
       state.tokensReported += frame.tokens;
-      if (frame.content) {
+      if (frame.kind === "content") {
         contentSent++;
         pauseDue = contentSent === 1 && ctl.pauseMs > 0;
       }
@@ -257,23 +280,23 @@ function openaiChat(body: Record<string, unknown>, ctl: Controls, state: State):
     const role = i === 0 ? '"role":"assistant",' : "";
     frames.push({
       text: `${head}{"index":0,"delta":{${role}"content":"${tokenText(i)}"},"logprobs":null,"finish_reason":null}]${usageNull}}\n\n`,
-      content: true,
+      kind: "content",
       tokens: 0,
     });
   }
   frames.push({
     text: `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]${usageNull}}\n\n`,
-    content: false,
+    kind: "post",
     tokens: 0,
   });
   if (withUsage) {
     frames.push({
       text: `${head}],"usage":${JSON.stringify(usage)}}\n\n`,
-      content: false,
+      kind: "post",
       tokens: total,
     });
   }
-  frames.push({ text: "data: [DONE]\n\n", content: false, tokens: 0 });
+  frames.push({ text: "data: [DONE]\n\n", kind: "post", tokens: 0 });
   return sseResponse(frames, ctl, state);
 }
 
@@ -357,11 +380,11 @@ function anthropicMessages(body: Record<string, unknown>, ctl: Controls, state: 
         "message_start",
         `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null${startUsage}}}`,
       ),
-      content: false,
+      kind: "pre",
       tokens: 0,
     },
-    { text: PING, content: false, tokens: 0 },
-    { text: BLOCK_START, content: false, tokens: 0 },
+    { text: PING, kind: "pre", tokens: 0 },
+    { text: BLOCK_START, kind: "pre", tokens: 0 },
   ];
   for (let i = 0; i < output; i++) {
     frames.push({
@@ -369,21 +392,21 @@ function anthropicMessages(body: Record<string, unknown>, ctl: Controls, state: 
         "content_block_delta",
         `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"${tokenText(i)}"}}`,
       ),
-      content: true,
+      kind: "content",
       tokens: 0,
     });
   }
-  frames.push({ text: BLOCK_STOP, content: false, tokens: 0 });
+  frames.push({ text: BLOCK_STOP, kind: "post", tokens: 0 });
   const deltaUsage = ctl.noUsage ? "" : `,"usage":{"output_tokens":${output}}`;
   frames.push({
     text: sse(
       "message_delta",
       `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null}${deltaUsage}}`,
     ),
-    content: false,
+    kind: "post",
     tokens: ctl.noUsage ? 0 : total,
   });
-  frames.push({ text: MESSAGE_STOP, content: false, tokens: 0 });
+  frames.push({ text: MESSAGE_STOP, kind: "post", tokens: 0 });
   return sseResponse(frames, ctl, state);
 }
 

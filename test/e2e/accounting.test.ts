@@ -1,0 +1,205 @@
+/**
+ * Exact accounting: whatever the concurrency and however the process ends,
+ * every token the upstream reported is charged once, no more, no less.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  mockHeaders,
+  type Stats,
+  startGateway,
+} from "../harness/gateway.ts";
+import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
+const message = { ...chat, max_tokens: 32 };
+/** Anthropic's cache creation + cache read tokens, fixed by the mock. */
+const CACHE = 3 + 2;
+
+let mock: MockUpstream;
+
+beforeAll(async () => {
+  mock = await startMockUpstream();
+}, HOOK_TIMEOUT_MS);
+
+afterAll(async () => {
+  await mock?.stop();
+}, HOOK_TIMEOUT_MS);
+
+/** Sends a mixed set of requests, all read to the end; returns the tokens they must cost. */
+async function traffic(gw: GatewayProcess, key: string, n: number, seed = 0): Promise<number> {
+  const openai = gw.openai(key, { maxRetries: 0 });
+  const anthropic = gw.anthropic(key, { maxRetries: 0 });
+  const calls: Array<Promise<number>> = [];
+  for (let j = 0; j < n; j++) {
+    const i = j + seed;
+    const prompt = 1 + (i % 37);
+    const completion = 1 + (i % 5);
+    const headers = mockHeaders({ promptTokens: prompt, completionTokens: completion });
+    switch (i % 5) {
+      case 0:
+        calls.push(
+          openai.chat.completions.create(chat, { headers }).then((r) => {
+            expect(r.usage?.total_tokens).toBe(prompt + completion);
+            return prompt + completion;
+          }),
+        );
+        break;
+      case 1:
+      case 2:
+        calls.push(
+          (async () => {
+            const stream = await openai.chat.completions.create(
+              { ...chat, stream: true, stream_options: { include_usage: i % 5 === 2 } },
+              { headers },
+            );
+            let text = "";
+            for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
+            expect(text.split(" ").length - 1).toBe(completion);
+            return prompt + completion;
+          })(),
+        );
+        break;
+      case 3:
+        calls.push(
+          anthropic.messages.create(message, { headers }).then((m) => {
+            expect(m.usage.output_tokens).toBe(completion);
+            return prompt + completion + CACHE;
+          }),
+        );
+        break;
+      default:
+        calls.push(
+          anthropic.messages
+            .stream(message, { headers })
+            .finalMessage()
+            .then((m) => {
+              expect(m.usage.output_tokens).toBe(completion);
+              return prompt + completion + CACHE;
+            }),
+        );
+    }
+  }
+  const costs = await Promise.all(calls);
+  return costs.reduce((a, b) => a + b, 0);
+}
+
+function expectTotals(s: Stats, tokens: number, requests: number): void {
+  expect({
+    tokens: s.total_lifetime_tokens,
+    requests: s.total_requests,
+    window: s.current_usage.tokens_used_in_current_window,
+    remaining: s.current_usage.remaining_tokens,
+  }).toEqual({
+    tokens,
+    requests,
+    window: tokens,
+    remaining: s.token_limit_per_5h - tokens,
+  });
+}
+
+describe("concurrency", () => {
+  let gw: GatewayProcess;
+  beforeAll(async () => {
+    gw = await startGateway({ mock });
+  }, HOOK_TIMEOUT_MS);
+  afterAll(async () => {
+    await gw?.close();
+  }, HOOK_TIMEOUT_MS);
+
+  test("300 simultaneous requests on one key, streamed and not: totals exact", async () => {
+    const k = await gw.createKey({ name: "concurrent", limit: "10M" });
+    const before = mock.tokensReported;
+    const expected = await traffic(gw, k.key, 300);
+    const reported = mock.tokensReported - before;
+    expect(reported).toBe(expected);
+    const s = await gw.statsWhen(k.key, { tokens: expected, requests: 300 }, 2000);
+    expectTotals(s, expected, 300);
+    // And it stays exact once everything is written to the database.
+    await Bun.sleep(300);
+    expectTotals(await gw.stats(k.key), expected, 300);
+  }, 30_000);
+
+  test("logs hold no key in clear", () => {
+    const all = gw.stdout + gw.stderr;
+    expect(all).not.toContain(gw.masterKey);
+    for (const secret of gw.secrets) expect(all).not.toContain(secret);
+  });
+});
+
+describe("restarts", () => {
+  let gw: GatewayProcess;
+  beforeAll(async () => {
+    gw = await startGateway({ mock });
+  }, HOOK_TIMEOUT_MS);
+  afterAll(async () => {
+    await gw?.close();
+  }, HOOK_TIMEOUT_MS);
+
+  test("usage survives a graceful stop (SIGTERM) and start", async () => {
+    const k = await gw.createKey({ name: "survives-sigterm", limit: "1M" });
+    const expected = await traffic(gw, k.key, 20);
+    await gw.statsWhen(k.key, { tokens: expected, requests: 20 }, 1000);
+    expect(await gw.stop()).toBe(0);
+    await gw.start();
+    expectTotals(await gw.stats(k.key), expected, 20);
+  }, 15_000);
+
+  test("usage survives SIGKILL right after the requests (journal replay), never doubled", async () => {
+    const k = await gw.createKey({ name: "survives-sigkill", limit: "1M" });
+    const expected = await traffic(gw, k.key, 40, 7);
+    await gw.kill();
+    await gw.start();
+    expectTotals(await gw.stats(k.key), expected, 40);
+    // Replaying again changes nothing: killed again, and stopped gracefully.
+    await gw.kill();
+    await gw.start();
+    expectTotals(await gw.stats(k.key), expected, 40);
+    await gw.restart();
+    expectTotals(await gw.stats(k.key), expected, 40);
+    // And it keeps counting from there.
+    const more = await traffic(gw, k.key, 5, 3);
+    await gw.kill();
+    await gw.start();
+    expectTotals(await gw.stats(k.key), expected + more, 45);
+  }, 20_000);
+
+  test("usage only in the journal (flushes held back) survives SIGKILL, twice", async () => {
+    // With flushes an hour apart, nothing reaches the database before the kill.
+    const slow = await startGateway({ mock, env: { FLUSH_INTERVAL_MS: "3600000" } });
+    try {
+      const k = await slow.createKey({ name: "journal-only", limit: "1M" });
+      const expected = await traffic(slow, k.key, 25, 11);
+      expectTotals(await slow.stats(k.key), expected, 25);
+      // Precondition: the database has none of it yet, so only the journal can bring it back.
+      const before = await slow.cli(["keys", "show", k.id, "--json"]);
+      expect(JSON.parse(before.stdout)).toMatchObject({ total_lifetime_tokens: 0 });
+      await slow.kill();
+      await slow.start();
+      expectTotals(await slow.stats(k.key), expected, 25);
+      await slow.kill();
+      await slow.start();
+      expectTotals(await slow.stats(k.key), expected, 25);
+      // The CLI reads the database directly: the replay really wrote it there.
+      const shown = await slow.cli(["keys", "show", k.id, "--json"]);
+      expect(shown.code).toBe(0);
+      expect(JSON.parse(shown.stdout)).toMatchObject({
+        total_lifetime_tokens: expected,
+        total_requests: 25,
+        tokens_used_in_current_window: expected,
+      });
+      const all = slow.stdout + slow.stderr;
+      expect(all).not.toContain(slow.masterKey);
+      expect(all).not.toContain(k.key);
+    } finally {
+      await slow.close();
+    }
+  }, 20_000);
+
+  test("logs hold no key in clear", () => {
+    const all = gw.stdout + gw.stderr;
+    expect(all).not.toContain(gw.masterKey);
+    for (const secret of gw.secrets) expect(all).not.toContain(secret);
+  });
+});

@@ -1,0 +1,291 @@
+/**
+ * Keys managed through the CLI while the gateway runs, and the small public
+ * surface around them: /health, /stats, the npx launcher.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from "openai";
+import {
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  REPO_ROOT,
+  startGateway,
+  waitFor,
+} from "../harness/gateway.ts";
+import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
+const message = { ...chat, max_tokens: 32 };
+/** A change made through the CLI must be obeyed within this (the documented bound is ~1 s). */
+const OBEYED_WITHIN_MS = 2000;
+
+let mock: MockUpstream;
+let gw: GatewayProcess;
+
+beforeAll(async () => {
+  mock = await startMockUpstream();
+  gw = await startGateway({ mock });
+}, HOOK_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gw?.close();
+  await mock?.stop();
+}, HOOK_TIMEOUT_MS);
+
+/** The HTTP status one OpenAI SDK call ends with (200 when it succeeds). */
+async function openaiStatus(key: string): Promise<number> {
+  try {
+    await gw.openai(key, { maxRetries: 0 }).chat.completions.create(chat);
+    return 200;
+  } catch (err) {
+    if (err instanceof OpenAI.APIError && err.status !== undefined) return err.status;
+    throw err;
+  }
+}
+
+async function cliOk(args: string[]): Promise<string> {
+  const r = await gw.cli(args);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  return r.stdout;
+}
+
+/**
+ * Polls until requests with `key` get `status`. Returns how many of the polls
+ * succeeded (each one is charged 16 tokens).
+ */
+async function obeyed(key: string, status: number): Promise<number> {
+  let succeeded = 0;
+  await waitFor(
+    `requests with the key to get ${status}`,
+    async () => {
+      const got = await openaiStatus(key);
+      if (got === 200) succeeded++;
+      return got === status ? true : undefined;
+    },
+    OBEYED_WITHIN_MS,
+    50,
+  );
+  return succeeded;
+}
+
+describe("revocation through the CLI while the server runs", () => {
+  test("keys update --disable refuses the key (403) within ~1 s; --enable lets it back", async () => {
+    const k = await gw.createKey({ name: "to-disable", limit: 1000 });
+    expect(await openaiStatus(k.key)).toBe(200);
+    await cliOk(["keys", "update", k.id, "--disable"]);
+    let ok = 1 + (await obeyed(k.key, 403));
+    const err = await gw
+      .anthropic(k.key, { maxRetries: 0 })
+      .messages.create(message)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+
+    await cliOk(["keys", "update", k.id, "--enable"]);
+    ok += await obeyed(k.key, 200);
+    // Only the admitted requests were charged.
+    await gw.statsWhen(k.key, { tokens: 16 * ok, requests: ok }, 1000);
+  });
+
+  test("keys delete --force refuses the key (401) within ~1 s", async () => {
+    const k = await gw.createKey({ name: "to-delete", limit: 1000 });
+    expect(await openaiStatus(k.key)).toBe(200);
+    const out = await cliOk(["keys", "delete", k.id, "--force", "--json"]);
+    expect(JSON.parse(out)).toEqual({ id: k.id, deleted: true });
+    await obeyed(k.key, 401);
+    const stats = await gw.fetch("/stats", { headers: { authorization: `Bearer ${k.key}` } });
+    expect(stats.status).toBe(401);
+  });
+
+  test("keys rotate: the old secret stops working, the new one works, usage is kept", async () => {
+    const k = await gw.createKey({ name: "to-rotate", limit: 1000 });
+    expect(await openaiStatus(k.key)).toBe(200);
+    expect(await openaiStatus(k.key)).toBe(200);
+    await gw.statsWhen(k.key, { tokens: 32, requests: 2 }, 1000);
+
+    const fresh = await gw.rotateKey(k.id);
+    expect(fresh).not.toBe(k.key);
+    expect(fresh.startsWith("pk_")).toBe(true);
+    const ok = 2 + (await obeyed(k.key, 401));
+    // The new secret works at once, on both dialects.
+    expect(await openaiStatus(fresh)).toBe(200);
+    await gw.anthropic(fresh, { maxRetries: 0 }).messages.create(message);
+
+    const tokens = 16 * (ok + 1) + 21;
+    const s = await gw.statsWhen(fresh, { tokens, requests: ok + 2 }, 1000);
+    expect(s.current_usage.tokens_used_in_current_window).toBe(tokens);
+    expect(s.name).toBe("to-rotate");
+    expect(JSON.stringify(s)).not.toContain(fresh);
+  });
+});
+
+describe("changes through the CLI while the server runs", () => {
+  test("keys update --model is applied within ~1 s", async () => {
+    const k = await gw.createKey({ name: "model-change", limit: 1000 });
+    const seenModel = async () => (await gw.openai(k.key).chat.completions.create(chat)).model;
+    expect(await seenModel()).toBe("glm-4.7");
+    await cliOk(["keys", "update", k.id, "--model", "glm-switched"]);
+    await waitFor(
+      "the new model to be forced",
+      async () => ((await seenModel()) === "glm-switched" ? true : undefined),
+      OBEYED_WITHIN_MS,
+      50,
+    );
+    await cliOk(["keys", "update", k.id, "--no-model"]);
+    await waitFor(
+      "the override to be gone",
+      async () => ((await seenModel()) === "glm-4.7" ? true : undefined),
+      OBEYED_WITHIN_MS,
+      50,
+    );
+  });
+
+  test("a key stops working when its expiry passes", async () => {
+    const expires = new Date(Date.now() + 2500).toISOString();
+    const k = await gw.createKey({ name: "expiring", limit: 1000, expires });
+    expect(await openaiStatus(k.key)).toBe(200);
+    await waitFor(
+      "the key to expire",
+      async () => ((await openaiStatus(k.key)) === 403 ? true : undefined),
+      5000,
+      100,
+    );
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(expires));
+    expect((await gw.stats(k.key)).is_expired).toBe(true);
+  }, 10_000);
+});
+
+describe("public surface", () => {
+  test("GET /health answers {status: ok, timestamp}", async () => {
+    const res = await gw.fetch("/health");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(["status", "timestamp"]);
+    expect(body.status).toBe("ok");
+    const t = Date.parse(String(body.timestamp));
+    expect(Math.abs(Date.now() - t)).toBeLessThan(60_000);
+  });
+
+  test("GET /stats has exactly the documented fields and never the full key", async () => {
+    const k = await gw.createKey({
+      name: "stats-shape",
+      limit: 5000,
+      model: "glm-4.6",
+      expires: "2099-12-31",
+    });
+    const empty = await gw.stats(k.key);
+    expect(empty.last_used).toBeNull();
+    expect(empty.total_lifetime_tokens).toBe(0);
+    expect(empty.current_usage.tokens_used_in_current_window).toBe(0);
+    expect(empty.current_usage.remaining_tokens).toBe(5000);
+
+    expect(await openaiStatus(k.key)).toBe(200);
+    // The key can be given in any of the three documented ways.
+    const ways: RequestInit[] = [
+      { headers: { authorization: `Bearer ${k.key}` } },
+      { headers: { "x-api-key": k.key } },
+      {},
+    ];
+    const bodies: unknown[] = [];
+    for (const init of ways) {
+      const res = await gw.fetch(init.headers ? "/stats" : `/stats?api_key=${k.key}`, init);
+      expect(res.status).toBe(200);
+      bodies.push(await res.json());
+    }
+    const body = bodies[0] as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(
+      [
+        "key",
+        "name",
+        "model",
+        "token_limit_per_5h",
+        "expiry_date",
+        "created_at",
+        "last_used",
+        "is_expired",
+        "current_usage",
+        "total_lifetime_tokens",
+        "total_requests",
+      ].sort(),
+    );
+    const usage = body.current_usage as Record<string, unknown>;
+    expect(Object.keys(usage).sort()).toEqual(
+      [
+        "tokens_used_in_current_window",
+        "window_started_at",
+        "window_ends_at",
+        "remaining_tokens",
+      ].sort(),
+    );
+    expect(body).toMatchObject({
+      name: "stats-shape",
+      model: "glm-4.6",
+      token_limit_per_5h: 5000,
+      is_expired: false,
+      total_lifetime_tokens: 16,
+      total_requests: 1,
+    });
+    expect(usage).toMatchObject({ tokens_used_in_current_window: 16, remaining_tokens: 4984 });
+    expect(Date.parse(String(body.expiry_date))).toBe(Date.parse("2099-12-31"));
+    for (const f of ["created_at", "last_used"]) {
+      expect(Math.abs(Date.now() - Date.parse(String(body[f])))).toBeLessThan(60_000);
+    }
+    const started = Date.parse(String(usage.window_started_at));
+    const ends = Date.parse(String(usage.window_ends_at));
+    expect(started).toBeLessThanOrEqual(Date.now());
+    expect(ends - started).toBe(5 * 60 * 60 * 1000);
+
+    // The key is shown, if at all, as a short prefix: never the secret itself.
+    for (const b of bodies) {
+      expect(JSON.stringify(b)).not.toContain(k.key);
+      expect(JSON.stringify(b)).not.toContain(k.key.slice(0, 20));
+    }
+    expect(bodies[1]).toEqual(bodies[0]);
+  });
+
+  test("invalid configuration stops start-up with one clear line naming the variable", async () => {
+    const bad: Array<[string, string]> = [
+      ["PORT", "abc"],
+      ["MAX_BODY_BYTES", "-5"],
+      ["UPSTREAM_OPENAI_URL", "not a url"],
+      ["LOG_LEVEL", "loud"],
+    ];
+    for (const [name, value] of bad) {
+      const r = await gw.cli(["serve"], { [name]: value, PORT: name === "PORT" ? value : "0" });
+      expect(r.code).not.toBe(0);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(name);
+    }
+  });
+
+  test("the npx launcher (bin/tollgate.js) runs the CLI under node: keys --help", async () => {
+    const proc = Bun.spawn(["node", "bin/tollgate.js", "keys", "--help"], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect(out).toContain("Usage:");
+    for (const cmd of ["create", "list", "show", "update", "rotate", "delete"]) {
+      expect(out).toContain(cmd);
+    }
+  });
+});
+
+describe("logs", () => {
+  test("over this whole file, no client key and never the master key appear in the logs", () => {
+    expect(gw.secrets.length).toBeGreaterThan(4);
+    const all = gw.stdout + gw.stderr;
+    expect(all).not.toContain(gw.masterKey);
+    for (const secret of gw.secrets) expect(all).not.toContain(secret);
+  });
+});
