@@ -26,22 +26,24 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   const app = new Hono<AccessLogEnv>();
 
   app.use("*", accessLog(deps.log));
-  app.use(
-    "*",
-    cors({
-      origin: deps.config.corsOrigins.includes("*") ? "*" : deps.config.corsOrigins,
-      exposeHeaders: [
-        "x-request-id",
-        "retry-after",
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-        "anthropic-ratelimit-tokens-limit",
-        "anthropic-ratelimit-tokens-remaining",
-        "anthropic-ratelimit-tokens-reset",
-      ],
-    }),
-  );
+  // Browsers send Origin; SDKs and agents do not, and skip this work.
+  const corsHeaders = cors({
+    origin: deps.config.corsOrigins.includes("*") ? "*" : deps.config.corsOrigins,
+    exposeHeaders: [
+      "x-request-id",
+      "retry-after",
+      "x-ratelimit-limit-tokens",
+      "x-ratelimit-remaining-tokens",
+      "x-ratelimit-reset-tokens",
+      "anthropic-ratelimit-tokens-limit",
+      "anthropic-ratelimit-tokens-remaining",
+      "anthropic-ratelimit-tokens-reset",
+    ],
+  });
+  app.use("*", async function corsForBrowsers(c, next) {
+    if (c.req.raw.headers.has("origin")) return corsHeaders(c, next);
+    await next();
+  });
 
   app.get("/health", health);
   app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
@@ -62,7 +64,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       c.get("access").fields.error = err.code;
       return errorResponse(dialect, err);
     }
-    c.get("access").log.error({ err }, "unhandled error");
+    c.get("access").error({ err }, "unhandled error");
     return errorResponse(dialect, new GatewayError("internal_error", "internal error"));
   });
 
