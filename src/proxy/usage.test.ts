@@ -1,6 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { SseParser } from "./sse.ts";
-import { anthropicTokens, openaiTokens, responseTokens, StreamUsage } from "./usage.ts";
+import {
+  anthropicTokens,
+  hasUsageObject,
+  openaiTokens,
+  responseTokens,
+  StreamUsage,
+} from "./usage.ts";
 
 describe("usage of whole responses", () => {
   const table: Array<[string, unknown, number | null]> = [
@@ -45,6 +51,19 @@ function feed(dialect: "openai" | "anthropic", text: string) {
   for (const ev of p.push(text)) if (u.observe(ev)) hidden.push(ev.data ?? "");
   return { u, hidden };
 }
+
+describe("hasUsageObject", () => {
+  const table: Array<[string, boolean]> = [
+    ['{"usage":{"total_tokens":1}}', true],
+    ['{"usage" : {"a":1}}', true],
+    ['{"usage":null}', false],
+    ['{"choices":[{"delta":{"content":"the usage"}}],"usage":null}', false],
+    ['{"text":"\\"usage\\" here","usage":{"x":1}}', true],
+    ['{"type":"message_delta","usage":{"output_tokens":5}}', true],
+    ["{}", false],
+  ];
+  for (const [data, want] of table) test(data, () => expect(hasUsageObject(data)).toBe(want));
+});
 
 describe("StreamUsage", () => {
   test("openai: the usage-only chunk is read and flagged for hiding", () => {

@@ -63,8 +63,9 @@ export class StreamUsage {
     const data = ev.data;
     if (data === undefined) return false;
     this.dataEvents++;
-    // Only events that mention usage are worth a JSON parse.
-    if (!data.includes('"usage"')) return false;
+    // Only events that carry a usage object are worth a JSON parse. With
+    // include_usage every OpenAI chunk says "usage":null; those are skipped.
+    if (!hasUsageObject(data)) return false;
     let json: unknown;
     try {
       json = JSON.parse(data);
@@ -101,4 +102,16 @@ export class StreamUsage {
     for (const v of this.fields.values()) sum += v;
     return sum;
   }
+}
+
+/** Whether a JSON text has a `"usage"` key whose value is an object. */
+export function hasUsageObject(data: string): boolean {
+  let at = data.indexOf('"usage"');
+  while (at !== -1) {
+    let i = at + 7;
+    while (i < data.length && (data[i] === " " || data[i] === ":" || data[i] === "\t")) i++;
+    if (data[i] === "{") return true;
+    at = data.indexOf('"usage"', i);
+  }
+  return false;
 }
