@@ -1,8 +1,5 @@
 import type { Config } from "../config.ts";
-import { openFileStorage } from "./file/index.ts";
-import { openPostgresStorage } from "./postgres/index.ts";
 import { retry } from "./retry.ts";
-import { openSqliteStorage } from "./sqlite/index.ts";
 import type { Storage } from "./types.ts";
 
 export class StorageUnreachableError extends Error {}
@@ -20,16 +17,21 @@ export async function openStorage(
   options: OpenOptions = {},
 ): Promise<Storage> {
   const s = config.storage;
+  // Each backend is loaded only when chosen: a gateway on SQLite never pays
+  // for the PostgreSQL driver's memory, and the other way round.
   if (s.type === "file") {
+    const { openFileStorage } = await import("./file/index.ts");
     const storage = openFileStorage(s.path);
     await storage.migrate();
     return storage;
   }
   if (s.type === "sqlite") {
+    const { openSqliteStorage } = await import("./sqlite/index.ts");
     const storage = openSqliteStorage(s.path);
     await storage.migrate();
     return storage;
   }
+  const { openPostgresStorage } = await import("./postgres/index.ts");
   const storage = openPostgresStorage({ url: s.url, poolMax: config.database.poolMax });
   try {
     await retry(() => storage.ping(), {
