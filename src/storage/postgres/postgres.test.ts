@@ -1,9 +1,13 @@
+import { setDefaultTimeout } from "bun:test";
 import { testPostgres } from "../../../test/harness/postgres.ts";
 import { bulkContract } from "../bulk-contract.ts";
 import { storageContract } from "../contract.ts";
 import { openPostgresStorage } from "./index.ts";
 
 const target = await testPostgres();
+// PGlite is PostgreSQL compiled to WebAssembly: correct, but several times
+// slower than a server, more so on a busy machine.
+setDefaultTimeout(target.kind === "pglite" ? 30_000 : 10_000);
 
 async function fresh() {
   const db = await target.create();
