@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
+import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+let mock: MockUpstream;
+beforeAll(async () => {
+  mock = await startMockUpstream();
+});
+afterAll(async () => {
+  await mock.stop();
+});
+
+describe("start-up", () => {
+  test("an unreachable PostgreSQL is retried with backoff, then the server exits with one clear line", async () => {
+    const port = freePort(); // nothing listens there
+    const started = performance.now();
+    const proc = Bun.spawn([process.execPath, "src/cli/main.ts", "serve"], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOST: "127.0.0.1",
+        PORT: String(freePort()),
+        DATABASE_URL: `postgres://tollgate:s3cret-password@127.0.0.1:${port}/tollgate`,
+        DATABASE_CONNECT_ATTEMPTS: "4",
+        DATABASE_CONNECT_BACKOFF_MS: "50",
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    expect(code).toBe(1);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    const lines = err.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toBe(
+      `error: could not reach PostgreSQL at 127.0.0.1:${port}/tollgate after 4 attempts: connect ECONNREFUSED 127.0.0.1:${port}`,
+    );
+    const retries = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { msg: string; attempt: number; waitMs: number });
+    expect(retries.map((r) => r.attempt)).toEqual([1, 2, 3]);
+    expect(retries.every((r) => r.msg === "database not reachable yet; retrying")).toBe(true);
+    // The password never shows, in the error or the logs.
+    expect(out + err).not.toContain("s3cret-password");
+  }, 20_000);
+
+  test("the legacy file backend serves the old apikeys.json in place and points at migrate", async () => {
+    const g = new GatewayProcess({ mock });
+    try {
+      const file = join(g.dir, "apikeys.json");
+      writeFileSync(file, JSON.stringify(makeLegacyFile({ keys: 3, now: Date.now() })));
+      const served = new GatewayProcess({ mock, env: { STORAGE_TYPE: "file", DATA_FILE: file } });
+      try {
+        await served.start();
+        const hint = served.logLines().find((l) => l.level === "warn");
+        expect(String(hint?.msg)).toContain(
+          `STORAGE_TYPE=sqlite npx tollgate migrate --file ${file}`,
+        );
+        const r = await served.fetch("/v1/chat/completions", {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${legacyKeySecret(1)}`,
+            "content-type": "application/json",
+          },
+          body: JSON.stringify({ model: "glm-4.7", messages: [] }),
+        });
+        expect(r.status).toBe(200);
+        const s = await served.statsWhen(legacyKeySecret(1), { tokens: 5_001 + 16 }, 2000);
+        expect(s.current_usage.tokens_used_in_current_window).toBe(101 + 16);
+      } finally {
+        await served.close();
+      }
+    } finally {
+      await g.close();
+    }
+  }, 20_000);
+});
