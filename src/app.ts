@@ -6,10 +6,12 @@ import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
 import { health } from "./http/health-route.ts";
 import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
+import { readyHandler } from "./http/ready-route.ts";
 import { statsHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
 import type { UsageView } from "./quota/usage-view.ts";
+import type { StorageHealth } from "./storage/health.ts";
 import type { Storage } from "./storage/types.ts";
 
 export interface AppDeps {
@@ -20,6 +22,9 @@ export interface AppDeps {
   ledger: UsageLedger;
   clock: () => number;
   log: Logger;
+  health: StorageHealth;
+  /** False once shutdown has begun: readiness turns `down` so load balancers drain. */
+  accepting: () => boolean;
 }
 
 export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
@@ -46,6 +51,10 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   });
 
   app.get("/health", health);
+  app.get(
+    "/health/ready",
+    readyHandler({ ...deps, unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage }),
+  );
   app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
   app.all("/v1/*", proxyHandler(deps));
 

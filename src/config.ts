@@ -1,4 +1,5 @@
 import { dirname, join } from "node:path";
+import { Cron } from "croner";
 import { z } from "zod";
 
 // The only reader of process.env. Bun already loads `.env` from the working
@@ -23,6 +24,35 @@ const url = (def: string) =>
 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 
+const boolFrom = (def: boolean) =>
+  z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : String(v).trim().toLowerCase()),
+    z
+      .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
+        error: "expected true or false",
+      })
+      .default(def ? "true" : "false")
+      .transform((v) => ["true", "1", "yes", "on"].includes(v)),
+  );
+
+/** A cron expression croner accepts (5 fields, or 6 with seconds). */
+const cronSchedule = z.preprocess(
+  emptyToUndefined,
+  z
+    .string()
+    .default("0 2 * * *")
+    .superRefine((expr, ctx) => {
+      try {
+        new Cron(expr, { paused: true }).stop();
+      } catch (err) {
+        ctx.addIssue({
+          code: "custom",
+          message: `not a valid cron expression ("${expr}"): ${(err as Error).message}`,
+        });
+      }
+    }),
+);
+
 export const envSchema = z.object({
   PORT: intFrom(3000).pipe(z.number().max(65535)),
   HOST: z.preprocess(emptyToUndefined, z.string().default("0.0.0.0")),
@@ -38,6 +68,10 @@ export const envSchema = z.object({
   DATABASE_CONNECT_ATTEMPTS: intFrom(10, 1),
   DATABASE_CONNECT_BACKOFF_MS: intFrom(250, 1),
   USAGE_SYNC_MS: intFrom(25, 1),
+  UNKNOWN_KEYS_DURING_OUTAGE: z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
+    z.enum(["reject", "allow"]).default("reject"),
+  ),
   DATA_FILE: z.preprocess(emptyToUndefined, z.string().default("./data/apikeys.json")),
   JOURNAL_DIR: optionalString,
   MAX_BODY_BYTES: intFrom(32 * MiB, 1),
@@ -50,6 +84,11 @@ export const envSchema = z.object({
     z.enum(["debug", "info", "warn", "error"]).default("info"),
   ),
   CORS_ORIGINS: z.preprocess(emptyToUndefined, z.string().default("*")),
+  BACKUP_ENABLED: boolFrom(false),
+  BACKUP_SCHEDULE: cronSchedule,
+  BACKUP_DIR: z.preprocess(emptyToUndefined, z.string().default("./data/backups")),
+  BACKUP_RETAIN: intFrom(10, 0),
+  BACKUP_COMPRESS: boolFrom(true),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -78,6 +117,8 @@ export interface Config {
    * (PostgreSQL). With the flush interval this bounds cross-instance staleness.
    */
   usageSyncMs: number;
+  /** While the database is out, keys this instance has never seen: refused (503) or let through. */
+  unknownKeysDuringOutage: "reject" | "allow";
   maxBodyBytes: number;
   upstreamTimeoutMs: number;
   /** How long an abandoned stream is still read for its usage. */
@@ -86,6 +127,16 @@ export interface Config {
   flushIntervalMs: number;
   logLevel: Env["LOG_LEVEL"];
   corsOrigins: string[];
+  backup: {
+    /** Scheduled backups in the server. */
+    enabled: boolean;
+    /** Cron expression, validated with croner at load. */
+    schedule: string;
+    dir: string;
+    /** Scheduled backups kept; 0 keeps all. */
+    retain: number;
+    compress: boolean;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -116,6 +167,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       connectBackoffMs: e.DATABASE_CONNECT_BACKOFF_MS,
     },
     usageSyncMs: e.USAGE_SYNC_MS,
+    unknownKeysDuringOutage: e.UNKNOWN_KEYS_DURING_OUTAGE,
     maxBodyBytes: e.MAX_BODY_BYTES,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     streamDrainMs: e.STREAM_DRAIN_MS,
@@ -125,6 +177,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: e.CORS_ORIGINS.split(",")
       .map((s) => s.trim())
       .filter(Boolean),
+    backup: {
+      enabled: e.BACKUP_ENABLED,
+      schedule: e.BACKUP_SCHEDULE,
+      dir: e.BACKUP_DIR,
+      retain: e.BACKUP_RETAIN,
+      compress: e.BACKUP_COMPRESS,
+    },
   };
 }
 

@@ -5,11 +5,16 @@ import { Journal } from "./accounting/journal.ts";
 import { UsageLedger } from "./accounting/ledger.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
-import { KeyCache } from "./keys/cache.ts";
+import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
+import { scheduledBackups } from "./ops/backup/scheduler.ts";
 import { UsageView } from "./quota/usage-view.ts";
+import { StorageHealth } from "./storage/health.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
 import type { Storage } from "./storage/types.ts";
+
+/** Probing the database: every 2 s while it answers; reconnecting with backoff from 250 ms to 5 s while not. */
+const HEALTH_OPTIONS = { probeMs: 2000, backoffMs: 250, maxBackoffMs: 5000, pingTimeoutMs: 2000 };
 
 /** SQLite has one writer in practice: another writer's usage is re-read at most every second. */
 const SQLITE_USAGE_REFRESH_MS = 1000;
@@ -31,6 +36,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   await migrationHint(config, storage, log);
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
+  const health = new StorageHealth(storage, log, HEALTH_OPTIONS, clock);
   let usage: UsageView | undefined;
   const ledger = await UsageLedger.open({
     storage,
@@ -39,17 +45,39 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     clock,
     log,
     onFlushed: (keys, n) => usage?.onFlushed(keys, n),
+    onFlushError: (err) => health.reportFailure(err),
+    // While the database is out the backlog waits in the journal; the
+    // health monitor reconnects and flushes it once.
+    canFlush: () => !health.degraded,
   });
+  health.onRecovered(() => void ledger.flush());
+  health.start();
   const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
-  usage = new UsageView(storage, ledger, clock, refreshMs);
+  usage = new UsageView(storage, ledger, clock, refreshMs, health);
   ledger.startTimer(config.flushIntervalMs);
   const sweeper = setInterval(() => usage?.sweep(), 60_000);
   sweeper.unref();
 
-  const keys = new KeyCache(storage, clock);
+  const keys = new KeyCache(
+    storage,
+    clock,
+    { ...defaultKeyCacheOptions, unknownDuringOutage: config.unknownKeysDuringOutage },
+    health,
+  );
   // Other instances' key changes, at once; the cache's TTL is the fallback.
   const unwatch = await storage.watchKeyChanges?.((keyId) => keys.invalidate(keyId));
-  const app = createApp({ config, storage, keys, usage, ledger, clock, log });
+  let accepting = true;
+  const app = createApp({
+    config,
+    storage,
+    keys,
+    usage,
+    ledger,
+    clock,
+    log,
+    health,
+    accepting: () => accepting,
+  });
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
@@ -73,11 +101,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   if (!config.upstreamApiKey) {
     log.warn("UPSTREAM_API_KEY is not set: health and stats answer, proxied calls get 503");
   }
+  // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
+  const backups = scheduledBackups(config, log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      accepting = false;
       clearInterval(sweeper);
+      await backups?.stop();
       const graceful = server.stop(false);
       const bound = Bun.sleep(config.shutdownTimeoutMs).then(() => "timeout" as const);
       if ((await Promise.race([graceful, bound])) === "timeout") {
@@ -88,6 +120,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         await server.stop(true);
       }
       await unwatch?.().catch(() => {});
+      health.stop();
       const flushed = await ledger.close(config.shutdownTimeoutMs);
       if (!flushed)
         log.error(

@@ -1,3 +1,4 @@
+import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
 import type { Logger } from "../log.ts";
 import { bucketStartOf } from "../quota/window.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
@@ -14,6 +15,10 @@ export interface LedgerDeps {
   log: Logger;
   /** Called after a batch is committed, with a number that grows with each commit. */
   onFlushed?: (keys: KeyUsage[], flushNo: number) => void;
+  /** Called when a batch could not be written (the database is out). */
+  onFlushError?: (err: unknown) => void;
+  /** Whether the timer should try to flush now (not while the database is known to be out). */
+  canFlush?: () => boolean;
 }
 
 interface PendingKey {
@@ -115,7 +120,9 @@ export class UsageLedger {
   }
 
   startTimer(intervalMs: number): void {
-    this.timer = setInterval(() => void this.flush(), intervalMs);
+    this.timer = setInterval(() => {
+      if (this.deps.canFlush?.() ?? true) void this.flush();
+    }, intervalMs);
     this.timer.unref?.();
   }
 
@@ -132,8 +139,10 @@ export class UsageLedger {
     const deadline = Date.now() + waitMs;
     while (this.holds > 0 && Date.now() < deadline) await Bun.sleep(20);
     if (this.timer) clearInterval(this.timer);
-    let ok = await this.flush();
-    if (!ok) ok = await this.flush();
+    // With the database known to be out, do not wait on it: the journal keeps
+    // everything and the next start replays it.
+    let ok = (this.deps.canFlush?.() ?? true) && (await this.flush());
+    if (!ok && (this.deps.canFlush?.() ?? true)) ok = await this.flush();
     this.closed = true;
     this.deps.journal.close();
     return ok;
@@ -157,9 +166,10 @@ export class UsageLedger {
     if (this.pending.length === 0) return true;
     const batch = this.pending;
     this.pending = [];
-    const keys = aggregate(batch);
     const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
+    let keys: KeyUsage[];
     try {
+      keys = aggregate(await this.resolveUnverified(batch));
       await this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, lastSeq, keys });
     } catch (err) {
       // Keep the events, oldest first; the journal still has them too.
@@ -169,15 +179,46 @@ export class UsageLedger {
         { err: this.lastFlushError, backlog: this.pending.length },
         "usage flush failed",
       );
+      this.deps.onFlushError?.(err);
       return false;
     }
     this.lastFlushError = undefined;
     this.flushNo++;
-    for (const k of keys) this.settle(k);
+    for (const k of aggregate(batch)) this.settle(k);
     this.deps.onFlushed?.(keys, this.flushNo);
     if (this.pending.length === 0) this.deps.journal.truncate();
     else if (this.deps.journal.size() > COMPACT_BYTES) this.deps.journal.compact(this.pending);
     return this.pending.length === 0;
+  }
+
+  /**
+   * Usage of keys let through unverified during an outage carries the key's
+   * hash; now that the database answers, it goes to the key with that hash,
+   * or is dropped (and logged) when there is none.
+   */
+  private async resolveUnverified(events: UsageEvent[]): Promise<UsageEvent[]> {
+    if (!events.some((e) => e.keyId.startsWith(UNVERIFIED_PREFIX))) return events;
+    const ids = new Map<string, string | null>();
+    for (const e of events) {
+      if (!e.keyId.startsWith(UNVERIFIED_PREFIX) || ids.has(e.keyId)) continue;
+      const key = await this.deps.storage.getKeyByHash(e.keyId.slice(UNVERIFIED_PREFIX.length));
+      ids.set(e.keyId, key?.id ?? null);
+    }
+    const out: UsageEvent[] = [];
+    for (const e of events) {
+      if (!e.keyId.startsWith(UNVERIFIED_PREFIX)) {
+        out.push(e);
+        continue;
+      }
+      const id = ids.get(e.keyId);
+      if (id) out.push({ ...e, keyId: id });
+      else
+        this.deps.log.warn(
+          { tokens: e.tokens },
+          "usage of an unknown key let through during an outage was dropped",
+        );
+    }
+    return out;
   }
 
   /** Removes committed usage from the pending view. */

@@ -1,5 +1,6 @@
+import type { StorageHealth } from "../storage/health.ts";
 import type { KeyRecord, Storage } from "../storage/types.ts";
-import { hashKey } from "./secret.ts";
+import { displayPrefix, hashKey } from "./secret.ts";
 
 interface Entry {
   key: KeyRecord | null;
@@ -11,13 +12,33 @@ export interface KeyCacheOptions {
   ttlMs: number;
   /** Bound on remembered keys, known and unknown alike. */
   maxEntries: number;
+  /**
+   * How long a request waits for a key's refresh before using what is
+   * remembered (a busy pool must not stall requests of known keys).
+   */
+  refreshWaitMs: number;
+  /** While the database is out, keys never seen: refused (503) or let through unverified. */
+  unknownDuringOutage: "reject" | "allow";
 }
+
+export const defaultKeyCacheOptions: KeyCacheOptions = {
+  ttlMs: 1000,
+  maxEntries: 100_000,
+  refreshWaitMs: 250,
+  unknownDuringOutage: "reject",
+};
+
+/** Key ids of keys let through unverified during an outage; resolved by hash when the database is back. */
+export const UNVERIFIED_PREFIX = "unverified:";
+
+export class StorageUnavailableError extends Error {}
 
 /**
  * Keys by hash, so the request path does not pay a database round trip per
  * request. Unknown keys are remembered too (bounded), so a flood of made-up
  * keys costs one lookup per key per TTL, not one per request. Concurrent
- * lookups of the same key share one query.
+ * lookups of the same key share one query. While the database is out, known
+ * keys keep working from memory.
  */
 export class KeyCache {
   private readonly entries = new Map<string, Entry>();
@@ -26,7 +47,8 @@ export class KeyCache {
   constructor(
     private readonly storage: Storage,
     private readonly clock: () => number,
-    private readonly options: KeyCacheOptions = { ttlMs: 1000, maxEntries: 100_000 },
+    private readonly options: KeyCacheOptions = defaultKeyCacheOptions,
+    private readonly health?: StorageHealth,
   ) {}
 
   /** The key record for a presented secret, or null when no such key exists. */
@@ -34,12 +56,25 @@ export class KeyCache {
     const hash = hashKey(secret);
     const hit = this.entries.get(hash);
     if (hit && this.clock() - hit.at < this.options.ttlMs) return hit.key;
+    if (this.health?.degraded) return hit ? hit.key : this.unknownDuringOutage(hash, secret);
     let p = this.inflight.get(hash);
     if (!p) {
-      p = this.load(hash, hit).finally(() => this.inflight.delete(hash));
+      p = this.load(hash).finally(() => this.inflight.delete(hash));
       this.inflight.set(hash, p);
     }
-    return p;
+    try {
+      if (!hit) return await p;
+      // Known key: wait a little for fresh data, then go on with what we know.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), this.options.refreshWaitMs);
+      });
+      const fresh = await Promise.race([p, late]).finally(() => clearTimeout(timer));
+      return fresh === "late" ? hit.key : fresh;
+    } catch (err) {
+      this.health?.reportFailure(err);
+      return hit ? hit.key : this.unknownDuringOutage(hash, secret);
+    }
   }
 
   /** Forget one key at once (after it was changed through this process). */
@@ -47,19 +82,41 @@ export class KeyCache {
     for (const [hash, e] of this.entries) if (e.key?.id === keyId) this.entries.delete(hash);
   }
 
-  clear(): void {
-    this.entries.clear();
+  /** Keys known to exist, for readiness: with none, nothing can be served during an outage. */
+  get knownKeys(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.key) n++;
+    return n;
   }
 
-  private async load(hash: string, stale: Entry | undefined): Promise<KeyRecord | null> {
-    let key: KeyRecord | null;
-    try {
-      key = await this.storage.getKeyByHash(hash);
-    } catch (err) {
-      // The database is out: a key we knew keeps working from memory.
-      if (stale?.key) return stale.key;
-      throw err;
+  private unknownDuringOutage(hash: string, secret: string): KeyRecord {
+    if (this.options.unknownDuringOutage === "reject") {
+      throw new StorageUnavailableError(
+        "key storage is unavailable and this key is not known here",
+      );
     }
+    const now = this.clock();
+    // Let through, charged to a placeholder that the ledger resolves by hash
+    // once the database is back (and drops if no such key exists).
+    return {
+      id: `${UNVERIFIED_PREFIX}${hash}`,
+      keyHash: hash,
+      keyPrefix: displayPrefix(secret),
+      name: "(unverified during a database outage)",
+      tokenLimit: Number.MAX_SAFE_INTEGER,
+      model: null,
+      expiresAt: null,
+      disabled: false,
+      createdAt: now,
+      updatedAt: now,
+      lastUsedAt: null,
+      totalTokens: 0,
+      totalRequests: 0,
+    };
+  }
+
+  private async load(hash: string): Promise<KeyRecord | null> {
+    const key = await this.storage.getKeyByHash(hash);
     this.entries.delete(hash);
     if (this.entries.size >= this.options.maxEntries) {
       // Maps iterate in insertion order: the first entry is the oldest.

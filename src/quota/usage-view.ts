@@ -1,4 +1,5 @@
 import type { UsageLedger } from "../accounting/ledger.ts";
+import type { StorageHealth } from "../storage/health.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
 import { type Bucket, WINDOW_MS, windowFloor } from "./window.ts";
 
@@ -27,6 +28,9 @@ export class UsageView {
     private readonly ledger: UsageLedger,
     private readonly clock: () => number,
     private readonly refreshMs: number,
+    private readonly health?: StorageHealth,
+    /** How long a request waits for a refresh before using the buckets it has. */
+    private readonly refreshWaitMs = 250,
   ) {}
 
   /** All buckets that count for `keyId` now (may contain the same start twice; callers sum). */
@@ -38,7 +42,9 @@ export class UsageView {
       this.entries.set(keyId, e);
     }
     e.touchedAt = now;
-    if (now - e.loadedAt >= this.refreshMs) await this.load(keyId, e);
+    // While the database is out, what this instance knows is all there is:
+    // the last buckets read plus everything charged here since.
+    if (now - e.loadedAt >= this.refreshMs && !this.health?.degraded) await this.refresh(keyId, e);
     const out: Bucket[] = [...e.stored];
     for (const f of e.flushedSince) out.push(f);
     const pending = this.ledger.pendingBuckets(keyId);
@@ -68,6 +74,23 @@ export class UsageView {
       if (e.touchedAt < cutoff && !e.loading) this.entries.delete(id);
   }
 
+  /**
+   * Waits for fresh buckets; but when it already has some, not for long: a
+   * slow pool must not stall admission. If the database cannot answer, what
+   * this instance knows is used (and the health monitor takes over).
+   */
+  private async refresh(keyId: string, e: Entry): Promise<void> {
+    const loading = this.load(keyId, e).catch(() => {});
+    if (e.loadedAt === -Infinity) return loading;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      loading,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.refreshWaitMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
   private load(keyId: string, e: Entry): Promise<void> {
     e.loading ??= (async () => {
       // Flushes committed before the query starts are surely in its result.
@@ -78,6 +101,9 @@ export class UsageView {
         e.stored = rows.map((r) => ({ bucketStart: r.bucketStart, tokens: r.tokens }));
         e.flushedSince = e.flushedSince.filter((f) => f.flushNo > seenFlush);
         e.loadedAt = startedAt;
+      } catch (err) {
+        this.health?.reportFailure(err);
+        throw err;
       } finally {
         e.loading = undefined;
       }

@@ -6,10 +6,11 @@ import { Journal } from "../../src/accounting/journal.ts";
 import { UsageLedger } from "../../src/accounting/ledger.ts";
 import { createApp } from "../../src/app.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
-import { KeyCache } from "../../src/keys/cache.ts";
+import { defaultKeyCacheOptions, KeyCache } from "../../src/keys/cache.ts";
 import { type CreateKeyInput, createKey } from "../../src/keys/service.ts";
 import { silentLogger } from "../../src/log.ts";
 import { UsageView } from "../../src/quota/usage-view.ts";
+import { StorageHealth } from "../../src/storage/health.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
 
 /**
@@ -38,9 +39,25 @@ export async function makeTestApp(env: Record<string, string> = {}) {
     log: silentLogger(),
     onFlushed: (keys, n) => usage?.onFlushed(keys, n),
   });
-  usage = new UsageView(storage, ledger, clock, 1000);
-  const keys = new KeyCache(storage, clock);
-  const app = createApp({ config, storage, keys, usage, ledger, clock, log: silentLogger() });
+  const health = new StorageHealth(storage, silentLogger(), {
+    probeMs: 60_000,
+    backoffMs: 50,
+    maxBackoffMs: 200,
+    pingTimeoutMs: 1000,
+  });
+  usage = new UsageView(storage, ledger, clock, 1000, health);
+  const keys = new KeyCache(storage, clock, defaultKeyCacheOptions, health);
+  const app = createApp({
+    config,
+    storage,
+    keys,
+    usage,
+    ledger,
+    clock,
+    log: silentLogger(),
+    health,
+    accepting: () => true,
+  });
   return {
     app,
     config,
@@ -49,7 +66,9 @@ export async function makeTestApp(env: Record<string, string> = {}) {
     time,
     newKey: (input: Partial<CreateKeyInput> = {}) =>
       createKey(storage, { name: "test", tokenLimit: 1_000_000, ...input }, time.now),
+    health,
     async cleanup() {
+      health.stop();
       await ledger.close();
       await storage.close();
       instance.release();

@@ -50,6 +50,9 @@ export function openPostgresStorage(options: PostgresOptions): Storage {
   const client = postgres(options.url, {
     max: options.poolMax,
     onnotice: () => {},
+    // Fail fast when the server is gone, so the gateway turns to its memory
+    // and journal instead of holding requests for the 30 s default.
+    connect_timeout: 5,
     connection: { application_name: "tollgate" },
   });
   return new PostgresStorage(options, client, drizzle({ client, schema }));

@@ -1,0 +1,55 @@
+import type { Context } from "hono";
+import type { UsageLedger } from "../accounting/ledger.ts";
+import type { KeyCache } from "../keys/cache.ts";
+import type { StorageHealth } from "../storage/health.ts";
+import type { Storage } from "../storage/types.ts";
+
+export interface ReadyDeps {
+  storage: Storage;
+  health: StorageHealth;
+  ledger: UsageLedger;
+  keys: KeyCache;
+  accepting: () => boolean;
+  unknownKeysDuringOutage: "reject" | "allow";
+}
+
+/**
+ * Readiness, for load balancers: `ok`; `degraded` while the database is out
+ * but known keys are served from memory (still 200: sending traffic here is
+ * better than nowhere); `down` (503) only when requests cannot be served —
+ * shutting down, or the database out with no key known to serve from.
+ */
+export function readyHandler(deps: ReadyDeps) {
+  return async function ready(c: Context): Promise<Response> {
+    await deps.health.check();
+    const h = deps.health.snapshot();
+    const canServeFromMemory = deps.keys.knownKeys > 0 || deps.unknownKeysDuringOutage === "allow";
+    const status = !deps.accepting()
+      ? "down"
+      : h.reachable
+        ? deps.ledger.backlog > 0 && deps.ledger.lastFlushError
+          ? "degraded"
+          : "ok"
+        : canServeFromMemory
+          ? "degraded"
+          : "down";
+    const body = {
+      status,
+      timestamp: new Date().toISOString(),
+      accepting: deps.accepting(),
+      storage: {
+        kind: deps.storage.kind,
+        reachable: h.reachable,
+        latency_ms: h.reachable ? h.latencyMs : null,
+        error: h.lastError,
+        degraded_since: h.degradedSince === null ? null : new Date(h.degradedSince).toISOString(),
+      },
+      usage: {
+        unsynced_events: deps.ledger.backlog,
+        last_flush_error: deps.ledger.lastFlushError ?? null,
+      },
+      keys_in_memory: deps.keys.knownKeys,
+    };
+    return c.json(body, status === "down" ? 503 : 200, { "cache-control": "no-store" });
+  };
+}
