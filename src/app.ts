@@ -5,11 +5,14 @@ import type { Config } from "./config.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
 import { health } from "./http/health-route.ts";
+import { metricsHandler } from "./http/metrics-route.ts";
 import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
 import { readyHandler } from "./http/ready-route.ts";
 import { statsHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics/registry.ts";
+import { routeLabel } from "./metrics/routes.ts";
 import type { UsageView } from "./quota/usage-view.ts";
 import type { StorageHealth } from "./storage/health.ts";
 import type { Storage } from "./storage/types.ts";
@@ -23,6 +26,7 @@ export interface AppDeps {
   clock: () => number;
   log: Logger;
   health: StorageHealth;
+  metrics: Metrics;
   /** False once shutdown has begun: readiness turns `down` so load balancers drain. */
   accepting: () => boolean;
 }
@@ -31,6 +35,14 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   const app = new Hono<AccessLogEnv>();
 
   app.use("*", accessLog(deps.log));
+  app.use("*", async function countRequests(c, next) {
+    await next();
+    deps.metrics.requests.inc({
+      route: routeLabel(c.req.path),
+      status: c.res.status,
+      dialect: dialectOf(c.req.path),
+    });
+  });
   // Browsers send Origin; SDKs and agents do not, and skip this work.
   const corsHeaders = cors({
     origin: deps.config.corsOrigins.includes("*") ? "*" : deps.config.corsOrigins,
@@ -51,6 +63,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   });
 
   app.get("/health", health);
+  app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
   app.get(
     "/health/ready",
     readyHandler({ ...deps, unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage }),

@@ -79,6 +79,7 @@ export const envSchema = z.object({
   STREAM_DRAIN_MS: intFrom(120_000, 0),
   SHUTDOWN_TIMEOUT_MS: intFrom(30_000, 0),
   FLUSH_INTERVAL_MS: intFrom(50, 5),
+  METRICS_TOKEN: optionalString,
   LOG_LEVEL: z.preprocess(
     (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
     z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -126,6 +127,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   flushIntervalMs: number;
   logLevel: Env["LOG_LEVEL"];
+  /** When set, /metrics wants it as a bearer token. */
+  metricsToken: string | undefined;
   corsOrigins: string[];
   backup: {
     /** Scheduled backups in the server. */
@@ -174,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     flushIntervalMs: e.FLUSH_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
+    metricsToken: e.METRICS_TOKEN,
     corsOrigins: e.CORS_ORIGINS.split(",")
       .map((s) => s.trim())
       .filter(Boolean),

@@ -7,6 +7,8 @@ import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
+import { instrumentStorage } from "./metrics/instrumented-storage.ts";
+import { createMetrics } from "./metrics/registry.ts";
 import { scheduledBackups } from "./ops/backup/scheduler.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { StorageHealth } from "./storage/health.ts";
@@ -29,10 +31,23 @@ export interface Gateway {
 /** config -> storage -> journal replay -> app -> serve. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const clock = Date.now;
-  const storage = await openStorage(config, {
+  const opened = await openStorage(config, {
     onRetry: (attempt, waitMs, reason) =>
       log.warn({ attempt, waitMs, reason }, "database not reachable yet; retrying"),
   });
+  // Filled in below; the metrics read them only when scraped.
+  let ledgerRef: UsageLedger | undefined;
+  let healthRef: StorageHealth | undefined;
+  let keysRef: KeyCache | undefined;
+  const inflight = { n: 0 };
+  const metrics = createMetrics({
+    backlog: () => ledgerRef?.backlog ?? 0,
+    storageUp: () => (healthRef?.degraded ? 0 : 1),
+    keysInMemory: () => keysRef?.knownKeys ?? 0,
+    storageInflight: () => inflight.n,
+    poolMax: opened.kind === "postgres" ? config.database.poolMax : 1,
+  });
+  const storage = instrumentStorage(opened, metrics, inflight);
   await migrationHint(config, storage, log);
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
@@ -50,6 +65,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     // health monitor reconnects and flushes it once.
     canFlush: () => !health.degraded,
   });
+  ledgerRef = ledger;
+  healthRef = health;
   health.onRecovered(() => void ledger.flush());
   health.start();
   const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
@@ -63,7 +80,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     clock,
     { ...defaultKeyCacheOptions, unknownDuringOutage: config.unknownKeysDuringOutage },
     health,
+    (result) => metrics.keyCache.inc({ result }),
   );
+  keysRef = keys;
   // Other instances' key changes, at once; the cache's TTL is the fallback.
   const unwatch = await storage.watchKeyChanges?.((keyId) => keys.invalidate(keyId));
   let accepting = true;
@@ -76,6 +95,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     clock,
     log,
     health,
+    metrics,
     accepting: () => accepting,
   });
   const server = Bun.serve({

@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
+import { hashKey } from "../keys/secret.ts";
 import { createKey } from "../keys/service.ts";
 import { silentLogger } from "../log.ts";
 import { BUCKET_MS } from "../quota/window.ts";
@@ -126,6 +128,18 @@ describe("UsageLedger", () => {
     await storage.deleteKey(keyId);
     expect(await ledger.flush()).toBe(true);
     expect((await storage.getKeyById(other))?.totalTokens).toBe(3);
+    await ledger.close();
+  });
+
+  test("usage of keys let through unverified lands on the key with that hash, or is dropped", async () => {
+    const { record, secret } = await createKey(storage, { name: "real", tokenLimit: 1 }, T0);
+    const ledger = await open();
+    ledger.record(`${UNVERIFIED_PREFIX}${hashKey(secret)}`, 12);
+    ledger.record(`${UNVERIFIED_PREFIX}${hashKey("pk_made_up")}`, 99);
+    expect(await ledger.flush()).toBe(true);
+    const k = await storage.getKeyById(record.id);
+    expect(k).toMatchObject({ totalTokens: 12, totalRequests: 1 });
+    expect(ledger.backlog).toBe(0);
     await ledger.close();
   });
 

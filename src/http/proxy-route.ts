@@ -3,6 +3,7 @@ import type { UsageLedger } from "../accounting/ledger.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
+import type { Metrics } from "../metrics/registry.ts";
 import { forward } from "../proxy/forward.ts";
 import { meteredStream } from "../proxy/metered-stream.ts";
 import {
@@ -23,6 +24,7 @@ import { parseJsonObject, readBody } from "./body.ts";
 
 export interface ProxyDeps {
   config: Config;
+  metrics: Metrics;
   keys: KeyCache;
   usage: UsageView;
   ledger: UsageLedger;
@@ -40,7 +42,7 @@ const decoder = new TextDecoder();
  * (streamed as it arrives), charge what the upstream reports.
  */
 export function proxyHandler(deps: ProxyDeps) {
-  const { config, ledger } = deps;
+  const { config, ledger, metrics } = deps;
   const bases: Record<Dialect, string> = {
     openai: config.upstreamOpenaiUrl,
     anthropic: config.upstreamAnthropicUrl,
@@ -75,6 +77,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
     if (!state.allowed) {
       access.fields.quota = "exceeded";
+      metrics.quotaRejections.inc({ dialect });
       throw new GatewayError(
         "quota_exceeded",
         `token quota of ${key.tokenLimit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
@@ -88,13 +91,18 @@ export function proxyHandler(deps: ProxyDeps) {
     try {
       const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey);
       if (typeof body === "string") outHeaders.set("content-type", "application/json");
+      const sentAt = performance.now();
       const upstream = await forward({
         method: req.method,
         url: upstreamUrl(dialect, bases[dialect], path, url.search),
         headers: outHeaders,
         body,
         timeoutMs: config.upstreamTimeoutMs,
+      }).catch((err: unknown) => {
+        if (err instanceof GatewayError) metrics.upstreamErrors.inc({ dialect, reason: err.code });
+        throw err;
       });
+      metrics.upstreamTtfb.observe({ dialect }, (performance.now() - sentAt) / 1000);
 
       const headers = clientHeaders(upstream.headers);
       const isStream = (upstream.headers.get("content-type") ?? "").includes("text/event-stream");
@@ -111,6 +119,19 @@ export function proxyHandler(deps: ProxyDeps) {
           onDone: (outcome) => {
             ledger.record(key.id, outcome.tokens);
             release();
+            metrics.upstreamDuration.observe(
+              { dialect, stream: "true" },
+              (performance.now() - sentAt) / 1000,
+            );
+            metrics.tokens.inc({ dialect }, outcome.tokens);
+            if (outcome.estimated) {
+              const reason = outcome.abandoned
+                ? "abandoned"
+                : outcome.broken
+                  ? "broken"
+                  : "no_usage";
+              metrics.estimatedStreams.inc({ dialect, reason });
+            }
             Object.assign(access.fields, { tokens: outcome.tokens, stream: true });
             if (outcome.estimated) access.fields.estimated = true;
             if (outcome.abandoned) access.fields.abandoned = true;
@@ -125,6 +146,11 @@ export function proxyHandler(deps: ProxyDeps) {
       const bytes = await readWhole(upstream);
       const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
       ledger.record(key.id, tokens);
+      metrics.upstreamDuration.observe(
+        { dialect, stream: "false" },
+        (performance.now() - sentAt) / 1000,
+      );
+      metrics.tokens.inc({ dialect }, tokens);
       access.fields.tokens = tokens;
       const after = quotaHeaders(dialect, afterCharge(state, tokens, now), now);
       for (const [k, v] of Object.entries(after)) headers.set(k, v);

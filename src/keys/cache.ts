@@ -49,14 +49,22 @@ export class KeyCache {
     private readonly clock: () => number,
     private readonly options: KeyCacheOptions = defaultKeyCacheOptions,
     private readonly health?: StorageHealth,
+    private readonly observe: (result: "hit" | "miss" | "stale") => void = () => {},
   ) {}
 
   /** The key record for a presented secret, or null when no such key exists. */
   async lookup(secret: string): Promise<KeyRecord | null> {
     const hash = hashKey(secret);
     const hit = this.entries.get(hash);
-    if (hit && this.clock() - hit.at < this.options.ttlMs) return hit.key;
-    if (this.health?.degraded) return hit ? hit.key : this.unknownDuringOutage(hash, secret);
+    if (hit && this.clock() - hit.at < this.options.ttlMs) {
+      this.observe("hit");
+      return hit.key;
+    }
+    if (this.health?.degraded) {
+      this.observe("stale");
+      return hit ? hit.key : this.unknownDuringOutage(hash, secret);
+    }
+    this.observe("miss");
     let p = this.inflight.get(hash);
     if (!p) {
       p = this.load(hash).finally(() => this.inflight.delete(hash));
@@ -70,9 +78,12 @@ export class KeyCache {
         timer = setTimeout(() => resolve("late"), this.options.refreshWaitMs);
       });
       const fresh = await Promise.race([p, late]).finally(() => clearTimeout(timer));
-      return fresh === "late" ? hit.key : fresh;
+      if (fresh !== "late") return fresh;
+      this.observe("stale");
+      return hit.key;
     } catch (err) {
       this.health?.reportFailure(err);
+      this.observe("stale");
       return hit ? hit.key : this.unknownDuringOutage(hash, secret);
     }
   }

@@ -9,6 +9,7 @@ import { type Config, loadConfig } from "../../src/config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "../../src/keys/cache.ts";
 import { type CreateKeyInput, createKey } from "../../src/keys/service.ts";
 import { silentLogger } from "../../src/log.ts";
+import { createMetrics } from "../../src/metrics/registry.ts";
 import { UsageView } from "../../src/quota/usage-view.ts";
 import { StorageHealth } from "../../src/storage/health.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
@@ -46,7 +47,18 @@ export async function makeTestApp(env: Record<string, string> = {}) {
     pingTimeoutMs: 1000,
   });
   usage = new UsageView(storage, ledger, clock, 1000, health);
-  const keys = new KeyCache(storage, clock, defaultKeyCacheOptions, health);
+  let keysRef: KeyCache | undefined;
+  const metrics = createMetrics({
+    backlog: () => ledger.backlog,
+    storageUp: () => (health.degraded ? 0 : 1),
+    keysInMemory: () => keysRef?.knownKeys ?? 0,
+    storageInflight: () => 0,
+    poolMax: 1,
+  });
+  const keys = new KeyCache(storage, clock, defaultKeyCacheOptions, health, (result) =>
+    metrics.keyCache.inc({ result }),
+  );
+  keysRef = keys;
   const app = createApp({
     config,
     storage,
@@ -56,6 +68,7 @@ export async function makeTestApp(env: Record<string, string> = {}) {
     clock,
     log: silentLogger(),
     health,
+    metrics,
     accepting: () => true,
   });
   return {

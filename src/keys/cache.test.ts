@@ -1,0 +1,136 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { silentLogger } from "../log.ts";
+import { StorageHealth } from "../storage/health.ts";
+import { openSqliteStorage } from "../storage/sqlite/index.ts";
+import type { Storage } from "../storage/types.ts";
+import {
+  defaultKeyCacheOptions,
+  KeyCache,
+  StorageUnavailableError,
+  UNVERIFIED_PREFIX,
+} from "./cache.ts";
+import { hashKey } from "./secret.ts";
+import { createKey } from "./service.ts";
+
+let dir: string;
+let real: Storage;
+let now: number;
+const clock = () => now;
+
+/** The real storage, with lookups that can be made to fail or to hang. */
+function controllable(s: Storage) {
+  const ctl = { mode: "ok" as "ok" | "down" | "slow", lookups: 0 };
+  const wrapped: Storage = Object.create(s);
+  wrapped.getKeyByHash = async (h: string) => {
+    ctl.lookups++;
+    if (ctl.mode === "down") throw new Error("connection refused");
+    if (ctl.mode === "slow") await Bun.sleep(2000);
+    return s.getKeyByHash(h);
+  };
+  wrapped.ping = async () => {
+    if (ctl.mode === "down") throw new Error("connection refused");
+  };
+  return { storage: wrapped, ctl };
+}
+
+beforeEach(async () => {
+  now = 1_000_000;
+  dir = mkdtempSync(join(tmpdir(), "tollgate-cache-"));
+  real = openSqliteStorage(join(dir, "t.db"));
+  await real.migrate();
+});
+afterEach(async () => {
+  await real.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function setup(unknownDuringOutage: "reject" | "allow" = "reject") {
+  const { storage, ctl } = controllable(real);
+  const health = new StorageHealth(storage, silentLogger(), {
+    probeMs: 60_000,
+    backoffMs: 10,
+    maxBackoffMs: 20,
+    pingTimeoutMs: 500,
+  });
+  const seen: string[] = [];
+  const cache = new KeyCache(
+    storage,
+    clock,
+    { ...defaultKeyCacheOptions, unknownDuringOutage },
+    health,
+    (r) => seen.push(r),
+  );
+  return { cache, ctl, health, seen };
+}
+
+describe("KeyCache", () => {
+  test("one database lookup per key per TTL, for known and unknown keys alike", async () => {
+    const { secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl, seen } = setup();
+    for (let i = 0; i < 5; i++) expect((await cache.lookup(secret))?.name).toBe("a");
+    for (let i = 0; i < 5; i++) expect(await cache.lookup("pk_made_up")).toBeNull();
+    expect(ctl.lookups).toBe(2);
+    now += 1000;
+    await cache.lookup(secret);
+    expect(ctl.lookups).toBe(3);
+    expect(seen.filter((s) => s === "hit")).toHaveLength(8);
+  });
+
+  test("concurrent lookups of one key share one query", async () => {
+    const { secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    await Promise.all(Array.from({ length: 50 }, () => cache.lookup(secret)));
+    expect(ctl.lookups).toBe(1);
+  });
+
+  test("a revoked key is refused after the TTL; invalidate drops it at once", async () => {
+    const { record, secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache } = setup();
+    await cache.lookup(secret);
+    await real.deleteKey(record.id);
+    expect(await cache.lookup(secret)).not.toBeNull();
+    cache.invalidate(record.id);
+    expect(await cache.lookup(secret)).toBeNull();
+  });
+
+  test("database out: known keys keep working from memory; unknown ones are refused", async () => {
+    const { secret } = await createKey(real, { name: "known", tokenLimit: 1 }, now);
+    const { cache, ctl, health } = setup("reject");
+    await cache.lookup(secret);
+    ctl.mode = "down";
+    now += 5000;
+    expect((await cache.lookup(secret))?.name).toBe("known");
+    expect(health.degraded).toBe(true);
+    const before = ctl.lookups;
+    expect((await cache.lookup(secret))?.name).toBe("known");
+    // While degraded the database is not asked per request.
+    expect(ctl.lookups).toBe(before);
+    await expect(cache.lookup("pk_never_seen")).rejects.toBeInstanceOf(StorageUnavailableError);
+    health.stop();
+  });
+
+  test("database out, unknown keys allowed: let through as unverified, resolved later by hash", async () => {
+    const { cache, ctl, health } = setup("allow");
+    ctl.mode = "down";
+    health.reportFailure(new Error("down"));
+    const k = await cache.lookup("pk_someone");
+    expect(k?.id).toBe(`${UNVERIFIED_PREFIX}${hashKey("pk_someone")}`);
+    expect(k?.keyPrefix).not.toContain("someone");
+    health.stop();
+  });
+
+  test("a slow refresh does not hold a known key's request", async () => {
+    const { secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl, seen } = setup();
+    await cache.lookup(secret);
+    ctl.mode = "slow";
+    now += 5000;
+    const started = performance.now();
+    expect((await cache.lookup(secret))?.name).toBe("a");
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(seen.at(-1)).toBe("stale");
+  });
+});

@@ -1,0 +1,143 @@
+import client from "prom-client";
+
+/** Seconds buckets from 5 ms to 10 min: upstream calls range from a cache hit to a long thought. */
+const UPSTREAM_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+];
+/** Storage round trips: 0.1 ms to 5 s. */
+const STORAGE_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+
+export interface MetricsSources {
+  /** Usage events not yet in the database. */
+  backlog: () => number;
+  /** 1 while the database answers, 0 during an outage. */
+  storageUp: () => number;
+  /** Keys known to this instance (served from memory during an outage). */
+  keysInMemory: () => number;
+  /** Storage operations under way right now (a busy or exhausted pool shows here). */
+  storageInflight: () => number;
+  poolMax: number;
+}
+
+/**
+ * The gateway's Prometheus metrics. Labels are bounded: routes are the known
+ * route names, never raw paths, and keys are never a label (a key per series
+ * would grow without bound and put key prefixes in a scrape).
+ */
+export function createMetrics(sources: MetricsSources) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: "tollgate_" });
+  const registers = [registry];
+
+  const metrics = {
+    registry,
+    requests: new client.Counter({
+      name: "tollgate_http_requests_total",
+      help: "HTTP requests answered, by route, status and dialect",
+      labelNames: ["route", "status", "dialect"] as const,
+      registers,
+    }),
+    upstreamDuration: new client.Histogram({
+      name: "tollgate_upstream_duration_seconds",
+      help: "Time from sending a request upstream to the end of its response",
+      labelNames: ["dialect", "stream"] as const,
+      buckets: UPSTREAM_BUCKETS,
+      registers,
+    }),
+    upstreamTtfb: new client.Histogram({
+      name: "tollgate_upstream_ttfb_seconds",
+      help: "Time from sending a request upstream to its response headers",
+      labelNames: ["dialect"] as const,
+      buckets: UPSTREAM_BUCKETS,
+      registers,
+    }),
+    upstreamErrors: new client.Counter({
+      name: "tollgate_upstream_errors_total",
+      help: "Upstream calls that failed before an answer (unreachable, timeout)",
+      labelNames: ["dialect", "reason"] as const,
+      registers,
+    }),
+    tokens: new client.Counter({
+      name: "tollgate_tokens_charged_total",
+      help: "Tokens charged to keys",
+      labelNames: ["dialect"] as const,
+      registers,
+    }),
+    estimatedStreams: new client.Counter({
+      name: "tollgate_streams_estimated_total",
+      help: "Streams that ended without reported usage and were charged an estimate",
+      labelNames: ["dialect", "reason"] as const,
+      registers,
+    }),
+    quotaRejections: new client.Counter({
+      name: "tollgate_quota_rejections_total",
+      help: "Requests refused with 429 because the key's 5-hour quota was spent",
+      labelNames: ["dialect"] as const,
+      registers,
+    }),
+    keyCache: new client.Counter({
+      name: "tollgate_key_cache_lookups_total",
+      help: "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    storageDuration: new client.Histogram({
+      name: "tollgate_storage_operation_seconds",
+      help: "Storage operations on the request and accounting paths",
+      labelNames: ["op"] as const,
+      buckets: STORAGE_BUCKETS,
+      registers,
+    }),
+    storageErrors: new client.Counter({
+      name: "tollgate_storage_errors_total",
+      help: "Storage operations that failed",
+      labelNames: ["op"] as const,
+      registers,
+    }),
+  };
+
+  new client.Gauge({
+    name: "tollgate_usage_backlog_events",
+    help: "Usage events charged but not yet written to the database (kept in the journal)",
+    registers,
+    collect() {
+      this.set(sources.backlog());
+    },
+  });
+  new client.Gauge({
+    name: "tollgate_storage_up",
+    help: "1 while the database answers, 0 while the gateway serves from memory",
+    registers,
+    collect() {
+      this.set(sources.storageUp());
+    },
+  });
+  new client.Gauge({
+    name: "tollgate_keys_in_memory",
+    help: "Keys known to this instance",
+    registers,
+    collect() {
+      this.set(sources.keysInMemory());
+    },
+  });
+  new client.Gauge({
+    name: "tollgate_storage_inflight_operations",
+    help: "Storage operations under way; near tollgate_storage_pool_max means the pool is exhausted",
+    registers,
+    collect() {
+      this.set(sources.storageInflight());
+    },
+  });
+  new client.Gauge({
+    name: "tollgate_storage_pool_max",
+    help: "Database connections this instance may open (1 for SQLite)",
+    registers,
+    collect() {
+      this.set(sources.poolMax);
+    },
+  });
+
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
