@@ -120,6 +120,26 @@ describe("UsageLedger", () => {
     await ledger.close();
   });
 
+  test("a write that committed but whose answer was lost is not charged again on retry", async () => {
+    let lose = true;
+    const wrapped: Storage = Object.create(storage);
+    wrapped.applyUsage = async (b: UsageBatch) => {
+      await storage.applyUsage(b);
+      if (lose) {
+        lose = false;
+        throw new Error("Connection terminated unexpectedly");
+      }
+    };
+    const ledger = await open(wrapped);
+    ledger.record(keyId, 100);
+    expect(await ledger.flush()).toBe(false);
+    ledger.record(keyId, 1);
+    expect(await ledger.flush()).toBe(true);
+    expect(await totals()).toEqual({ tokens: 101, requests: 2 });
+    expect(ledger.backlog).toBe(0);
+    await ledger.close();
+  });
+
   test("usage of a key deleted before the flush is dropped without blocking other keys", async () => {
     const other = (await createKey(storage, { name: "o", tokenLimit: 1 }, T0)).record.id;
     const ledger = await open();

@@ -4,6 +4,9 @@ import { bucketStartOf } from "../quota/window.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
 import type { Journal, UsageEvent } from "./journal.ts";
 
+/** A write that takes longer than this is given up on (and retried; see `flushOnce`). */
+const APPLY_TIMEOUT_MS = 15_000;
+
 /** Above this size a journal that cannot simply be emptied is rewritten. */
 const COMPACT_BYTES = 16 * 1024 * 1024;
 
@@ -37,6 +40,8 @@ interface PendingKey {
 export class UsageLedger {
   private seq = 0;
   private pending: UsageEvent[] = [];
+  /** A batch whose write failed, to be retried as it is before anything newer. */
+  private retry: UsageEvent[] | undefined;
   private readonly byKey = new Map<string, PendingKey>();
   private flushing: Promise<boolean> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -116,7 +121,7 @@ export class UsageLedger {
 
   /** Events not yet in the database. */
   get backlog(): number {
-    return this.pending.length;
+    return this.pending.length + (this.retry?.length ?? 0);
   }
 
   startTimer(intervalMs: number): void {
@@ -163,32 +168,60 @@ export class UsageLedger {
   }
 
   private async flushOnce(): Promise<boolean> {
-    if (this.pending.length === 0) return true;
-    const batch = this.pending;
-    this.pending = [];
-    const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
+    // A batch whose write failed is retried first, alone and unchanged: its
+    // write may in fact have committed (the answer was lost), and storage
+    // skips a batch its checkpoint already covers, so it never lands twice.
+    if (this.retry) {
+      if (!(await this.write(this.retry))) return false;
+      this.retry = undefined;
+    }
+    if (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      if (!(await this.write(batch))) {
+        this.retry = batch;
+        return false;
+      }
+    }
+    if (this.pending.length === 0) this.deps.journal.truncate();
+    else if (this.deps.journal.size() > COMPACT_BYTES)
+      this.deps.journal.compact([...(this.retry ?? []), ...this.pending]);
+    return this.pending.length === 0;
+  }
+
+  /** Writes one batch (a run of consecutive sequence numbers); true once it is in the database. */
+  private async write(batch: UsageEvent[]): Promise<boolean> {
+    const firstSeq = batch[0]?.seq ?? 0;
+    const lastSeq = batch[batch.length - 1]?.seq ?? 0;
     let keys: KeyUsage[];
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       keys = aggregate(await this.resolveUnverified(batch));
-      await this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, lastSeq, keys });
+      await Promise.race([
+        this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, firstSeq, lastSeq, keys }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer from the database within ${APPLY_TIMEOUT_MS} ms`)),
+            APPLY_TIMEOUT_MS,
+          );
+        }),
+      ]);
     } catch (err) {
-      // Keep the events, oldest first; the journal still has them too.
-      this.pending = batch.concat(this.pending);
       this.lastFlushError = err instanceof Error ? err.message : String(err);
       this.deps.log.error(
-        { err: this.lastFlushError, backlog: this.pending.length },
+        { err: this.lastFlushError, backlog: this.backlog + batch.length },
         "usage flush failed",
       );
       this.deps.onFlushError?.(err);
       return false;
+    } finally {
+      clearTimeout(timer);
     }
     this.lastFlushError = undefined;
     this.flushNo++;
     for (const k of aggregate(batch)) this.settle(k);
     this.deps.onFlushed?.(keys, this.flushNo);
-    if (this.pending.length === 0) this.deps.journal.truncate();
-    else if (this.deps.journal.size() > COMPACT_BYTES) this.deps.journal.compact(this.pending);
-    return this.pending.length === 0;
+    return true;
   }
 
   /**

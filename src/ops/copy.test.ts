@@ -60,7 +60,7 @@ describe("db copy", () => {
   test("SQLite to PostgreSQL and back: every key, bucket and total identical", async () => {
     const a = await sqlite();
     await a.importKeys?.(rows, { skipExisting: false });
-    await a.applyUsage({ instanceId: "inst-a", lastSeq: 77, keys: [] });
+    await a.applyUsage({ instanceId: "inst-a", firstSeq: 77, lastSeq: 77, keys: [] });
     const pg = await postgresDb();
     const progress: number[] = [];
     const there = await copyDatabase(a, pg, {

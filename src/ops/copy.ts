@@ -104,7 +104,12 @@ export async function copyDatabase(
   }
   const checkpoints = (await from.listCheckpoints?.()) ?? [];
   for (const c of checkpoints)
-    await to.applyUsage({ instanceId: c.instanceId, lastSeq: c.lastSeq, keys: [] });
+    await to.applyUsage({
+      instanceId: c.instanceId,
+      firstSeq: c.lastSeq,
+      lastSeq: c.lastSeq,
+      keys: [],
+    });
   const target = await totalsOf(to);
   const expectedKeys = source.keys - skipped + existing;
   if (target.keys !== expectedKeys || (existing === 0 && !sameTotals(source, target))) {

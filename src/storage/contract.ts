@@ -124,6 +124,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       const { record } = await createKey(s, { name: "u", tokenLimit: 1 }, T0);
       await s.applyUsage({
         instanceId: "i1",
+        firstSeq: 1,
         lastSeq: 5,
         keys: [
           {
@@ -140,6 +141,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       });
       await s.applyUsage({
         instanceId: "i1",
+        firstSeq: 6,
         lastSeq: 6,
         keys: [
           {
@@ -175,6 +177,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       for (let seq = 1; seq <= 2; seq++) {
         await s.applyUsage({
           instanceId: "i",
+          firstSeq: seq,
           lastSeq: seq,
           keys: [
             {
@@ -202,10 +205,10 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         lastUsedAt: T0,
         buckets: [{ bucketStart: T0, tokens: 1, requests: 1 }],
       };
-      await s.applyUsage({ instanceId: "i", lastSeq: 1, keys: [usage] });
+      await s.applyUsage({ instanceId: "i", firstSeq: 1, lastSeq: 1, keys: [usage] });
       await s.deleteKey(record.id);
       expect(await s.usageSince(record.id, 0)).toEqual([]);
-      await s.applyUsage({ instanceId: "i", lastSeq: 2, keys: [usage] });
+      await s.applyUsage({ instanceId: "i", firstSeq: 2, lastSeq: 2, keys: [usage] });
       expect(await s.checkpoint("i")).toBe(2);
       expect(await s.usageSince(record.id, 0)).toEqual([]);
     });
@@ -214,39 +217,68 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       const keys = await Promise.all(
         [0, 1, 2].map((i) => createKey(s, { name: `c${i}`, tokenLimit: 1 }, T0)),
       );
-      const batches = [];
-      for (let n = 1; n <= 60; n++) {
-        batches.push(
-          s.applyUsage({
-            instanceId: `inst${n % 3}`,
+      // Three instances flush at the same time, each its own batches in
+      // order; each batch names the keys in a different order, which is
+      // how two flushes could deadlock if rows were locked as listed.
+      const instance = async (inst: number) => {
+        for (let n = 1; n <= 20; n++) {
+          const order = n % 2 === inst % 2 ? keys : [...keys].reverse();
+          await s.applyUsage({
+            instanceId: `inst${inst}`,
+            firstSeq: n,
             lastSeq: n,
-            keys: keys.map((k, i) => ({
+            keys: order.map((k) => ({
               keyId: k.record.id,
-              tokens: n + i,
+              tokens: n,
               requests: 1,
               lastUsedAt: T0 + n,
-              buckets: [{ bucketStart: T0 + (n % 4) * BUCKET_MS, tokens: n + i, requests: 1 }],
+              buckets: [{ bucketStart: T0 + (n % 4) * BUCKET_MS, tokens: n, requests: 1 }],
             })),
-          }),
-        );
-      }
-      await Promise.all(batches);
-      const sum = (i: number) => (60 * 61) / 2 + 60 * i;
-      for (const [i, k] of keys.entries()) {
+          });
+        }
+      };
+      await Promise.all([0, 1, 2].map(instance));
+      for (const k of keys) {
         const rec = await s.getKeyById(k.record.id);
-        expect(rec?.totalTokens).toBe(sum(i));
+        expect(rec?.totalTokens).toBe(3 * ((20 * 21) / 2));
         expect(rec?.totalRequests).toBe(60);
         const buckets = await s.usageSince(k.record.id, 0);
-        expect(buckets.reduce((a, b) => a + b.tokens, 0)).toBe(sum(i));
+        expect(buckets.reduce((a, b) => a + b.tokens, 0)).toBe(3 * 210);
         expect(buckets).toHaveLength(4);
       }
-      expect(await s.checkpoint("inst0")).toBe(60);
-      expect(await s.checkpoint("inst1")).toBe(58);
+      for (const i of [0, 1, 2]) expect(await s.checkpoint(`inst${i}`)).toBe(20);
+    });
+
+    test("a batch written again after a lost answer is not applied twice", async () => {
+      const { record } = await createKey(s, { name: "retry", tokenLimit: 1 }, T0);
+      const batch = {
+        instanceId: "i",
+        firstSeq: 1,
+        lastSeq: 3,
+        keys: [
+          {
+            keyId: record.id,
+            tokens: 30,
+            requests: 3,
+            lastUsedAt: T0,
+            buckets: [{ bucketStart: T0, tokens: 30, requests: 3 }],
+          },
+        ],
+      };
+      await s.applyUsage(batch);
+      await s.applyUsage(batch);
+      await Promise.all([s.applyUsage(batch), s.applyUsage(batch)]);
+      expect(await s.getKeyById(record.id)).toMatchObject({ totalTokens: 30, totalRequests: 3 });
+      expect(await s.usageSince(record.id, 0)).toEqual([
+        { bucketStart: T0, tokens: 30, requests: 3 },
+      ]);
+      await s.applyUsage({ ...batch, firstSeq: 4, lastSeq: 4 });
+      expect((await s.getKeyById(record.id))?.totalTokens).toBe(60);
     });
 
     test("the checkpoint never moves backwards", async () => {
-      await s.applyUsage({ instanceId: "i", lastSeq: 9, keys: [] });
-      await s.applyUsage({ instanceId: "i", lastSeq: 4, keys: [] });
+      await s.applyUsage({ instanceId: "i", firstSeq: 9, lastSeq: 9, keys: [] });
+      await s.applyUsage({ instanceId: "i", firstSeq: 4, lastSeq: 4, keys: [] });
       expect(await s.checkpoint("i")).toBe(9);
     });
 

@@ -57,7 +57,13 @@ export interface BucketUsage {
  */
 export interface UsageBatch {
   instanceId: string;
-  /** Highest journal sequence number included in this batch. */
+  /**
+   * The batch's journal sequence numbers run from `firstSeq` to `lastSeq`.
+   * A backend applies a batch only if the instance's checkpoint is below
+   * `lastSeq`, checked in the same transaction: a batch retried after a lost
+   * answer is never applied twice.
+   */
+  firstSeq: number;
   lastSeq: number;
   keys: KeyUsage[];
 }

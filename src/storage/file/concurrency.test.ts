@@ -19,6 +19,7 @@ const ROUNDS = 40;
 function batch(instanceId: string, n: number, keyIds: string[]): UsageBatch {
   return {
     instanceId,
+    firstSeq: n,
     lastSeq: n,
     keys: keyIds.map((keyId) => ({
       keyId,

@@ -131,7 +131,7 @@ describe("file storage: keys created by Tollgate", () => {
       lastUsedAt: T0,
       buckets: [{ bucketStart: T0, tokens: 5, requests: 1 }],
     };
-    await s.applyUsage({ instanceId: "i", lastSeq: 1, keys: [usage, usage] });
+    await s.applyUsage({ instanceId: "i", firstSeq: 1, lastSeq: 1, keys: [usage, usage] });
     expect((await s.getKeyById(record.id))?.totalTokens).toBe(10);
     expect(await s.usageSince(record.id, 0)).toEqual([
       { bucketStart: T0, tokens: 10, requests: 2 },
@@ -144,6 +144,7 @@ describe("file storage: keys created by Tollgate", () => {
     const bucket = { bucketStart: T0, tokens: 7, requests: 1 };
     await s.applyUsage({
       instanceId: "i",
+      firstSeq: 1,
       lastSeq: 1,
       keys: [{ keyId: young.record.id, tokens: 7, requests: 1, lastUsedAt: T0, buckets: [bucket] }],
     });

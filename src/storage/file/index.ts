@@ -150,6 +150,10 @@ class FileStorage implements Storage {
   /** Totals, buckets, windows and the checkpoint: one write, so a replay never charges twice. */
   async applyUsage(batch: UsageBatch): Promise<void> {
     await this.doc.mutate((draft, current) => {
+      // Already applied (a retry after a lost answer): nothing to do.
+      if ((current.parsed.tollgate_checkpoints?.[batch.instanceId] ?? 0) >= batch.lastSeq) {
+        return { result: undefined, write: false };
+      }
       let write = false;
       for (const usage of batch.keys) {
         const entry = draft.keys[current.byId.get(usage.keyId) ?? -1];

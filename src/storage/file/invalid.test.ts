@@ -82,9 +82,9 @@ describe("file storage: an invalid file", () => {
       // Reads and every kind of write refuse the file too; none of them touches it.
       await expect(s.getKeyByHash(hashKey(SECRET_A))).rejects.toBeInstanceOf(KeyFileError);
       await expect(createKey(s, { name: "new", tokenLimit: 1 }, 0)).rejects.toThrow(path);
-      await expect(s.applyUsage({ instanceId: "i", lastSeq: 1, keys: [] })).rejects.toBeInstanceOf(
-        KeyFileError,
-      );
+      await expect(
+        s.applyUsage({ instanceId: "i", firstSeq: 1, lastSeq: 1, keys: [] }),
+      ).rejects.toBeInstanceOf(KeyFileError);
       await expect(s.deleteKey("legacy_x")).rejects.toBeInstanceOf(KeyFileError);
       await s.close();
       expect(readFileSync(path, "utf8")).toBe(text);

@@ -122,6 +122,7 @@ describe("file storage: a legacy apikeys.json", () => {
     const id = alice?.id ?? "";
     await s.applyUsage({
       instanceId: "gw1",
+      firstSeq: 3,
       lastSeq: 3,
       keys: [
         {
@@ -167,6 +168,7 @@ describe("file storage: a legacy apikeys.json", () => {
     const late = T0 + 3 * 3600_000;
     await s.applyUsage({
       instanceId: "gw1",
+      firstSeq: 1,
       lastSeq: 1,
       keys: [
         {
@@ -192,6 +194,7 @@ describe("file storage: a legacy apikeys.json", () => {
     const later = late + WINDOW_MS;
     await s.applyUsage({
       instanceId: "gw1",
+      firstSeq: 2,
       lastSeq: 2,
       keys: [
         {

@@ -34,7 +34,7 @@ describe("the lock file shared by processes", () => {
     utimesSync(p, t, t);
   };
   const charge = (s = openFileStorage(path, QUICK)) =>
-    s.applyUsage({ instanceId: "i", lastSeq: 1, keys: [] });
+    s.applyUsage({ instanceId: "i", firstSeq: 1, lastSeq: 1, keys: [] });
 
   test("holders never overlap, however many wait", async () => {
     let inside = 0;

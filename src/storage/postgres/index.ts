@@ -216,6 +216,16 @@ class PostgresStorage implements Storage {
         .map((b) => ({ keyId: k.keyId, ...b })),
     );
     await this.client.begin(async (tx) => {
+      // The instance's checkpoint row, locked: a batch retried after a lost
+      // answer (its first write may have committed) waits here for that
+      // write, then sees it and does nothing.
+      await tx`
+        insert into usage_checkpoints (instance_id, last_seq, updated_at)
+        values (${batch.instanceId}, 0, ${Date.now()})
+        on conflict (instance_id) do nothing`;
+      const [cp] = await tx<{ last_seq: string | number }[]>`
+        select last_seq from usage_checkpoints where instance_id = ${batch.instanceId} for update`;
+      if (Number(cp?.last_seq ?? 0) >= batch.lastSeq) return;
       if (keys.length > 0) {
         // Lock the key rows in id order first: an UPDATE … FROM takes its
         // locks in whatever order the plan visits rows, which can deadlock

@@ -162,6 +162,9 @@ class SqliteStorage implements Storage {
     // on busy_timeout instead of failing half-way.
     this.sqlite
       .transaction(() => {
+        // Already applied (a retry after a lost answer): nothing to do.
+        const done = q.checkpoint.get({ instanceId: batch.instanceId })?.lastSeq ?? 0;
+        if (done >= batch.lastSeq) return;
         for (const k of batch.keys) {
           const hit = q.bumpTotals.get({
             keyId: k.keyId,
