@@ -103,6 +103,29 @@ describe("proxying", () => {
     expect(JSON.stringify(seen)).not.toContain(key);
   });
 
+  test("an encoded api_key parameter is not forwarded either", async () => {
+    const r = await t.app.request(`/v1/models?api%5Fkey=${key}&x=1`);
+    expect(r.status).toBe(200);
+    expect(mock.requests.at(-1)?.path).toBe("/v4/models?x=1");
+  });
+
+  test("a key's model override holds for odd spellings of the path and content type", async () => {
+    const { secret } = await t.newKey({ model: "glm-4.5-air" });
+    for (const [path, type] of [
+      ["/v1//chat/completions/", "Application/JSON"],
+      ["/v1/chat/completions/", "text/plain"],
+      ["/v1/other-endpoint", "text/plain"],
+    ] as const) {
+      const r = await t.app.request(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}`, "content-type": type },
+        body: '{"model":"glm-5-expensive","stream":false,"messages":[]}',
+      });
+      expect(r.status).toBeLessThan(500);
+      expect((mock.requests.at(-1)?.body as { model?: string }).model).toBe("glm-4.5-air");
+    }
+  });
+
   test("every response carries quota headers and a request id", async () => {
     const r = await chat({ authorization: `Bearer ${key}` });
     expect(r.status).toBe(200);

@@ -59,7 +59,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     instanceId: instance.id,
     clock,
     log,
-    onFlushed: (keys, n) => usage?.onFlushed(keys, n),
+    onFlushed: (keys, n) => {
+      usage?.onFlushed(keys, n);
+      healthRef?.reportSuccess();
+    },
     onFlushError: (err) => health.reportFailure(err),
     // While the database is out the backlog waits in the journal; the
     // health monitor reconnects and flushes it once.

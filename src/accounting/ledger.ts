@@ -183,9 +183,16 @@ export class UsageLedger {
         return false;
       }
     }
-    if (this.pending.length === 0) this.deps.journal.truncate();
-    else if (this.deps.journal.size() > COMPACT_BYTES)
-      this.deps.journal.compact([...(this.retry ?? []), ...this.pending]);
+    try {
+      if (this.pending.length === 0) this.deps.journal.truncate();
+      else if (this.deps.journal.size() > COMPACT_BYTES) {
+        this.deps.journal.compact([...(this.retry ?? []), ...this.pending]);
+      }
+    } catch (err) {
+      // Only housekeeping failed: everything is in the database, and replay
+      // skips what the checkpoint covers. Log it and go on.
+      this.deps.log.error({ err: (err as Error).message }, "could not empty the usage journal");
+    }
     return this.pending.length === 0;
   }
 

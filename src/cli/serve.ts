@@ -10,6 +10,10 @@ export function serveCommand(): Command {
       const config = loadConfig();
       const log = createLogger(config.logLevel);
       const gateway = await startGateway(config, log);
+      // A bug must be seen, not take every in-flight request down with it.
+      process.on("unhandledRejection", (err) => {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, "unhandled rejection");
+      });
       let signals = 0;
       const onSignal = (signal: string) => {
         signals++;

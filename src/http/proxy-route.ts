@@ -7,6 +7,7 @@ import type { Metrics } from "../metrics/registry.ts";
 import { forward } from "../proxy/forward.ts";
 import { meteredStream } from "../proxy/metered-stream.ts";
 import {
+  canonicalPath,
   clientHeaders,
   namesModel,
   prepareBody,
@@ -31,7 +32,8 @@ export interface ProxyDeps {
   clock: () => number;
 }
 
-export function dialectOf(path: string): Dialect {
+export function dialectOf(rawPath: string): Dialect {
+  const path = canonicalPath(rawPath);
   return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
 }
 
@@ -51,7 +53,7 @@ export function proxyHandler(deps: ProxyDeps) {
   return async function proxy(c: Context<AccessLogEnv>): Promise<Response> {
     const req = c.req.raw;
     const url = new URL(req.url);
-    const path = url.pathname;
+    const path = canonicalPath(url.pathname);
     const dialect = dialectOf(path);
     const access = c.get("access");
     const now = deps.clock();
@@ -117,8 +119,18 @@ export function proxyHandler(deps: ProxyDeps) {
           drainMs: config.streamDrainMs,
           requestBytes,
           onDone: (outcome) => {
-            ledger.record(key.id, outcome.tokens);
-            release();
+            try {
+              ledger.record(key.id, outcome.tokens);
+            } catch (err) {
+              // The journal could not be written (disk full): say so loudly;
+              // the stream itself is over and must not take the process down.
+              access.error(
+                { err: (err as Error).message, tokens: outcome.tokens },
+                "could not record usage",
+              );
+            } finally {
+              release();
+            }
             metrics.upstreamDuration.observe(
               { dialect, stream: "true" },
               (performance.now() - sentAt) / 1000,
@@ -180,10 +192,12 @@ async function requestBody(
     return { body: null, requestBytes: 0, hideUsageChunk: false, model: undefined };
   }
   const bytes = await readBody(req, config.maxBodyBytes);
-  const type = req.headers.get("content-type") ?? "";
+  const type = (req.headers.get("content-type") ?? "").toLowerCase();
   // Endpoints that name a model are always read as JSON, whatever the client
-  // claims, so a key's model override cannot be dodged with a content type.
-  if (!type.includes("json") && !namesModel(dialect, path)) {
+  // claims, so a key's model override cannot be dodged with a content type;
+  // so is any body of a key with an override that turns out to be JSON.
+  const forceJson = namesModel(dialect, path) || (key.model !== null && looksLikeJson(bytes));
+  if (!type.includes("json") && !forceJson) {
     // Not ours to read (uploads and the like): forwarded as it came.
     return {
       body: bytes,
@@ -206,6 +220,15 @@ async function requestBody(
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
   };
+}
+
+function looksLikeJson(bytes: Uint8Array | null): boolean {
+  if (!bytes) return false;
+  for (const b of bytes) {
+    if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;
+    return b === 0x7b; // "{"
+  }
+  return false;
 }
 
 function tokensOf(dialect: Dialect, type: string | null, bytes: Uint8Array): number | null {

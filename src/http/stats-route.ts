@@ -4,6 +4,7 @@ import type { KeyCache } from "../keys/cache.ts";
 import { maskedKey } from "../keys/secret.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import { WINDOW_MS, windowState } from "../quota/window.ts";
+import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
 import type { AccessLogEnv } from "./access-log.ts";
 import { authenticate } from "./authenticate.ts";
@@ -15,6 +16,7 @@ export interface StatsDeps {
   ledger: UsageLedger;
   clock: () => number;
   defaultModel: string;
+  health: StorageHealth;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -31,10 +33,14 @@ export function statsHandler(deps: StatsDeps) {
     const cached = await authenticate(deps.keys, c.req.raw, url, now, { allowInactive: true });
     c.get("access").fields.key = cached.keyPrefix;
     let key = cached;
-    try {
-      key = (await deps.storage.getKeyById(cached.id)) ?? cached;
-    } catch {
-      // The database is out: the cached record is the best we have.
+    // Fresh totals from the database, unless it is out: then what this
+    // instance knows is the answer.
+    if (!deps.health.degraded) {
+      try {
+        key = (await deps.storage.getKeyById(cached.id)) ?? cached;
+      } catch (err) {
+        deps.health.reportFailure(err);
+      }
     }
     const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
     const pending = deps.ledger.pendingTotals(key.id);

@@ -35,6 +35,9 @@ export const updateKeyInput = z
 
 export class KeyInputError extends Error {}
 
+/** A whole secret rather than an id, prefix or name. */
+const OWN_KEY_SHAPE = /^pk_[A-Za-z0-9_-]{20,}$/;
+
 function parse<T>(schema: z.ZodType<T>, input: unknown): T {
   const r = schema.safeParse(input);
   if (!r.success) {
@@ -94,9 +97,18 @@ export async function rotateKey(
   return record ? { record, secret } : null;
 }
 
-/** Finds exactly one key by id, display prefix or name. */
+/**
+ * Finds exactly one key by id, display prefix or name, or by the key itself
+ * (looked up by hash). A key-shaped reference is never echoed back.
+ */
 export async function resolveKey(storage: Storage, ref: string): Promise<KeyRecord> {
-  const found = await storage.findKeys(ref.trim().replace(/…$/, ""));
+  const clean = ref.trim().replace(/…$/, "");
+  if (OWN_KEY_SHAPE.test(clean)) {
+    const byHash = await storage.getKeyByHash(hashKey(clean));
+    if (byHash) return byHash;
+    throw new KeyInputError("no key matches that secret (give its id, prefix or name)");
+  }
+  const found = await storage.findKeys(clean);
   if (found.length === 0)
     throw new KeyInputError(`no key matches "${ref}" (give its id, prefix or name)`);
   if (found.length > 1) {

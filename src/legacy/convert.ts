@@ -2,6 +2,7 @@ import { displayPrefix, hashKey } from "../keys/secret.ts";
 import { bucketStartOf, windowUsage } from "../quota/window.ts";
 import type { BucketUsage, KeyExport } from "../storage/types.ts";
 import { type LegacyFile, type LegacyKey, legacyFile } from "./format.ts";
+import { jsonErrorMessage } from "./json-error.ts";
 
 /** Expiry dates from this year on mean "never" (the old format requires a date). */
 const NEVER_YEAR = 9999;
@@ -22,7 +23,7 @@ export function parseLegacy(text: string): LegacyParse {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    return { ok: false, problems: [`not valid JSON: ${(err as Error).message}`] };
+    return { ok: false, problems: [`not valid JSON: ${jsonErrorMessage(err)}`] };
   }
   const r = legacyFile.safeParse(json);
   if (!r.success) {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
+  canonicalPath,
   clientHeaders,
   prepareBody,
   upstreamHeaders,
@@ -25,10 +26,21 @@ describe("upstreamUrl", () => {
   for (const [args, want] of table)
     test(`${args[0]} ${args[2]}${args[3]}`, () => expect(upstreamUrl(...args)).toBe(want));
 
-  test("the api_key parameter never survives", () => {
+  test("the api_key parameter never survives, however it is encoded", () => {
     expect(withoutKeyParam("?api_key=pk_a")).toBe("");
     expect(withoutKeyParam("?a=1&api_key=pk_a&b=2")).toBe("?a=1&b=2");
-    expect(withoutKeyParam("?a=1")).toBe("?a=1");
+    expect(withoutKeyParam("?api%5Fkey=pk_a&x=1")).toBe("?x=1");
+    expect(withoutKeyParam("?api_key=pk_a&api_key=pk_b")).toBe("");
+    // A query without it is passed on exactly as it came.
+    expect(withoutKeyParam("?q=a%20b&x=%7E")).toBe("?q=a%20b&x=%7E");
+    expect(withoutKeyParam("")).toBe("");
+  });
+
+  test("canonicalPath gives one spelling per path", () => {
+    expect(canonicalPath("/v1//chat/completions/")).toBe("/v1/chat/completions");
+    expect(canonicalPath("//v1///messages")).toBe("/v1/messages");
+    expect(canonicalPath("/")).toBe("/");
+    expect(canonicalPath("/v1/models")).toBe("/v1/models");
   });
 });
 

@@ -47,13 +47,28 @@ export function upstreamUrl(dialect: Dialect, base: string, path: string, search
   return base + rest + withoutKeyParam(search);
 }
 
-/** The `api_key` query parameter is ours; the upstream must never see it. */
+/**
+ * The `api_key` query parameter is ours; the upstream must never see it, in
+ * whatever encoding it came (`api%5Fkey` decodes to the same name). A query
+ * without it is passed on byte for byte.
+ */
 export function withoutKeyParam(search: string): string {
-  if (!search.includes("api_key")) return search;
+  if (search === "") return search;
   const params = new URLSearchParams(search);
+  if (!params.has("api_key")) return search;
   params.delete("api_key");
   const s = params.toString();
   return s ? `?${s}` : "";
+}
+
+/**
+ * One spelling per path: repeated slashes collapsed and a trailing slash
+ * dropped, so `/v1//chat/completions/` is recognised (and governed by the
+ * key's rules) like the path an upstream would normalise it to.
+ */
+export function canonicalPath(path: string): string {
+  const p = path.replace(/\/{2,}/g, "/");
+  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
 }
 
 export function upstreamHeaders(incoming: Headers, dialect: Dialect, apiKey: string): Headers {

@@ -80,12 +80,27 @@ export class StorageHealth {
     if (!this.state.reachable) return;
     this.state.reachable = false;
     this.state.degradedSince = this.clock();
-    this.attempt = 0;
+    // `attempt` is only reset by a real success (`reportSuccess`): a database
+    // that answers pings but refuses writes (disk full, permissions) is
+    // retried with growing waits, not in a tight loop.
+    this.attempt++;
     this.log.warn(
       { err: message },
       "database unreachable: serving known keys from memory, usage kept in the journal",
     );
-    this.schedule(0);
+    this.schedule(this.attempt <= 1 ? 0 : this.backoff());
+  }
+
+  /** A storage write went through: the database is fully back. */
+  reportSuccess(): void {
+    this.attempt = 0;
+  }
+
+  private backoff(): number {
+    return Math.max(
+      50,
+      backoffMs(this.attempt, { baseMs: this.options.backoffMs, maxMs: this.options.maxBackoffMs }),
+    );
   }
 
   /** Pings now (or joins a ping under way) and updates the state; for readiness probes. */
@@ -109,15 +124,7 @@ export class StorageHealth {
       this.schedule(this.options.probeMs);
     } else {
       this.attempt++;
-      this.schedule(
-        Math.max(
-          50,
-          backoffMs(this.attempt, {
-            baseMs: this.options.backoffMs,
-            maxMs: this.options.maxBackoffMs,
-          }),
-        ),
-      );
+      this.schedule(this.backoff());
     }
   }
 
