@@ -122,7 +122,8 @@ describe("proxying", () => {
         body: '{"model":"glm-5-expensive","stream":false,"messages":[]}',
       });
       expect(r.status).toBeLessThan(500);
-      expect((mock.requests.at(-1)?.body as { model?: string }).model).toBe("glm-4.5-air");
+      const seen = mock.requests.at(-1)?.body as { model?: string } | undefined;
+      expect(seen?.model).toBe("glm-4.5-air");
     }
   });
 

@@ -76,6 +76,7 @@ export const envSchema = z.object({
   JOURNAL_DIR: optionalString,
   MAX_BODY_BYTES: intFrom(32 * MiB, 1),
   UPSTREAM_TIMEOUT_MS: intFrom(600_000, 1),
+  UPSTREAM_IDLE_TIMEOUT_MS: intFrom(600_000, 1),
   STREAM_DRAIN_MS: intFrom(120_000, 0),
   SHUTDOWN_TIMEOUT_MS: intFrom(30_000, 0),
   FLUSH_INTERVAL_MS: intFrom(50, 5),
@@ -122,6 +123,8 @@ export interface Config {
   unknownKeysDuringOutage: "reject" | "allow";
   maxBodyBytes: number;
   upstreamTimeoutMs: number;
+  /** Longest silence tolerated once an upstream response has started (stream or body). */
+  upstreamIdleTimeoutMs: number;
   /** How long an abandoned stream is still read for its usage. */
   streamDrainMs: number;
   shutdownTimeoutMs: number;
@@ -173,6 +176,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     unknownKeysDuringOutage: e.UNKNOWN_KEYS_DURING_OUTAGE,
     maxBodyBytes: e.MAX_BODY_BYTES,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     streamDrainMs: e.STREAM_DRAIN_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     flushIntervalMs: e.FLUSH_INTERVAL_MS,

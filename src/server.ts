@@ -133,6 +133,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       accepting = false;
       clearInterval(sweeper);
       await backups?.stop();
+      // One budget for the whole shutdown: requests and streams, then the
+      // charges of whatever is still running when it runs out.
+      const deadline = Date.now() + config.shutdownTimeoutMs;
       const graceful = server.stop(false);
       const bound = Bun.sleep(config.shutdownTimeoutMs).then(() => "timeout" as const);
       if ((await Promise.race([graceful, bound])) === "timeout") {
@@ -142,9 +145,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         );
         await server.stop(true);
       }
-      await unwatch?.().catch(() => {});
+      // A hung database must not hold shutdown: stop listening, but briefly.
+      await Promise.race([unwatch?.().catch(() => {}), Bun.sleep(1000)]);
       health.stop();
-      const flushed = await ledger.close(config.shutdownTimeoutMs);
+      const flushed = await ledger.close(Math.max(0, deadline - Date.now()));
       if (!flushed)
         log.error(
           { journal: journal.file },

@@ -175,6 +175,24 @@ describe("UsageLedger", () => {
   });
 });
 
+describe("UsageLedger at shutdown", () => {
+  test("a request still running when the bound runs out is charged what is known, once", async () => {
+    const ledger = await open();
+    let charged = false;
+    const release = ledger.hold(() => {
+      if (!charged) {
+        charged = true;
+        ledger.record(keyId, 40);
+      }
+    });
+    await ledger.close(50);
+    expect(await totals()).toEqual({ tokens: 40, requests: 1 });
+    // The request's own completion, arriving late, changes nothing.
+    release();
+    expect(ledger.inflight).toBe(0);
+  });
+});
+
 describe("aggregate", () => {
   test("one entry per key and one per (key, bucket)", () => {
     const a = aggregate([

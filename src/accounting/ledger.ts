@@ -42,10 +42,12 @@ export class UsageLedger {
   private pending: UsageEvent[] = [];
   /** A batch whose write failed, to be retried as it is before anything newer. */
   private retry: UsageEvent[] | undefined;
+  /** Events of the batch being written right now. */
+  private writing = 0;
   private readonly byKey = new Map<string, PendingKey>();
   private flushing: Promise<boolean> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
-  private holds = 0;
+  private readonly holds = new Set<{ force: () => void }>();
   private closed = false;
   /** Number of committed flushes; see `onFlushed`. */
   flushNo = 0;
@@ -78,21 +80,20 @@ export class UsageLedger {
   /**
    * Marks a request whose cost is still to come (a response being read, a
    * stream being drained); `close` waits for it. Call the result once done.
+   * `force` is called if shutdown cannot wait any longer: it must charge
+   * what the request is known to have cost so far, and release the hold.
    */
-  hold(): () => void {
-    this.holds++;
-    let released = false;
+  hold(force: () => void = () => {}): () => void {
+    const h = { force };
+    this.holds.add(h);
     return () => {
-      if (!released) {
-        released = true;
-        this.holds--;
-      }
+      this.holds.delete(h);
     };
   }
 
   /** Requests whose cost is not yet recorded. */
   get inflight(): number {
-    return this.holds;
+    return this.holds.size;
   }
 
   /** Charges `tokens` to a key. Synchronous: the event is in the journal when this returns. */
@@ -121,7 +122,7 @@ export class UsageLedger {
 
   /** Events not yet in the database. */
   get backlog(): number {
-    return this.pending.length + (this.retry?.length ?? 0);
+    return this.pending.length + (this.retry?.length ?? 0) + this.writing;
   }
 
   startTimer(intervalMs: number): void {
@@ -142,7 +143,20 @@ export class UsageLedger {
   /** Stops the timer and writes what is pending. The journal keeps anything that could not be written. */
   async close(waitMs = 0): Promise<boolean> {
     const deadline = Date.now() + waitMs;
-    while (this.holds > 0 && Date.now() < deadline) await Bun.sleep(20);
+    while (this.holds.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+    // Out of time: whatever is still running is charged what it is known to
+    // have cost (an estimate where the upstream has not said), never nothing.
+    for (const h of [...this.holds]) {
+      try {
+        h.force();
+      } catch (err) {
+        this.deps.log.error(
+          { err: (err as Error).message },
+          "could not charge a request cut by shutdown",
+        );
+      }
+      this.holds.delete(h);
+    }
     if (this.timer) clearInterval(this.timer);
     // With the database known to be out, do not wait on it: the journal keeps
     // everything and the next start replays it.
@@ -178,7 +192,11 @@ export class UsageLedger {
     if (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
-      if (!(await this.write(batch))) {
+      this.writing = batch.length;
+      const ok = await this.write(batch).finally(() => {
+        this.writing = 0;
+      });
+      if (!ok) {
         this.retry = batch;
         return false;
       }

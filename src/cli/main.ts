@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 import { Command, CommanderError } from "commander";
+import { backupCommands } from "./backup.ts";
 import { isUserError, withStorage } from "./context.ts";
 import { dbCommand } from "./db.ts";
+import { healthCommand } from "./health.ts";
 import { keysCommand } from "./keys.ts";
 import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
@@ -15,6 +17,8 @@ program.addCommand(serveCommand());
 program.addCommand(keysCommand(withStorage));
 program.addCommand(migrateCommand());
 program.addCommand(dbCommand());
+program.addCommand(healthCommand());
+for (const command of backupCommands()) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { startGateway } from "../server.ts";
+import { isDriverSocketGlitch } from "../storage/postgres/driver-glitch.ts";
 
 export function serveCommand(): Command {
   return new Command("serve")
@@ -13,6 +14,15 @@ export function serveCommand(): Command {
       // A bug must be seen, not take every in-flight request down with it.
       process.on("unhandledRejection", (err) => {
         log.error({ err: err instanceof Error ? err.message : String(err) }, "unhandled rejection");
+      });
+      process.on("uncaughtException", (err) => {
+        if (isDriverSocketGlitch(err)) {
+          log.warn({ err: err.message }, "database driver error on a lost connection; carrying on");
+          return;
+        }
+        log.error({ err: err.message, stack: err.stack }, "uncaught exception; exiting");
+        log.flush();
+        process.exit(1);
       });
       let signals = 0;
       const onSignal = (signal: string) => {

@@ -5,7 +5,7 @@ import { type Dialect, GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { forward } from "../proxy/forward.ts";
-import { meteredStream } from "../proxy/metered-stream.ts";
+import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
 import {
   canonicalPath,
   clientHeaders,
@@ -87,19 +87,34 @@ export function proxyHandler(deps: ProxyDeps) {
       );
     }
 
-    // From here the request may cost tokens: shutdown waits for its charge.
-    const release = ledger.hold();
+    // From here the request may cost tokens. It is charged exactly once:
+    // when its usage is known, or, if shutdown cannot wait that long, then
+    // with what is known by that time (for a whole answer, an estimate).
+    let charged = false;
+    const charge = (tokens: number) => {
+      if (charged) return false;
+      charged = true;
+      ledger.record(key.id, tokens);
+      return true;
+    };
+    let forceStream: (() => void) | undefined;
+    const release = ledger.hold(() => {
+      if (forceStream) forceStream();
+      else charge(estimateTokens(requestBytes, 0));
+    });
     let streaming = false;
     try {
       const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey);
       if (typeof body === "string") outHeaders.set("content-type", "application/json");
       const sentAt = performance.now();
+      const abort = new AbortController();
       const upstream = await forward({
         method: req.method,
         url: upstreamUrl(dialect, bases[dialect], path, url.search),
         headers: outHeaders,
         body,
         timeoutMs: config.upstreamTimeoutMs,
+        signal: abort.signal,
       }).catch((err: unknown) => {
         if (err instanceof GatewayError) metrics.upstreamErrors.inc({ dialect, reason: err.code });
         throw err;
@@ -117,10 +132,15 @@ export function proxyHandler(deps: ProxyDeps) {
           dialect,
           hideUsageChunk,
           drainMs: config.streamDrainMs,
+          idleMs: config.upstreamIdleTimeoutMs,
+          onForceable: (force) => {
+            forceStream = force;
+          },
+          onIdle: () => abort.abort(),
           requestBytes,
           onDone: (outcome) => {
             try {
-              ledger.record(key.id, outcome.tokens);
+              charge(outcome.tokens);
             } catch (err) {
               // The journal could not be written (disk full): say so loudly;
               // the stream itself is over and must not take the process down.
@@ -155,9 +175,9 @@ export function proxyHandler(deps: ProxyDeps) {
       }
 
       // A whole response: read it, charge what it reports, pass it on unchanged.
-      const bytes = await readWhole(upstream);
+      const bytes = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
       const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
-      ledger.record(key.id, tokens);
+      charge(tokens);
       metrics.upstreamDuration.observe(
         { dialect, stream: "false" },
         (performance.now() - sentAt) / 1000,
@@ -240,11 +260,28 @@ function tokensOf(dialect: Dialect, type: string | null, bytes: Uint8Array): num
   }
 }
 
-async function readWhole(upstream: Response): Promise<Uint8Array> {
+async function readWhole(
+  upstream: Response,
+  limitMs: number,
+  abort: AbortController,
+): Promise<Uint8Array> {
+  let silent = false;
+  const timer = setTimeout(() => {
+    silent = true;
+    abort.abort();
+  }, limitMs);
   try {
     return new Uint8Array(await upstream.arrayBuffer());
   } catch (err) {
+    if (silent) {
+      throw new GatewayError(
+        "upstream_timeout",
+        `upstream stopped sending its answer for ${limitMs} ms`,
+      );
+    }
     const reason = err instanceof Error ? err.message : String(err);
     throw new GatewayError("upstream_unreachable", `upstream response broke off: ${reason}`);
+  } finally {
+    clearTimeout(timer);
   }
 }

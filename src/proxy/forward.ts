@@ -5,8 +5,10 @@ export interface ForwardRequest {
   url: string;
   headers: Headers;
   body: string | Uint8Array | null;
-  /** Time allowed to the upstream's response headers; also its idle limit while streaming. */
+  /** Time allowed to the upstream's response headers. */
   timeoutMs: number;
+  /** Aborts the upstream call, body included (used when its body goes silent for too long). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -15,6 +17,7 @@ export interface ForwardRequest {
  */
 export async function forward(req: ForwardRequest): Promise<Response> {
   const controller = new AbortController();
+  req.signal?.addEventListener("abort", () => controller.abort(), { once: true });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -27,9 +30,9 @@ export async function forward(req: ForwardRequest): Promise<Response> {
       body: req.body,
       signal: controller.signal,
       redirect: "manual",
-      // Bun's socket idle limit: long thinking pauses are normal, only a
-      // silence longer than the first-byte budget is treated as dead.
-      timeout: req.timeoutMs,
+      // Bun's own socket idle limit (5 min) would cut a model thinking for
+      // longer; silences are bounded by our timers instead.
+      timeout: false,
     });
   } catch (err) {
     if (timedOut) {

@@ -7,9 +7,14 @@ const enc = new TextEncoder();
 function upstream(
   chunks: string[],
   opts: { gapMs?: number; end?: "close" | "hang" | "error" } = {},
+  handle: { abort?: () => void } = {},
 ) {
   let i = 0;
   return new ReadableStream<Uint8Array>({
+    start(c) {
+      // What aborting the upstream fetch does to its body: the pending read fails.
+      handle.abort = () => c.error(new Error("The operation was aborted."));
+    },
     async pull(c) {
       if (opts.gapMs && i > 0) await Bun.sleep(opts.gapMs);
       if (i < chunks.length) {
@@ -31,6 +36,7 @@ function run(
     gapMs?: number;
     end?: "close" | "hang" | "error";
     drainMs?: number;
+    idleMs?: number;
   } = {},
 ) {
   let resolve: (o: StreamOutcome) => void = () => {};
@@ -38,8 +44,15 @@ function run(
     resolve = r;
   });
   let calls = 0;
+  const handle: { abort?: () => void } = {};
+  let idled = 0;
   const stream = meteredStream({
-    upstream: upstream(chunks, opts),
+    upstream: upstream(chunks, opts, handle),
+    idleMs: opts.idleMs ?? 5000,
+    onIdle: () => {
+      idled++;
+      handle.abort?.();
+    },
     dialect: opts.dialect ?? "openai",
     hideUsageChunk: opts.hide ?? false,
     drainMs: opts.drainMs ?? 5000,
@@ -49,7 +62,7 @@ function run(
       resolve(o);
     },
   });
-  return { stream, done, calls: () => calls };
+  return { stream, done, calls: () => calls, idled: () => idled };
 }
 
 const OPENAI = [
@@ -109,6 +122,20 @@ describe("meteredStream", () => {
       tokens: estimateTokens(400, 2),
       estimated: true,
       abandoned: true,
+      broken: true,
+    });
+  });
+
+  test("an upstream silent for longer than the idle limit is cut and charged what it said", async () => {
+    const r = run(ANTHROPIC.slice(0, 2), { dialect: "anthropic", end: "hang", idleMs: 100 });
+    const started = performance.now();
+    await expect(new Response(r.stream).text()).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(r.idled()).toBe(1);
+    expect(await r.done).toEqual({
+      tokens: 17 + 2,
+      estimated: true,
+      abandoned: false,
       broken: true,
     });
   });

@@ -19,10 +19,19 @@ export interface MeteredStreamOptions {
   hideUsageChunk: boolean;
   /** How long an abandoned stream is still read for its usage. */
   drainMs: number;
+  /** Longest silence from the upstream before the stream is given up (`onIdle` is called). */
+  idleMs: number;
+  /** Called when the upstream has been silent for `idleMs`: abort the upstream call. */
+  onIdle: () => void;
   /** Size of the request body, for the estimate when usage never comes. */
   requestBytes: number;
   /** Called exactly once, when the stream's cost is known. */
   onDone: (outcome: StreamOutcome) => void;
+  /**
+   * Receives a function that ends the stream at once, charging what is known
+   * so far (shutdown cannot wait for it any longer).
+   */
+  onForceable?: (forceFinish: () => void) => void;
 }
 
 /**
@@ -49,6 +58,13 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
   const usage = new StreamUsage(opts.dialect);
   let finished = false;
   let abandoned = false;
+  // A silent upstream is cut: its read then fails, and the stream ends as broken.
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const touch = () => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(opts.onIdle, opts.idleMs);
+  };
+  touch();
 
   /**
    * Reads one chunk; returns what the client should get of it. Once the
@@ -57,6 +73,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
    * its answer is always charged, even if the process dies a moment later.
    */
   const consume = (chunk: Uint8Array): Uint8Array | null => {
+    if (!finished) touch();
     const events = parser.push(decoder.decode(chunk, { stream: true }));
     let out: Uint8Array | null = chunk;
     if (!opts.hideUsageChunk) {
@@ -84,6 +101,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
   const finish = (broken: boolean) => {
     if (finished) return;
     finished = true;
+    clearTimeout(idleTimer);
     const reported = usage.tokens;
     const estimated = !usage.complete;
     const tokens = estimated
@@ -112,6 +130,11 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
       void reader.cancel().catch(() => {});
     }
   };
+
+  opts.onForceable?.(() => {
+    finish(true);
+    void reader.cancel().catch(() => {});
+  });
 
   return new ReadableStream<Uint8Array>({
     async pull(controller) {

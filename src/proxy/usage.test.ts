@@ -88,6 +88,17 @@ describe("StreamUsage", () => {
     expect(hidden).toHaveLength(0);
   });
 
+  test("openai Responses API: usage inside response.completed counts", () => {
+    const { u, hidden } = feed(
+      "openai",
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"hi"}\n\n' +
+        'event: response.completed\ndata: {"type":"response.completed","response":{"id":"r1","usage":{"input_tokens":9,"output_tokens":3,"total_tokens":12}}}\n\n',
+    );
+    expect(u.complete).toBe(true);
+    expect(u.tokens).toBe(12);
+    expect(hidden).toHaveLength(0);
+  });
+
   test("openai: a stream without usage is not complete", () => {
     const { u } = feed(
       "openai",

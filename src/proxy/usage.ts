@@ -74,7 +74,10 @@ export class StreamUsage {
     }
     if (!isObject(json)) return false;
     if (this.dialect === "openai") {
-      const tokens = openaiTokens(json.usage);
+      // Chat and completions streams put usage at the top level; the
+      // Responses API in its `response.completed` event's `response`.
+      const usage = json.usage ?? (isObject(json.response) ? json.response.usage : undefined);
+      const tokens = openaiTokens(usage);
       if (tokens === null) return false;
       this.openaiTotal = tokens;
       return Array.isArray(json.choices) && json.choices.length === 0;

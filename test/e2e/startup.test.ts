@@ -52,6 +52,22 @@ describe("start-up", () => {
     expect(out + err).not.toContain("s3cret-password");
   }, 20_000);
 
+  test("`tollgate health` asks a running gateway and says whether it serves", async () => {
+    const g = new GatewayProcess({ mock });
+    try {
+      await g.start();
+      const up = await g.cli(["health", "--url", g.url]);
+      expect(up.code).toBe(0);
+      expect(up.stdout).toStartWith("ok: database reachable");
+      await g.stop();
+      const down = await g.cli(["health", "--url", g.url]);
+      expect(down.code).toBe(1);
+      expect(down.stderr).toStartWith(`error: no answer from ${g.url}`);
+    } finally {
+      await g.close();
+    }
+  }, 20_000);
+
   test("the legacy file backend serves the old apikeys.json in place and points at migrate", async () => {
     const g = new GatewayProcess({ mock });
     try {

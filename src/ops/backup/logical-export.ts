@@ -1,0 +1,130 @@
+import { openSqliteStorage } from "../../storage/sqlite/index.ts";
+import type { BucketUsage, KeyExport, KeyRecord } from "../../storage/types.ts";
+import { BackupError, messageOf } from "./errors.ts";
+import type { LogicalWriter } from "./logical-format.ts";
+import type { SchemaVersion } from "./manifest.ts";
+import { connect, pgSchema, type Tx } from "./pg-connect.ts";
+
+/** Keys per batch: one batch in memory at a time. */
+const BATCH = 500;
+
+/**
+ * Streams a SQLite snapshot (a VACUUM INTO copy nobody else uses, hence
+ * consistent) into a logical backup. The copy is brought to this version's
+ * schema first, which only ever touches the copy.
+ */
+export async function exportSqliteSnapshot(snapshot: string, out: LogicalWriter): Promise<void> {
+  const storage = openSqliteStorage(snapshot);
+  try {
+    await storage.migrate();
+    if (!storage.exportKeys || !storage.listCheckpoints) throw new Error("cannot export");
+    for await (const batch of storage.exportKeys(BATCH)) await out.keys(batch);
+    await out.checkpoints(await storage.listCheckpoints());
+  } finally {
+    await storage.close();
+  }
+}
+
+/**
+ * Streams a PostgreSQL database into a logical backup from one
+ * repeatable-read transaction: every batch is read from the same snapshot,
+ * so totals, buckets and checkpoints agree however busy the gateways are.
+ */
+export async function exportPostgres(
+  url: string,
+  write: (header: SchemaVersion) => Promise<LogicalWriter>,
+): Promise<void> {
+  const sql = connect(url, "tollgate-backup");
+  try {
+    await sql.begin("isolation level repeatable read read only", async (tx) => {
+      const out = await write(await pgSchema(tx));
+      let after: { createdAt: number; id: string } | null = null;
+      for (;;) {
+        const keys = await keyBatch(tx, after);
+        if (keys.length === 0) break;
+        await out.keys(await withBuckets(tx, keys));
+        const last = keys[keys.length - 1] as KeyRecord;
+        after = { createdAt: last.createdAt, id: last.id };
+      }
+      const cps = await tx<{ instance_id: string; last_seq: string }[]>`
+        select instance_id, last_seq from usage_checkpoints order by instance_id`;
+      await out.checkpoints(
+        cps.map((c) => ({ instanceId: c.instance_id, lastSeq: Number(c.last_seq) })),
+      );
+    });
+  } catch (err) {
+    if (err instanceof BackupError) throw err;
+    throw new BackupError(`cannot export PostgreSQL: ${messageOf(err)}`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+interface KeyRow {
+  id: string;
+  key_hash: string;
+  key_prefix: string;
+  name: string;
+  token_limit: string;
+  model: string | null;
+  expires_at: string | null;
+  disabled: boolean;
+  created_at: string;
+  updated_at: string;
+  last_used_at: string | null;
+  total_tokens: string;
+  total_requests: string;
+}
+
+const num = (v: string | null) => (v === null ? null : Number(v));
+
+function keyRecord(r: KeyRow): KeyRecord {
+  return {
+    id: r.id,
+    keyHash: r.key_hash,
+    keyPrefix: r.key_prefix,
+    name: r.name,
+    tokenLimit: Number(r.token_limit),
+    model: r.model,
+    expiresAt: num(r.expires_at),
+    disabled: r.disabled,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    lastUsedAt: num(r.last_used_at),
+    totalTokens: Number(r.total_tokens),
+    totalRequests: Number(r.total_requests),
+  };
+}
+
+async function keyBatch(
+  tx: Tx,
+  after: { createdAt: number; id: string } | null,
+): Promise<KeyRecord[]> {
+  // Keyset pagination on (created_at, id), as the storage's own export does.
+  const rows = after
+    ? await tx<KeyRow[]>`
+        select * from api_keys where (created_at, id) > (${after.createdAt}::int8, ${after.id}::text)
+        order by created_at, id limit ${BATCH}`
+    : await tx<KeyRow[]>`select * from api_keys order by created_at, id limit ${BATCH}`;
+  return rows.map(keyRecord);
+}
+
+async function withBuckets(tx: Tx, keys: KeyRecord[]): Promise<KeyExport[]> {
+  const rows = await tx<
+    { key_id: string; bucket_start: string; tokens: string; requests: string }[]
+  >`
+    select key_id, bucket_start, tokens, requests from usage_buckets
+    where key_id = any(${tx.array(keys.map((k) => k.id))}::text[])
+    order by key_id, bucket_start`;
+  const byKey = new Map<string, BucketUsage[]>();
+  for (const r of rows) {
+    const list = byKey.get(r.key_id) ?? [];
+    list.push({
+      bucketStart: Number(r.bucket_start),
+      tokens: Number(r.tokens),
+      requests: Number(r.requests),
+    });
+    byKey.set(r.key_id, list);
+  }
+  return keys.map((key) => ({ key, buckets: byKey.get(key.id) ?? [] }));
+}

@@ -1,0 +1,141 @@
+import { Database } from "bun:sqlite";
+import { openSqliteStorage } from "../../storage/sqlite/index.ts";
+import type { KeyExport } from "../../storage/types.ts";
+import { checkpointsAfterRestore } from "./checkpoints.ts";
+import { BackupError } from "./errors.ts";
+import { type Checkpoint, readLogical } from "./logical-format.ts";
+import type { BackupCounts } from "./manifest.ts";
+import { countsIn } from "./sqlite-file.ts";
+import { differences } from "./verify.ts";
+
+// A SQLite restore builds the restored data in a staging file first (the
+// decompressed backup, or a new database filled from a logical export), then
+// replaces the live tables' content from it in ONE immediate transaction. The
+// live file is never swapped or truncated: any process that has it open (a
+// gateway, a CLI command) keeps a valid database and sees either the old data
+// or the new, never a mix, and a failure at any point rolls everything back.
+
+const BATCH = 500;
+
+/** Brings a staged copy (a decompressed backup) to this version's schema. */
+export async function prepareStaged(staged: string): Promise<void> {
+  const storage = openSqliteStorage(staged);
+  try {
+    await storage.migrate();
+  } finally {
+    await storage.close();
+  }
+}
+
+/**
+ * A staging database filled from a logical backup. Nobody else sees this
+ * file, so it is written with plain prepared statements, a batch a
+ * transaction; the counts and sums are checked when it replaces the live data.
+ */
+export async function stageLogical(payload: string, gzip: boolean, staged: string): Promise<void> {
+  await prepareStaged(staged);
+  const db = new Database(staged, { readwrite: true, create: false, strict: true });
+  try {
+    db.run("PRAGMA foreign_keys = ON");
+    const key = db.query(
+      `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at, disabled,
+         created_at, updated_at, last_used_at, total_tokens, total_requests)
+       VALUES ($id, $keyHash, $keyPrefix, $name, $tokenLimit, $model, $expiresAt, $disabled,
+         $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests)`,
+    );
+    const bucket = db.query(
+      "INSERT INTO usage_buckets (key_id, bucket_start, tokens, requests) VALUES (?, ?, ?, ?)",
+    );
+    const checkpoint = db.query(
+      "INSERT INTO usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
+    );
+    const write = db.transaction((rows: KeyExport[]) => {
+      for (const { key: k, buckets } of rows) {
+        key.run({ ...k, disabled: k.disabled ? 1 : 0 });
+        for (const b of buckets) bucket.run(k.id, b.bucketStart, b.tokens, b.requests);
+      }
+    });
+    let batch: KeyExport[] = [];
+    for await (const r of readLogical(payload, gzip)) {
+      if (r.type === "key") {
+        batch.push(r.row);
+        if (batch.length >= BATCH) {
+          write(batch);
+          batch = [];
+        }
+      } else if (r.type === "checkpoint") {
+        checkpoint.run(r.checkpoint.instanceId, r.checkpoint.lastSeq, Date.now());
+      }
+    }
+    write(batch);
+  } finally {
+    db.close();
+  }
+}
+
+export interface Replaced {
+  counts: BackupCounts;
+  checkpoints: { kept: number; fromBackup: number };
+}
+
+/**
+ * Replaces every key, usage bucket and checkpoint of the live database with
+ * the staged database's, in one transaction, and checks the result against
+ * `expected` before committing.
+ */
+export function replaceFromStaged(live: string, staged: string, expected: BackupCounts): Replaced {
+  const db = new Database(live, { readwrite: true, create: false });
+  try {
+    db.run("PRAGMA busy_timeout = 10000");
+    db.run("PRAGMA foreign_keys = ON");
+    // ATTACH cannot happen inside a transaction; it changes nothing by itself.
+    db.run("ATTACH DATABASE ? AS staged", [staged]);
+    try {
+      // IMMEDIATE: the write lock is taken up front, so a gateway's flush waits
+      // for the restore instead of interleaving with it.
+      return db.transaction(() => replaceTables(db, expected)).immediate();
+    } finally {
+      db.run("DETACH DATABASE staged");
+    }
+  } finally {
+    db.close();
+  }
+}
+
+function replaceTables(db: Database, expected: BackupCounts): Replaced {
+  const readCheckpoints = (schema: string) =>
+    db
+      .query<Checkpoint, []>(
+        `SELECT instance_id AS instanceId, last_seq AS lastSeq FROM ${schema}.usage_checkpoints`,
+      )
+      .all();
+  const current = readCheckpoints("main");
+  db.run("DELETE FROM main.usage_buckets");
+  db.run("DELETE FROM main.api_keys");
+  db.run("DELETE FROM main.usage_checkpoints");
+  for (const table of ["api_keys", "usage_buckets"]) {
+    const cols = columns(db, table);
+    db.run(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM staged.${table}`);
+  }
+  const merged = checkpointsAfterRestore(readCheckpoints("staged"), current);
+  const insert = db.query(
+    "INSERT INTO main.usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
+  );
+  const now = Date.now();
+  for (const c of merged.checkpoints) insert.run(c.instanceId, c.lastSeq, now);
+  const counts = countsIn(db, "main");
+  const diff = differences({ ...expected, checkpoints: merged.checkpoints.length }, counts);
+  // Thrown inside the transaction: it rolls back and the live data stays as it was.
+  if (diff.length > 0)
+    throw new BackupError(`the restored data does not match: ${diff.join(", ")}`);
+  return { counts, checkpoints: { kept: merged.kept, fromBackup: merged.fromBackup } };
+}
+
+/** The live table's columns, quoted; the staged copy has the same schema (migrated to it). */
+function columns(db: Database, table: string): string {
+  return db
+    .query<{ name: string }, []>(`PRAGMA main.table_info(${table})`)
+    .all()
+    .map((c) => `"${c.name.replaceAll('"', '""')}"`)
+    .join(", ");
+}

@@ -1,0 +1,116 @@
+// Fixtures for the backup tests (not used by the gateway).
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { testPostgres } from "../../../test/harness/postgres.ts";
+import { exportRow } from "../../storage/bulk-contract.ts";
+import { openPostgresStorage } from "../../storage/postgres/index.ts";
+import { openSqliteStorage } from "../../storage/sqlite/index.ts";
+import type { KeyExport, Storage } from "../../storage/types.ts";
+import type { DatabaseTarget } from "./create.ts";
+
+export const rows = (n: number, buckets = 3, from = 0): KeyExport[] =>
+  Array.from({ length: n }, (_, i) => exportRow(from + i, buckets));
+
+export interface Fixture {
+  dir: string;
+  target: DatabaseTarget;
+  open(): Storage;
+  cleanup(): Promise<void>;
+}
+
+export function tempDir(prefix = "tollgate-backup-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A migrated SQLite database holding `data` and the given checkpoints, closed. */
+export async function sqliteFixture(
+  data: KeyExport[],
+  checkpoints: Array<[string, number]> = [],
+): Promise<Fixture> {
+  const dir = tempDir();
+  const path = join(dir, "tollgate.db");
+  const open = () => openSqliteStorage(path);
+  await fill(open(), data, checkpoints);
+  return {
+    dir,
+    target: { type: "sqlite", path },
+    open,
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** The same on a fresh PostgreSQL database (server or PGlite, see test/harness/postgres.ts). */
+export async function postgresFixture(
+  data: KeyExport[],
+  checkpoints: Array<[string, number]> = [],
+): Promise<Fixture & { shared: boolean }> {
+  const pg = await testPostgres();
+  const db = await pg.create();
+  const dir = tempDir();
+  const open = () => openPostgresStorage({ url: db.url, poolMax: 1 });
+  await fill(open(), data, checkpoints);
+  return {
+    dir,
+    shared: pg.shared,
+    target: { type: "postgres", url: db.url },
+    open,
+    cleanup: async () => {
+      rmSync(dir, { recursive: true, force: true });
+      await db.drop();
+    },
+  };
+}
+
+async function fill(s: Storage, data: KeyExport[], checkpoints: Array<[string, number]>) {
+  try {
+    await s.migrate();
+    for (let i = 0; i < data.length; i += 500) {
+      await s.importKeys?.(data.slice(i, i + 500), { skipExisting: false });
+    }
+    for (const [instanceId, lastSeq] of checkpoints) {
+      await s.applyUsage({ instanceId, firstSeq: lastSeq, lastSeq, keys: [] });
+    }
+  } finally {
+    await s.close();
+  }
+}
+
+/** Every key with its buckets, and every checkpoint, read through the storage. */
+export async function snapshot(
+  fx: Pick<Fixture, "open">,
+): Promise<{ keys: KeyExport[]; checkpoints: Array<{ instanceId: string; lastSeq: number }> }> {
+  const s = fx.open();
+  try {
+    const keys: KeyExport[] = [];
+    for await (const b of s.exportKeys?.(200) ?? []) keys.push(...b);
+    const checkpoints = ((await s.listCheckpoints?.()) ?? []).sort((a, b) =>
+      a.instanceId.localeCompare(b.instanceId),
+    );
+    return { keys, checkpoints };
+  } finally {
+    await s.close();
+  }
+}
+
+export type Damage = "truncated" | "flipped" | "empty";
+
+/** Damages a file the way disks and transfers do. */
+export function damage(path: string, how: Damage): void {
+  const size = statSync(path).size;
+  if (how === "empty") writeFileSync(path, "");
+  else if (how === "truncated") truncateSync(path, Math.floor(size * 0.6));
+  else {
+    const bytes = readFileSync(path);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = (bytes[at] ?? 0) ^ 0x10;
+    writeFileSync(path, bytes);
+  }
+}
+
+/** Says loudly what a PGlite run could not cover. */
+export function skipping(what: string): void {
+  process.stderr.write(
+    `\n[backup tests] SKIPPING ${what}: needs a PostgreSQL server; set TEST_DATABASE_URL\n`,
+  );
+}
