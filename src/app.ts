@@ -13,6 +13,7 @@ import type { KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/registry.ts";
 import { routeLabel } from "./metrics/routes.ts";
+import type { BackupScheduler } from "./ops/backup/scheduler.ts";
 import type { UsageView } from "./quota/usage-view.ts";
 import type { StorageHealth } from "./storage/health.ts";
 import type { Storage } from "./storage/types.ts";
@@ -29,6 +30,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** False once shutdown has begun: readiness turns `down` so load balancers drain. */
   accepting: () => boolean;
+  /** The backup scheduler, when scheduled backups are on (for readiness details). */
+  backups?: () => BackupScheduler | undefined;
 }
 
 export function createApp(deps: AppDeps): Hono<AccessLogEnv> {

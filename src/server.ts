@@ -9,7 +9,7 @@ import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
 import { instrumentStorage } from "./metrics/instrumented-storage.ts";
 import { createMetrics } from "./metrics/registry.ts";
-import { scheduledBackups } from "./ops/backup/scheduler.ts";
+import { type BackupScheduler, scheduledBackups } from "./ops/backup/scheduler.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { StorageHealth } from "./storage/health.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
@@ -39,12 +39,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   let ledgerRef: UsageLedger | undefined;
   let healthRef: StorageHealth | undefined;
   let keysRef: KeyCache | undefined;
+  let backupsRef: BackupScheduler | undefined;
   const inflight = { n: 0 };
   const metrics = createMetrics({
     backlog: () => ledgerRef?.backlog ?? 0,
     storageUp: () => (healthRef?.degraded ? 0 : 1),
     keysInMemory: () => keysRef?.knownKeys ?? 0,
     storageInflight: () => inflight.n,
+    backups: () => backupsRef,
     poolMax: opened.kind === "postgres" ? config.database.poolMax : 1,
   });
   const storage = instrumentStorage(opened, metrics, inflight);
@@ -100,6 +102,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     health,
     metrics,
     accepting: () => accepting,
+    backups: () => backupsRef,
   });
   const server = Bun.serve({
     port: config.port,
@@ -126,6 +129,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   }
   // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
   const backups = scheduledBackups(config, log);
+  backupsRef = backups;
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

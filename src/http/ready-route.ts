@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { UsageLedger } from "../accounting/ledger.ts";
 import type { KeyCache } from "../keys/cache.ts";
+import type { BackupScheduler } from "../ops/backup/scheduler.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -11,6 +12,7 @@ export interface ReadyDeps {
   keys: KeyCache;
   accepting: () => boolean;
   unknownKeysDuringOutage: "reject" | "allow";
+  backups?: () => BackupScheduler | undefined;
 }
 
 /**
@@ -51,7 +53,19 @@ export function readyHandler(deps: ReadyDeps) {
         last_flush_error: deps.ledger.lastFlushError ?? null,
       },
       keys_in_memory: deps.keys.knownKeys,
+      // A failed backup does not stop serving, so it shows here, not in `status`.
+      backup: backupDetails(deps.backups?.()),
     };
     return c.json(body, status === "down" ? 503 : 200, { "cache-control": "no-store" });
+  };
+}
+
+function backupDetails(scheduler: BackupScheduler | undefined) {
+  if (!scheduler) return { scheduled: false };
+  const next = scheduler.nextRun();
+  return {
+    scheduled: true,
+    next_run: next ? next.toISOString() : null,
+    last: scheduler.lastOutcome() ?? null,
   };
 }

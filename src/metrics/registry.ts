@@ -17,6 +17,8 @@ export interface MetricsSources {
   /** Storage operations under way right now (a busy or exhausted pool shows here). */
   storageInflight: () => number;
   poolMax: number;
+  /** The backup scheduler, when scheduled backups are on. */
+  backups?: () => { lastOutcome(): { status: string; startedAt: string } | undefined } | undefined;
 }
 
 /**
@@ -134,6 +136,25 @@ export function createMetrics(sources: MetricsSources) {
     registers,
     collect() {
       this.set(sources.poolMax);
+    },
+  });
+
+  new client.Gauge({
+    name: "tollgate_backup_last_ok",
+    help: "1 if the last scheduled backup succeeded, 0 if it failed (absent until one has run)",
+    registers,
+    collect() {
+      const last = sources.backups?.()?.lastOutcome();
+      if (last && last.status !== "skipped") this.set(last.status === "ok" ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: "tollgate_backup_last_run_timestamp_seconds",
+    help: "When the last scheduled backup started",
+    registers,
+    collect() {
+      const last = sources.backups?.()?.lastOutcome();
+      if (last) this.set(Date.parse(last.startedAt) / 1000);
     },
   });
 

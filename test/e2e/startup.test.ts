@@ -68,6 +68,32 @@ describe("start-up", () => {
     }
   }, 20_000);
 
+  test("scheduled backups run in the server and show in readiness and metrics", async () => {
+    const g = new GatewayProcess({
+      mock,
+      env: { BACKUP_ENABLED: "true", BACKUP_SCHEDULE: "* * * * * *", BACKUP_RETAIN: "2" },
+    });
+    try {
+      await g.start();
+      let ready: {
+        backup?: { scheduled: boolean; last: { status: string; file?: string } | null };
+      } = {};
+      for (let i = 0; i < 50; i++) {
+        ready = (await (await g.fetch("/health/ready")).json()) as typeof ready;
+        if (ready.backup?.last?.status === "ok") break;
+        await Bun.sleep(100);
+      }
+      expect(ready.backup?.scheduled).toBe(true);
+      expect(ready.backup?.last?.status).toBe("ok");
+      const metrics = await (await g.fetch("/metrics")).text();
+      expect(metrics).toContain("tollgate_backup_last_ok 1");
+      const verify = await g.cli(["backup", "verify", String(ready.backup?.last?.file)]);
+      expect(verify.code).toBe(0);
+    } finally {
+      await g.close();
+    }
+  }, 20_000);
+
   test("the legacy file backend serves the old apikeys.json in place and points at migrate", async () => {
     const g = new GatewayProcess({ mock });
     try {

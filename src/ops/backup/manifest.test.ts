@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
@@ -84,6 +84,7 @@ describe("backup names", () => {
 describe("manifests", () => {
   const dir = tempDir();
   const path = join(dir, "m.manifest.json");
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test("round trip", () => {
     writeManifest(path, manifest);
