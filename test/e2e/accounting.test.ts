@@ -146,6 +146,32 @@ describe("restarts", () => {
     expectTotals(await gw.stats(k.key), expected, 20);
   }, 15_000);
 
+  test("a second SIGTERM exits at once and leaves the journal consistent", async () => {
+    const k = await gw.createKey({ name: "second-signal", limit: "1M" });
+    const expected = await traffic(gw, k.key, 10, 5);
+    // A slow stream keeps the first SIGTERM waiting for it…
+    const slow = gw.fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${k.key}`,
+        "content-type": "application/json",
+        "x-mock-chunk-delay-ms": "1000",
+      },
+      body: JSON.stringify({ model: "glm-4.7", stream: true, messages: [] }),
+    });
+    const res = await slow;
+    expect(res.status).toBe(200);
+    const started = performance.now();
+    // …and the second one does not wait.
+    expect(await gw.terminateTwice(200)).toBe(130);
+    expect(performance.now() - started).toBeLessThan(3000);
+    await res.text().catch(() => "");
+    await gw.start();
+    // Every answered request is charged once; the cut stream never finished
+    // and never reported usage, so it is not.
+    expectTotals(await gw.stats(k.key), expected, 10);
+  }, 20_000);
+
   test("usage survives SIGKILL right after the requests (journal replay), never doubled", async () => {
     const k = await gw.createKey({ name: "survives-sigkill", limit: "1M" });
     const expected = await traffic(gw, k.key, 40, 7);

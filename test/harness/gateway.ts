@@ -272,6 +272,15 @@ export class GatewayProcess {
     return this.signal("SIGTERM");
   }
 
+  /** SIGTERM twice, `gapMs` apart (an impatient operator). Returns the exit code. */
+  async terminateTwice(gapMs = 100): Promise<number | null> {
+    const proc = this.proc;
+    if (!proc) throw new Error("gateway not started");
+    proc.kill("SIGTERM");
+    await Bun.sleep(gapMs);
+    return this.signal("SIGTERM");
+  }
+
   /** SIGKILL: no chance to flush anything. Returns the exit code (null: killed). */
   async kill(): Promise<number | null> {
     return this.signal("SIGKILL");
