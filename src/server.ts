@@ -89,7 +89,20 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   );
   keysRef = keys;
   // Other instances' key changes, at once; the cache's TTL is the fallback.
-  const unwatch = await storage.watchKeyChanges?.((keyId) => keys.invalidate(keyId));
+  const onKeyChanged = (keyId: string) => keys.invalidate(keyId);
+  let unwatch = await storage.watchKeyChanges?.(onKeyChanged);
+  // After an outage, listen afresh: a subscription that failed to come back
+  // with the connection would leave only the cache's one-second bound.
+  health.onRecovered(() => {
+    const old = unwatch;
+    void (async () => {
+      await Promise.race([old?.().catch(() => {}), Bun.sleep(1000)]);
+      unwatch = await storage.watchKeyChanges?.(onKeyChanged).catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, "could not listen for key changes again");
+        return undefined;
+      });
+    })();
+  });
   let accepting = true;
   const app = createApp({
     config,

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export class InstanceLockError extends Error {}
@@ -46,8 +46,15 @@ function takeLock(lock: string): void {
         `journal directory ${lock.replace(/\/instance\.lock$/, "")} is in use by process ${holder}; give each gateway instance its own JOURNAL_DIR`,
       );
     }
-    // Left behind by a process that is gone: take it over.
-    rmSync(lock, { force: true });
+    // Left behind by a process that is gone: take it over. Renaming it away
+    // first means that of two processes finding the same stale lock, only
+    // one removes it; the other cannot then remove the first one's new lock.
+    try {
+      renameSync(lock, `${lock}.stale-${process.pid}`);
+      rmSync(`${lock}.stale-${process.pid}`, { force: true });
+    } catch {
+      // Someone else took it over first: try again from the top.
+    }
   }
   throw new InstanceLockError(`could not lock ${lock}`);
 }
