@@ -29,10 +29,10 @@ describe("StorageHealth", () => {
     h.reportFailure(new Error("ECONNREFUSED"));
     expect(h.degraded).toBe(true);
     expect(h.snapshot()).toMatchObject({ reachable: false, lastError: "ECONNREFUSED" });
-    await Bun.sleep(200);
+    // It keeps trying (every 50 ms at least, with these options).
+    for (let i = 0; i < 100 && ctl.pings < 3; i++) await Bun.sleep(20);
     expect(h.degraded).toBe(true);
-    const tries = ctl.pings;
-    expect(tries).toBeGreaterThan(2);
+    expect(ctl.pings).toBeGreaterThanOrEqual(3);
     ctl.up = true;
     for (let i = 0; i < 50 && h.degraded; i++) await Bun.sleep(20);
     expect(h.degraded).toBe(false);
