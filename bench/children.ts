@@ -15,14 +15,18 @@ export interface Child {
   pid: number;
   /** Resolves with the first stdout line (rejects if the child exits first). */
   firstLine: Promise<string>;
-  /** Resolves with the whole stdout once the child exits. */
+  /** Resolves with stdout (its last `stdoutLimit` bytes) once the child exits. */
   stdout(): Promise<string>;
+  /** The last part of stdout so far, for children that run until stopped. */
+  stdoutTail(): string;
   stderrTail(): string;
 }
 
 export interface SpawnOptions {
   env?: Record<string, string>;
   cwd?: string;
+  /** Bytes of stdout kept (the last ones); raise it for output that is parsed whole. */
+  stdoutLimit?: number;
 }
 
 async function drain(
@@ -55,6 +59,7 @@ export function spawnChild(name: string, cmd: string[], options: SpawnOptions = 
     stdout: "pipe",
     stderr: "pipe",
   });
+  const outLimit = options.stdoutLimit ?? TAIL_BYTES * 8;
   let out = "";
   let errTail = "";
   let resolveLine: (line: string) => void = () => {};
@@ -69,7 +74,7 @@ export function spawnChild(name: string, cmd: string[], options: SpawnOptions = 
   const outDone = drain(
     proc.stdout,
     (text) => {
-      out = (out + text).slice(-TAIL_BYTES * 8);
+      out = (out + text).slice(-outLimit);
     },
     (line) => resolveLine(line),
   );
@@ -85,6 +90,7 @@ export function spawnChild(name: string, cmd: string[], options: SpawnOptions = 
       await Promise.all([proc.exited, outDone, errDone]);
       return out;
     },
+    stdoutTail: () => out,
     stderrTail: () => errTail,
   };
   live.add(child);
@@ -127,6 +133,25 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((child) => stopChild(child)));
 }
 
+// Asynchronous clean-up (dropping the benchmark's database) that must also run
+// on Ctrl-C, after the children that use it are gone.
+const shutdownTasks: (() => Promise<void>)[] = [];
+
+export function onShutdown(task: () => Promise<void>): void {
+  shutdownTasks.push(task);
+}
+
+/** Stops every child, then runs the clean-up tasks once each; never throws. */
+export async function shutdown(): Promise<void> {
+  await stopAll();
+  for (const task of shutdownTasks.splice(0)) {
+    await task().catch((error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      process.stderr.write(`bench: clean-up failed: ${message}\n`);
+    });
+  }
+}
+
 /** Last resort when the runner itself is going down: no waiting possible. */
 function killAllNow(): void {
   for (const child of live) child.proc.kill("SIGKILL");
@@ -144,7 +169,7 @@ export function installExitHooks(cleanup: () => void): void {
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(signal, () => {
       process.stderr.write(`\nbench: ${signal}, stopping children\n`);
-      void stopAll().finally(() => process.exit(130));
+      void shutdown().finally(() => process.exit(130));
     });
   }
   process.on("exit", () => {

@@ -1,8 +1,9 @@
 /**
  * Benchmark settings from the environment, with defaults that keep a full run
- * under about four minutes on a 2-core machine.
+ * under about five minutes on a 2-core machine.
  */
-import type { BenchConfig } from "./report.ts";
+import { LIST_LIMIT } from "./keys.ts";
+import type { BenchConfig, PgConfig } from "./report.ts";
 import { SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
 
 const ALL_TARGETS: TargetId[] = ["direct", "bare", "tollgate"];
@@ -32,6 +33,40 @@ function list<T extends string>(name: string, allowed: readonly T[]): T[] {
   return allowed.filter((a) => picked.includes(a));
 }
 
+const DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** Host, port and database of a URL: what the report may show (no user or password). */
+export function describePgUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
+  } catch {
+    return "(unparsable URL)";
+  }
+}
+
+function readPgConfig(): PgConfig {
+  const raw = (process.env.BENCH_PG ?? "").trim().toLowerCase();
+  const modes: Record<string, PgConfig["mode"]> = {
+    "": "auto",
+    auto: "auto",
+    "1": "on",
+    "0": "off",
+  };
+  const mode = modes[raw];
+  if (mode === undefined) throw new Error(`BENCH_PG must be 0, 1 or auto, got "${raw}"`);
+  const adminUrl = process.env.BENCH_PG_URL || DEFAULT_PG_URL;
+  if (!/^postgres(ql)?:\/\//.test(adminUrl)) {
+    throw new Error(`BENCH_PG_URL must be a postgres:// URL, got "${describePgUrl(adminUrl)}"`);
+  }
+  const keys = Math.round(numberFrom("BENCH_PG_KEYS", 200));
+  // Usage is read back with one `keys list` page, which the hot key shares.
+  if (keys < 2 || keys >= LIST_LIMIT) {
+    throw new Error(`BENCH_PG_KEYS must be between 2 and ${LIST_LIMIT - 1}, got ${keys}`);
+  }
+  return { mode, adminUrl, server: describePgUrl(adminUrl), keys };
+}
+
 export function readConfig(): BenchConfig {
   return {
     targets: list("BENCH_TARGETS", ALL_TARGETS),
@@ -44,11 +79,16 @@ export function readConfig(): BenchConfig {
     warmupSec: numberFrom("BENCH_WARMUP", 1, true),
     latencyRate: numberFrom("BENCH_LATENCY_RATE", 500),
     latencyDurationSec: numberFrom("BENCH_LATENCY_DURATION", 5),
+    pg: readPgConfig(),
   };
 }
 
 /** Rough wall time of a run, for the watchdog: phases plus per-process start-up. */
 export function expectedSeconds(config: BenchConfig): number {
   const cells = config.targets.length * config.scenarios.length;
-  return cells * (config.warmupSec + config.durationSec + config.latencyDurationSec + 2) + 20;
+  const main = cells * (config.warmupSec + config.durationSec + config.latencyDurationSec + 2) + 20;
+  if (config.pg.mode === "off") return main;
+  // Key creation (a CLI process each, a few at a time), four phases with their
+  // token checks, and the start and stop of two instances.
+  return main + config.pg.keys * 0.2 + 4 * (config.warmupSec + config.durationSec + 8) + 20;
 }

@@ -1,21 +1,21 @@
 /**
  * Starts Tollgate through its own CLI, the way an operator would: create a key
  * with a limit so large the quota never trips, then `serve` against the mock.
- * The gateway runs in a temporary directory so nothing it writes (database,
+ * Each gateway runs in a temporary directory so nothing it writes (database,
  * journal) lands in the repository.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Child, spawnChild, stopChild, withTimeout } from "./children.ts";
+import { type Child, spawnChild, stopChild } from "./children.ts";
+import { CLI, createKey } from "./keys.ts";
 
-const ROOT = join(import.meta.dir, "..");
-const CLI = join(ROOT, "src", "cli", "main.ts");
-const BENCH_LIMIT = "1000000000000000";
-
-export interface Gateway {
+export interface Instance {
   url: string;
-  key: string;
   child: Child;
+}
+
+export interface Gateway extends Instance {
+  key: string;
 }
 
 export interface KeyStats {
@@ -27,19 +27,29 @@ export function gatewayAvailable(): boolean {
   return existsSync(CLI);
 }
 
-/** Only what the gateway needs: an inherited DATABASE_URL would silently switch it to PostgreSQL. */
-function gatewayEnv(dir: string, upstream: string): Record<string, string> {
+/**
+ * Only what the gateway needs: an inherited DATABASE_URL would silently switch
+ * it to PostgreSQL. With a database URL, the journal goes to `dir`, so every
+ * instance gets a folder of its own (two may not share one).
+ */
+export function gatewayEnv(
+  dir: string,
+  upstream: string,
+  databaseUrl = process.env.BENCH_DATABASE_URL,
+): Record<string, string> {
+  mkdirSync(dir, { recursive: true });
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? dir,
     TMPDIR: dir,
     DATABASE_PATH: join(dir, "tollgate.db"),
+    JOURNAL_DIR: join(dir, "journal"),
     UPSTREAM_API_KEY: "bench-upstream-key",
     UPSTREAM_OPENAI_URL: `${upstream}/v4`,
     UPSTREAM_ANTHROPIC_URL: `${upstream}/anthropic`,
-    LOG_LEVEL: "error",
+    // Warnings are rare (retries, dropped usage) and worth seeing; access logs are info.
+    LOG_LEVEL: "warn",
   };
-  const databaseUrl = process.env.BENCH_DATABASE_URL;
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   return env;
 }
@@ -51,43 +61,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** The CLI prints one JSON object; tolerate log lines around it. */
-function parseKey(out: string): unknown {
-  const candidates = [out.trim(), ...out.trim().split("\n").reverse()];
-  for (const text of candidates) {
-    try {
-      const parsed = JSON.parse(text) as { key?: unknown };
-      if (parsed !== null && typeof parsed === "object" && "key" in parsed) return parsed.key;
-    } catch {
-      // not this one
-    }
-  }
-  return undefined;
-}
-
-async function createKey(env: Record<string, string>, dir: string): Promise<string> {
-  // process.execPath is the bun binary itself, so no wrapper process sits in between.
-  const child = spawnChild(
-    "tollgate keys create",
-    [process.execPath, CLI, "keys", "create", "--name", "bench", "--limit", BENCH_LIMIT, "--json"],
-    { env, cwd: dir },
-  );
-  const out = await withTimeout(child.stdout(), 60_000, "tollgate keys create hung");
-  if (child.proc.exitCode !== 0) {
-    throw new Error(`tollgate keys create failed (${child.proc.exitCode}): ${child.stderrTail()}`);
-  }
-  const key = parseKey(out);
-  if (typeof key !== "string" || !key.startsWith("pk_")) {
-    throw new Error(`tollgate keys create printed no pk_ key: ${out.slice(0, 300)}`);
-  }
-  return key;
-}
-
 async function waitHealthy(url: string, child: Child, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.proc.exitCode !== null) {
-      throw new Error(`gateway exited (${child.proc.exitCode}): ${child.stderrTail()}`);
+      throw new Error(
+        `gateway exited (${child.proc.exitCode}): ${child.stderrTail()} ${child.stdoutTail()}`,
+      );
     }
     try {
       const res = await fetch(`${url}/health`);
@@ -101,11 +81,14 @@ async function waitHealthy(url: string, child: Child, timeoutMs: number): Promis
   throw new Error(`gateway not healthy after ${timeoutMs} ms: ${child.stderrTail()}`);
 }
 
-export async function startGateway(dir: string, upstream: string): Promise<Gateway> {
-  const env = gatewayEnv(dir, upstream);
-  const key = await createKey(env, dir);
+/** `tollgate serve` with `env`, on a free loopback port, once it answers /health. */
+export async function serveGateway(
+  name: string,
+  env: Record<string, string>,
+  dir: string,
+): Promise<Instance> {
   const port = await freePort();
-  const child = spawnChild("tollgate serve", [process.execPath, CLI, "serve"], {
+  const child = spawnChild(name, [process.execPath, CLI, "serve"], {
     env: { ...env, HOST: "127.0.0.1", PORT: String(port) },
     cwd: dir,
   });
@@ -116,7 +99,15 @@ export async function startGateway(dir: string, upstream: string): Promise<Gatew
     await stopChild(child);
     throw error;
   }
-  return { url, key, child };
+  return { url, child };
+}
+
+/** The baseline gateway: a fresh SQLite file (or BENCH_DATABASE_URL) and one key. */
+export async function startGateway(dir: string, upstream: string): Promise<Gateway> {
+  const env = gatewayEnv(dir, upstream);
+  const { key } = await createKey(env, dir, "bench");
+  const instance = await serveGateway("tollgate serve", env, dir);
+  return { ...instance, key };
 }
 
 export async function keyStats(gateway: Gateway): Promise<KeyStats> {
@@ -131,4 +122,15 @@ export async function keyStats(gateway: Gateway): Promise<KeyStats> {
     totalLifetimeTokens: Number(body.total_lifetime_tokens),
     totalRequests: Number(body.total_requests),
   };
+}
+
+/**
+ * Lines a gateway logged at warn or above (its access log is info, so under
+ * LOG_LEVEL=warn everything it prints counts), for the report.
+ */
+export function gatewayWarnings(child: Child): string[] {
+  return child
+    .stdoutTail()
+    .split("\n")
+    .filter((line) => line.trim() !== "");
 }

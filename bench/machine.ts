@@ -52,8 +52,13 @@ export function machineInfo(): MachineInfo {
     bun: Bun.version,
     node: commandOutput(["node", "--version"]).replace(/^v/, ""),
     autocannon: (JSON.parse(autocannonPkg) as { version?: string }).version ?? "unknown",
-    loadAtStart: Number(readOr("/proc/loadavg", "0").split(" ")[0]),
+    loadAtStart: loadAverage(),
   };
+}
+
+/** The 1-minute load average: other work on the machine skews every figure. */
+export function loadAverage(): number {
+  return Number(readOr("/proc/loadavg", "0").split(" ")[0]);
 }
 
 export interface ProcMemory {
@@ -129,4 +134,9 @@ export function cpuTimeMs(pid: number): number {
     ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
   }
   return (ticks / ticksPerSecond()) * 1000;
+}
+
+/** Memory of pid and its descendants (a server that forks is measured whole). */
+export function memoryOf(pid: number): ProcMemory[] {
+  return [pid, ...descendants(pid)].map(procMemory).filter((m): m is ProcMemory => m !== undefined);
 }

@@ -7,7 +7,20 @@ import { join } from "node:path";
 import type { ThroughputResult } from "./autocannon.ts";
 import type { ProbeResult } from "./latency-probe.ts";
 import type { MachineInfo, ProcMemory } from "./machine.ts";
+import { type PgResult, pgConsole, pgMarkdown, pgVerdicts } from "./report-pg.ts";
 import { SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
+import { mdTable, textTable } from "./tables.ts";
+
+export interface PgConfig {
+  /** auto: run when the server answers, say so when it does not; on: it must answer. */
+  mode: "auto" | "on" | "off";
+  /** Admin connection; never written to the results (it may hold a password). */
+  adminUrl?: string;
+  /** host:port/database of adminUrl, for the report. */
+  server: string;
+  /** Keys of the many-keys phases. */
+  keys: number;
+}
 
 export interface BenchConfig {
   targets: TargetId[];
@@ -17,6 +30,7 @@ export interface BenchConfig {
   warmupSec: number;
   latencyRate: number;
   latencyDurationSec: number;
+  pg: PgConfig;
 }
 
 export interface TokenCheck {
@@ -47,6 +61,7 @@ export interface BenchResult {
   latency: { scenario: ScenarioId; target: TargetId; result: ProbeResult }[];
   memory: { tollgate?: ProcMemory[]; tollgateIdle?: ProcMemory[]; bare?: ProcMemory[] };
   tokens?: TokenCheck;
+  pg?: PgResult;
   notes: string[];
 }
 
@@ -135,7 +150,7 @@ export function verdicts(result: BenchResult): Verdict[] {
       pass: lostTokens === 0 && doubledTokens === 0,
     });
   }
-  return out;
+  return [...out, ...pgVerdicts(result.pg)];
 }
 
 function throughputRows(result: BenchResult): string[][] {
@@ -217,22 +232,6 @@ const LATENCY_HEAD = [
   "tollgate - direct",
 ];
 
-function textTable(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-      .join("  ");
-  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-/** Numbers read best right-aligned; `numeric: false` keeps every column left. */
-function mdTable(head: string[], rows: string[][], numeric = true): string {
-  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  const align = head.map((_, i) => (i === 0 || !numeric ? "---" : "---:"));
-  return [line(head), line(align), ...rows.map(line)].join("\n");
-}
-
 function machineLine(result: BenchResult): string {
   const m = result.machine;
   return `${m.cpus} CPU (${m.cpuModel}), ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, bun ${m.bun}, node ${m.node}, autocannon ${m.autocannon}, load ${m.loadAtStart} at start`;
@@ -286,6 +285,7 @@ export function consoleReport(result: BenchResult): string {
     memoryLine(result),
     tokenLine(result.tokens),
     "",
+    ...pgConsole(result.pg, c.connections, c.durationSec),
     "Targets",
     textTable(["check", "goal", "measured", ""], verdictRows(verdicts(result))),
     ...result.notes.map((n) => `note: ${n}`),
@@ -316,6 +316,7 @@ export function markdownReport(result: BenchResult): string {
     "",
     tokenLine(result.tokens),
     "",
+    ...pgMarkdown(result.pg, c.connections, c.durationSec),
     mdTable(["check", "goal", "measured", "result"], verdictRows(verdicts(result)), false),
     "",
     ...result.notes.map((n) => `Note: ${n}.\n`),

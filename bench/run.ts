@@ -1,7 +1,9 @@
 /**
  * One run of the benchmark: starts the mock upstream, the bare proxy and Tollgate
  * as their own processes, loads each with the same requests, checks that every
- * token the upstream reported was charged exactly once, and writes the results.
+ * token the upstream reported was charged exactly once, then does the same for
+ * Tollgate on PostgreSQL (one and two instances, see pg-phases.ts) and writes
+ * the results.
  *
  *   bun bench/run.ts            (settings: see bench/README.md)
  *
@@ -12,11 +14,26 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runAutocannon } from "./autocannon.ts";
-import { type Child, childUrl, installExitHooks, spawnChild, stopAll } from "./children.ts";
+import {
+  type Child,
+  childUrl,
+  installExitHooks,
+  shutdown,
+  spawnChild,
+  stopChild,
+} from "./children.ts";
 import { expectedSeconds, readConfig } from "./config.ts";
-import { type Gateway, gatewayAvailable, keyStats, startGateway } from "./gateway.ts";
+import {
+  type Gateway,
+  gatewayAvailable,
+  gatewayWarnings,
+  keyStats,
+  startGateway,
+} from "./gateway.ts";
 import { runLatencyProbe } from "./latency-probe.ts";
-import { cpuTimeMs, descendants, machineInfo, type ProcMemory, procMemory } from "./machine.ts";
+import { cpuTimeMs, machineInfo, memoryOf, type ProcMemory } from "./machine.ts";
+import { mockStats, resetMock } from "./mock-client.ts";
+import { preparePostgres, runPostgres } from "./pg-phases.ts";
 import {
   type BenchConfig,
   type BenchResult,
@@ -90,7 +107,7 @@ async function setUp(config: BenchConfig, dir: string, notes: string[]): Promise
       log("starting Tollgate");
       setup.gateway = await startGateway(dir, setup.gatewayUpstream);
       // Whatever start-up did upstream is not part of the comparison.
-      await fetch(`${setup.gatewayUpstream}/__mock/reset`, { method: "POST" });
+      await resetMock(setup.gatewayUpstream);
       setup.gatewayIdle = memoryOf(setup.gateway.child.pid);
       all.push({
         id: "tollgate",
@@ -171,11 +188,6 @@ async function latencyPhase(
   return probed.ok + probed.warmupOk;
 }
 
-async function mockStats(url: string): Promise<{ tokensReported: number; requests: number }> {
-  const res = await fetch(`${url}/__mock/stats`);
-  return (await res.json()) as { tokensReported: number; requests: number };
-}
-
 /** Waits for the gateway's batched usage to land, then compares it with the mock. */
 async function checkTokens(
   gateway: Gateway,
@@ -204,10 +216,6 @@ async function checkTokens(
   }
 }
 
-function memoryOf(pid: number): ProcMemory[] {
-  return [pid, ...descendants(pid)].map(procMemory).filter((m): m is ProcMemory => m !== undefined);
-}
-
 async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
   const notes: string[] = [];
   // Read before our own processes start, so the load is other people's work.
@@ -218,12 +226,23 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
         "req/s, ratios and latencies are unreliable; CPU per request is the steadiest figure",
     );
   }
+  const pgTarget = await preparePostgres(config.pg);
+  if ("db" in pgTarget) {
+    log(`PostgreSQL: database ${pgTarget.db.name} on ${config.pg.server.replace(/\/[^/]*$/, "")}`);
+  } else {
+    log(`PostgreSQL part skipped: ${pgTarget.skipped}`);
+  }
   const setup = await setUp(config, dir, notes);
   const scenarios = SCENARIOS.filter((s) => config.scenarios.includes(s.id));
   const result: BenchResult = {
     date: new Date().toISOString(),
     machine,
-    config: { ...config, targets: setup.targets.map((t) => t.id) },
+    // The admin URL may carry a password: the results keep only host, port and database.
+    config: {
+      ...config,
+      targets: setup.targets.map((t) => t.id),
+      pg: { ...config.pg, adminUrl: undefined },
+    },
     throughput: [],
     latency: [],
     memory: { tollgateIdle: setup.gatewayIdle },
@@ -247,9 +266,45 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
     log("waiting for Tollgate's usage flush");
     result.tokens = await checkTokens(setup.gateway, setup.gatewayUpstream, tollgateOk);
     result.memory.tollgate = memoryOf(setup.gateway.child.pid);
+    // Done with it: an idle gateway's timers should not run beside the PostgreSQL phases.
+    const child = setup.gateway.child;
+    await stopChild(child);
+    await child.stdout();
+    if (child.proc.exitCode !== 0) {
+      notes.push(
+        `Tollgate did not exit cleanly on SIGTERM (exit ${child.proc.exitCode}, signal ${child.proc.signalCode})`,
+      );
+    }
+    const lines = gatewayWarnings(child);
+    if (lines.length > 0) {
+      notes.push(`Tollgate logged ${lines.length} line(s) at warn or above, first: ${lines[0]}`);
+    }
   }
   result.memory.bare = memoryOf(setup.barePid);
+  result.pg = await runPostgres(pgTarget, {
+    config,
+    dir,
+    // The same mock as Tollgate's SQLite phases when there was one (it is reset per phase).
+    upstream: async () =>
+      setup.gatewayUpstream ?? (await childUrl(startMock("mock (PostgreSQL upstream)"))),
+    baseline: baselineOf(result),
+    log,
+  });
   return result;
+}
+
+/** The figure the PostgreSQL phases are compared with: Tollgate, OpenAI chat, this run. */
+function baselineOf(result: BenchResult): NonNullable<BenchResult["pg"]>["baseline"] {
+  const row = result.throughput.find((t) => t.scenario === "openai" && t.target === "tollgate");
+  if (row === undefined) return undefined;
+  const storage = process.env.BENCH_DATABASE_URL ? "BENCH_DATABASE_URL" : "SQLite";
+  return {
+    rps: row.result.rps,
+    cpuUs: row.cpuUs.proxy,
+    latencyP50Ms: row.result.latencyP50Ms,
+    latencyP99Ms: row.result.latencyP99Ms,
+    storage,
+  };
 }
 
 async function main(): Promise<number> {
@@ -259,7 +314,7 @@ async function main(): Promise<number> {
   const budgetMs = (expectedSeconds(config) * 1.5 + 60) * 1000;
   const watchdog = setTimeout(() => {
     log(`overall time limit (${Math.round(budgetMs / 1000)} s) reached, stopping`);
-    void stopAll().finally(() => process.exit(1));
+    void shutdown().finally(() => process.exit(1));
   }, budgetMs);
   try {
     const result = await bench(config, dir);
@@ -267,11 +322,12 @@ async function main(): Promise<number> {
     const files = writeResults(result);
     process.stdout.write(`results: ${files.json}\nmarkdown: ${files.markdown}\n`);
     // Lost or doubled tokens are a correctness failure; speed targets only inform.
-    const tokens = verdicts(result).find((v) => v.name === "tokens lost / doubled");
-    return tokens === undefined || tokens.pass ? 0 : 2;
+    const tokens = verdicts(result).filter((v) => v.name.startsWith("tokens lost"));
+    if (tokens.some((v) => !v.pass)) return 2;
+    return result.pg?.status === "failed" ? 1 : 0;
   } finally {
     clearTimeout(watchdog);
-    await stopAll();
+    await shutdown();
   }
 }
 
@@ -279,6 +335,6 @@ main().then(
   (code) => process.exit(code),
   (error: unknown) => {
     log(`failed: ${error instanceof Error ? error.message : String(error)}`);
-    void stopAll().finally(() => process.exit(1));
+    void shutdown().finally(() => process.exit(1));
   },
 );
