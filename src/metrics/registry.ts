@@ -98,65 +98,56 @@ export function createMetrics(sources: MetricsSources) {
     }),
   };
 
-  new client.Gauge({
-    name: "tollgate_usage_backlog_events",
-    help: "Usage events charged but not yet written to the database (kept in the journal)",
-    registers,
-    collect() {
-      this.set(sources.backlog());
-    },
-  });
-  new client.Gauge({
-    name: "tollgate_storage_up",
-    help: "1 while the database answers, 0 while the gateway serves from memory",
-    registers,
-    collect() {
-      this.set(sources.storageUp());
-    },
-  });
-  new client.Gauge({
-    name: "tollgate_keys_in_memory",
-    help: "Keys known to this instance",
-    registers,
-    collect() {
-      this.set(sources.keysInMemory());
-    },
-  });
-  new client.Gauge({
-    name: "tollgate_storage_inflight_operations",
-    help: "Storage operations under way; near tollgate_storage_pool_max means the pool is exhausted",
-    registers,
-    collect() {
-      this.set(sources.storageInflight());
-    },
-  });
-  new client.Gauge({
-    name: "tollgate_storage_pool_max",
-    help: "Database connections this instance may open (1 for SQLite)",
-    registers,
-    collect() {
-      this.set(sources.poolMax);
-    },
-  });
+  /** A gauge read from its source at scrape time; `undefined` leaves it unset. */
+  const gauge = (name: string, help: string, read: () => number | undefined) =>
+    new client.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = read();
+        if (v !== undefined) this.set(v);
+      },
+    });
 
-  new client.Gauge({
-    name: "tollgate_backup_last_ok",
-    help: "1 if the last scheduled backup succeeded, 0 if it failed (absent until one has run)",
-    registers,
-    collect() {
-      const last = sources.backups?.()?.lastOutcome();
-      if (last && last.status !== "skipped") this.set(last.status === "ok" ? 1 : 0);
+  gauge(
+    "tollgate_usage_backlog_events",
+    "Usage events charged but not yet written to the database (kept in the journal)",
+    sources.backlog,
+  );
+  gauge(
+    "tollgate_storage_up",
+    "1 while the database answers, 0 while the gateway serves from memory",
+    sources.storageUp,
+  );
+  gauge("tollgate_keys_in_memory", "Keys known to this instance", sources.keysInMemory);
+  gauge(
+    "tollgate_storage_inflight_operations",
+    "Storage operations under way; near tollgate_storage_pool_max means the pool is exhausted",
+    sources.storageInflight,
+  );
+  gauge(
+    "tollgate_storage_pool_max",
+    "Database connections this instance may open (1 for SQLite)",
+    () => sources.poolMax,
+  );
+  const lastBackup = () => sources.backups?.()?.lastOutcome();
+  gauge(
+    "tollgate_backup_last_ok",
+    "1 if the last scheduled backup succeeded, 0 if it failed (absent until one has run)",
+    () => {
+      const last = lastBackup();
+      return last && last.status !== "skipped" ? Number(last.status === "ok") : undefined;
     },
-  });
-  new client.Gauge({
-    name: "tollgate_backup_last_run_timestamp_seconds",
-    help: "When the last scheduled backup started",
-    registers,
-    collect() {
-      const last = sources.backups?.()?.lastOutcome();
-      if (last) this.set(Date.parse(last.startedAt) / 1000);
+  );
+  gauge(
+    "tollgate_backup_last_run_timestamp_seconds",
+    "When the last scheduled backup started",
+    () => {
+      const last = lastBackup();
+      return last ? Date.parse(last.startedAt) / 1000 : undefined;
     },
-  });
+  );
 
   return metrics;
 }
