@@ -33,7 +33,10 @@ export interface ProxyDeps {
 }
 
 export function dialectOf(rawPath: string): Dialect {
-  const path = canonicalPath(rawPath);
+  return dialectOfCanonical(canonicalPath(rawPath));
+}
+
+function dialectOfCanonical(path: string): Dialect {
   return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
 }
 
@@ -54,7 +57,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const req = c.req.raw;
     const url = new URL(req.url);
     const path = canonicalPath(url.pathname);
-    const dialect = dialectOf(path);
+    const dialect = dialectOfCanonical(path);
     const access = c.get("access");
     const now = deps.clock();
 
