@@ -17,7 +17,16 @@ describe("loadConfig", () => {
       upstreamTimeoutMs: 600_000,
       logLevel: "info",
       corsOrigins: ["*"],
+      adminApiKey: undefined,
+      usageRetentionDays: 30,
     });
+  });
+
+  test("the admin surface is on only with a long enough ADMIN_API_KEY", () => {
+    expect(loadConfig({ ADMIN_API_KEY: "" }).adminApiKey).toBeUndefined();
+    const key = "a".repeat(16);
+    expect(loadConfig({ ADMIN_API_KEY: ` ${key} ` }).adminApiKey).toBe(key);
+    expect(loadConfig({ USAGE_RETENTION_DAYS: "90" }).usageRetentionDays).toBe(90);
   });
 
   test("ZAI_API_KEY is an alias; UPSTREAM_API_KEY wins", () => {
@@ -46,6 +55,9 @@ describe("loadConfig", () => {
     [{ STORAGE_TYPE: "mongo" }, "STORAGE_TYPE"],
     [{ STORAGE_TYPE: "postgres" }, "DATABASE_URL"],
     [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ ADMIN_API_KEY: "short" }, "ADMIN_API_KEY"],
+    [{ USAGE_RETENTION_DAYS: "0" }, "USAGE_RETENTION_DAYS"],
+    [{ USAGE_RETENTION_DAYS: "ten" }, "USAGE_RETENTION_DAYS"],
   ];
   for (const [env, name] of bad) {
     test(`invalid ${name} stops start-up with a line naming it (${JSON.stringify(env)})`, () => {

@@ -81,6 +81,15 @@ export const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: intFrom(30_000, 0),
   FLUSH_INTERVAL_MS: intFrom(50, 5),
   METRICS_TOKEN: optionalString,
+  ADMIN_API_KEY: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .trim()
+      .min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)")
+      .optional(),
+  ),
+  USAGE_RETENTION_DAYS: intFrom(30, 1),
   LOG_LEVEL: z.preprocess(
     (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
     z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -133,6 +142,10 @@ export interface Config {
   /** When set, /metrics wants it as a bearer token. */
   metricsToken: string | undefined;
   corsOrigins: string[];
+  /** When set, enables `/admin/*` and the dashboard; unset = the admin surface is off. */
+  adminApiKey: string | undefined;
+  /** 5-minute usage buckets older than this many days are pruned in the background. */
+  usageRetentionDays: number;
   backup: {
     /** Scheduled backups in the server. */
     enabled: boolean;
@@ -185,6 +198,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: e.CORS_ORIGINS.split(",")
       .map((s) => s.trim())
       .filter(Boolean),
+    adminApiKey: e.ADMIN_API_KEY,
+    usageRetentionDays: e.USAGE_RETENTION_DAYS,
     backup: {
       enabled: e.BACKUP_ENABLED,
       schedule: e.BACKUP_SCHEDULE,
