@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { hashKey } from "../keys/secret.ts";
 import { createKey } from "../keys/service.ts";
 import { BUCKET_MS } from "../quota/window.ts";
+import { historyContractTests } from "./history-contract.ts";
 import type { Storage } from "./types.ts";
 
 export interface StorageFixture {
@@ -119,6 +120,81 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       const expired = await s.listKeys({ limit: 10, offset: 0, now: T0, status: "expired" });
       expect(expired.keys.map((k) => k.name)).toEqual(["k2", "k1", "k0"]);
     });
+
+    test("listing filters by status, model and search, and counts what matches", async () => {
+      const make = async (
+        name: string,
+        extra: { model?: string; expiresAt?: number; disabled?: boolean },
+        at: number,
+      ) => {
+        const { record } = await createKey(
+          s,
+          { name, tokenLimit: 1, model: extra.model ?? null, expiresAt: extra.expiresAt ?? null },
+          at,
+        );
+        if (extra.disabled) await s.updateKey(record.id, { disabled: true }, at);
+        return record;
+      };
+      await make("Alice laptop", { model: "glm-4.5" }, T0 + 1);
+      await make("bob_ci", { disabled: true }, T0 + 2);
+      await make("100% team", { model: "glm-4.5", expiresAt: T0 - 1 }, T0 + 3);
+      await make("BOB desktop", { model: "glm-4.7" }, T0 + 4);
+      await make("back\\slash", { model: "glm-4.5", disabled: true }, T0 + 5);
+      const plain = await make("plain", {}, T0 + 6);
+      const list = async (q: {
+        status?: "all" | "active" | "expired" | "disabled";
+        model?: string;
+        search?: string;
+        limit?: number;
+        offset?: number;
+      }) => {
+        const r = await s.listKeys({ limit: 10, offset: 0, now: T0, ...q });
+        return { names: r.keys.map((k) => k.name), total: r.total };
+      };
+      expect(await list({ status: "disabled" })).toEqual({
+        names: ["back\\slash", "bob_ci"],
+        total: 2,
+      });
+      expect(await list({ status: "active" })).toEqual({
+        names: ["plain", "BOB desktop", "Alice laptop"],
+        total: 3,
+      });
+      expect(await list({ model: "glm-4.5" })).toEqual({
+        names: ["back\\slash", "100% team", "Alice laptop"],
+        total: 3,
+      });
+      // Exact match only.
+      expect((await list({ model: "glm-4" })).total).toBe(0);
+      expect(await list({ search: "bob" })).toEqual({
+        names: ["BOB desktop", "bob_ci"],
+        total: 2,
+      });
+      expect(await list({ search: "LAPTOP" })).toEqual({ names: ["Alice laptop"], total: 1 });
+      // LIKE wildcards in a search match themselves.
+      expect(await list({ search: "%" })).toEqual({ names: ["100% team"], total: 1 });
+      expect(await list({ search: "0%" })).toEqual({ names: ["100% team"], total: 1 });
+      expect(await list({ search: "b_" })).toEqual({ names: ["bob_ci"], total: 1 });
+      expect(await list({ search: "\\" })).toEqual({ names: ["back\\slash"], total: 1 });
+      // The display prefix matches from its start, in any case, not in its middle.
+      const prefix = plain.keyPrefix;
+      expect(await list({ search: prefix.toUpperCase() })).toEqual({ names: ["plain"], total: 1 });
+      expect(await list({ search: prefix.slice(3) })).toEqual({ names: [], total: 0 });
+      // Filters combine, and the total counts all matches, not the page.
+      expect(await list({ status: "disabled", model: "glm-4.5" })).toEqual({
+        names: ["back\\slash"],
+        total: 1,
+      });
+      expect(await list({ model: "glm-4.5", search: "a", limit: 1, offset: 1 })).toEqual({
+        names: ["100% team"],
+        total: 3,
+      });
+      expect(await list({ status: "active", model: "glm-4.5", search: "team" })).toEqual({
+        names: [],
+        total: 0,
+      });
+    });
+
+    historyContractTests(() => s);
 
     test("usage lands in buckets and totals, with the checkpoint, in one batch", async () => {
       const { record } = await createKey(s, { name: "u", tokenLimit: 1 }, T0);

@@ -40,7 +40,22 @@ export interface KeyListQuery {
   offset: number;
   /** Epoch ms used to tell active from expired. */
   now: number;
-  status?: "active" | "expired" | "all";
+  /**
+   * active: neither disabled nor expired; expired: expiry at or before `now`;
+   * disabled: switched off; all (default).
+   */
+  status?: "active" | "expired" | "disabled" | "all";
+  /** Only keys whose model override is exactly this. */
+  model?: string;
+  /** Case-insensitive: the name contains it, or the display prefix starts with it. */
+  search?: string;
+}
+
+/** One key's usage summed over a time range. */
+export interface KeyTotal {
+  keyId: string;
+  tokens: number;
+  requests: number;
 }
 
 /** Usage of one key in one 5-minute bucket. */
@@ -125,6 +140,22 @@ export interface Storage {
 
   /** Buckets of one key that started at or after `since` (epoch ms), oldest first. */
   usageSince(keyId: string, since: number): Promise<BucketUsage[]>;
+  /**
+   * Usage per 5-minute bucket that started in [from, to), oldest first: one
+   * key's, or summed over every key when `keyId` is null.
+   */
+  usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]>;
+  /**
+   * Each key's usage in buckets that started in [from, to); only keys with
+   * some usage appear, in no promised order. `keyIds` narrows it to those keys.
+   */
+  usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]>;
+  /**
+   * Deletes at most `limit` buckets that started before `before` (history
+   * retention) and returns how many it deleted; callers loop until it returns
+   * less than `limit`, so no single statement holds locks for long.
+   */
+  pruneUsage(before: number, limit: number): Promise<number>;
   applyUsage(batch: UsageBatch): Promise<void>;
   /** Highest sequence number of `instanceId` already applied (0 if none). */
   checkpoint(instanceId: string): Promise<number>;

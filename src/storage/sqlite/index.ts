@@ -2,9 +2,11 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { and, asc, count, desc, eq, gt, gte, isNull, lte, or, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, or, sql } from "drizzle-orm";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import { chunked, ID_CHUNK } from "../chunked.ts";
+import { keyListWhere } from "../key-filter.ts";
 import {
   type BucketUsage,
   type ImportOptions,
@@ -14,6 +16,7 @@ import {
   type KeyListQuery,
   type KeyPatch,
   type KeyRecord,
+  type KeyTotal,
   type NewKey,
   type Storage,
   type UsageBatch,
@@ -56,7 +59,7 @@ class SqliteStorage implements Storage {
   ) {}
 
   private get q() {
-    this.prepared ??= prepare(this.db);
+    this.prepared ??= prepare(this.db, this.sqlite);
     return this.prepared;
   }
 
@@ -94,15 +97,7 @@ class SqliteStorage implements Storage {
   }
 
   async listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }> {
-    const where =
-      query.status === "active"
-        ? and(
-            eq(apiKeys.disabled, false),
-            or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, query.now)),
-          )
-        : query.status === "expired"
-          ? lte(apiKeys.expiresAt, query.now)
-          : undefined;
+    const where = keyListWhere(apiKeys, query);
     const keys = this.db
       .select()
       .from(apiKeys)
@@ -154,6 +149,50 @@ class SqliteStorage implements Storage {
 
   async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
     return this.q.usageSince.all({ keyId, since });
+  }
+
+  async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
+    if (keyId !== null) return this.q.usageBetween.all({ keyId, from, to });
+    return this.db
+      .select({
+        bucketStart: usageBuckets.bucketStart,
+        tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+        requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+      })
+      .from(usageBuckets)
+      .where(and(gte(usageBuckets.bucketStart, from), lt(usageBuckets.bucketStart, to)))
+      .groupBy(usageBuckets.bucketStart)
+      .orderBy(asc(usageBuckets.bucketStart))
+      .all();
+  }
+
+  async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
+    const select = (ids?: string[]) =>
+      this.db
+        .select({
+          keyId: usageBuckets.keyId,
+          tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+          requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+        })
+        .from(usageBuckets)
+        .where(
+          and(
+            gte(usageBuckets.bucketStart, from),
+            lt(usageBuckets.bucketStart, to),
+            ids ? inArray(usageBuckets.keyId, ids) : undefined,
+          ),
+        )
+        .groupBy(usageBuckets.keyId)
+        .all();
+    if (keyIds === undefined) return select();
+    // Each key falls in one chunk, so the chunks' answers never overlap.
+    return chunked(keyIds, ID_CHUNK).flatMap((ids) => select(ids));
+  }
+
+  async pruneUsage(before: number, limit: number): Promise<number> {
+    // LIMIT -1 would mean no limit at all in SQLite.
+    if (limit <= 0) return 0;
+    return this.q.pruneUsage.run({ before, limit }).changes;
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {
@@ -261,9 +300,33 @@ class SqliteStorage implements Storage {
   }
 }
 
-function prepare(db: Db) {
+function prepare(db: Db, sqlite: Database) {
   const p = sql.placeholder;
   return {
+    usageBetween: db
+      .select({
+        bucketStart: usageBuckets.bucketStart,
+        tokens: usageBuckets.tokens,
+        requests: usageBuckets.requests,
+      })
+      .from(usageBuckets)
+      .where(
+        and(
+          eq(usageBuckets.keyId, p("keyId")),
+          gte(usageBuckets.bucketStart, p("from")),
+          lt(usageBuckets.bucketStart, p("to")),
+        ),
+      )
+      .orderBy(asc(usageBuckets.bucketStart))
+      .prepare(),
+    // One chunk of the oldest buckets, found on the bucket_start index; the
+    // table has rowids (its primary key is not WITHOUT ROWID), so the delete
+    // goes straight to the rows found.
+    pruneUsage: sqlite.query<never, { before: number; limit: number }>(
+      `delete from usage_buckets where rowid in (
+         select rowid from usage_buckets where bucket_start < $before
+         order by bucket_start limit $limit)`,
+    ),
     keyByHash: db
       .select()
       .from(apiKeys)

@@ -34,7 +34,12 @@ export const usageBuckets = sqliteTable(
     tokens: integer("tokens", { mode: "number" }).notNull().default(0),
     requests: integer("requests", { mode: "number" }).notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.keyId, t.bucketStart] })],
+  // bucket_start alone: pruning and the usage summed over every key read by
+  // time, which the primary key (key first) cannot serve without a full scan.
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.bucketStart] }),
+    index("usage_buckets_bucket_start_idx").on(t.bucketStart),
+  ],
 );
 
 /** Highest journal sequence number applied per gateway instance. */
