@@ -1,9 +1,11 @@
+import { matchesKeyQuery } from "../key-filter.ts";
 import type {
   BucketUsage,
   KeyExport,
   KeyListQuery,
   KeyPatch,
   KeyRecord,
+  KeyTotal,
   NewKey,
   Storage,
   UsageBatch,
@@ -12,7 +14,7 @@ import { KeyDocument } from "./document.ts";
 import type { LockOptions } from "./lock.ts";
 import { expiryToFile, iso, newEntry, type Snapshot } from "./records.ts";
 import type { RawFile } from "./schema.ts";
-import { bucketsSince, chargeEntry } from "./usage.ts";
+import { bucketsSince, chargeEntry, pruneEntry } from "./usage.ts";
 
 export { KeyFileError } from "./schema.ts";
 
@@ -74,16 +76,7 @@ class FileStorage implements Storage {
   }
 
   async listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }> {
-    const { now, status = "all" } = query;
-    const matching = this.doc
-      .read()
-      .records.filter((k) =>
-        status === "active"
-          ? !k.disabled && (k.expiresAt === null || k.expiresAt > now)
-          : status === "expired"
-            ? k.expiresAt !== null && k.expiresAt <= now
-            : true,
-      );
+    const matching = this.doc.read().records.filter((k) => matchesKeyQuery(k, query));
     // Newest first, as the database backends order them.
     matching.sort((a, b) => b.createdAt - a.createdAt || compareIds(a.id, b.id));
     const keys = matching.slice(query.offset, query.offset + query.limit).map((k) => ({ ...k }));
@@ -145,6 +138,58 @@ class FileStorage implements Storage {
     const s = this.doc.read();
     const entry = s.parsed.keys[s.byId.get(keyId) ?? -1];
     return entry ? bucketsSince(entry, since) : [];
+  }
+
+  // The file keeps no history beyond the quota window (see usage.ts): these
+  // answer from what it has.
+
+  async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
+    const s = this.doc.read();
+    const entries = keyId === null ? s.parsed.keys : [s.parsed.keys[s.byId.get(keyId) ?? -1]];
+    const sums = new Map<number, BucketUsage>();
+    for (const entry of entries) {
+      if (!entry) continue;
+      for (const b of bucketsSince(entry, from)) {
+        if (b.bucketStart >= to) continue;
+        const sum = sums.get(b.bucketStart);
+        if (sum) {
+          sum.tokens += b.tokens;
+          sum.requests += b.requests;
+        } else sums.set(b.bucketStart, { ...b });
+      }
+    }
+    return [...sums.values()].sort((a, b) => a.bucketStart - b.bucketStart);
+  }
+
+  async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
+    const s = this.doc.read();
+    const wanted = keyIds && new Set(keyIds);
+    const totals: KeyTotal[] = [];
+    s.records.forEach((record, i) => {
+      const entry = s.parsed.keys[i];
+      if (!entry || (wanted && !wanted.has(record.id))) return;
+      const buckets = bucketsSince(entry, from).filter((b) => b.bucketStart < to);
+      if (buckets.length === 0) return;
+      totals.push({
+        keyId: record.id,
+        tokens: buckets.reduce((sum, b) => sum + b.tokens, 0),
+        requests: buckets.reduce((sum, b) => sum + b.requests, 0),
+      });
+    });
+    return totals;
+  }
+
+  async pruneUsage(before: number, limit: number): Promise<number> {
+    const { result } = await this.doc.mutate((draft) => {
+      let removed = 0;
+      for (const entry of draft.keys) {
+        if (removed >= limit) break;
+        removed += pruneEntry(entry, before, limit - removed);
+      }
+      // Nothing old enough: the file is not rewritten.
+      return { result: removed, write: removed > 0 };
+    });
+    return result;
   }
 
   /** Totals, buckets, windows and the checkpoint: one write, so a replay never charges twice. */

@@ -224,4 +224,23 @@ describe("file storage: a legacy apikeys.json", () => {
     expect(readFileSync(path, "utf8")).not.toContain(ALICE);
     expect(await s.getKeyByHash(hashKey(ALICE))).toBeNull();
   });
+
+  test("pruning history edits what usage is read from, keeps the old windows beside a cache and the totals", async () => {
+    // alice: cache buckets 2 h and 30 min ago (windows beside them); bob: one old window.
+    const cutoff = T0 - 45 * 60_000;
+    expect(await s.pruneUsage(cutoff, 100)).toBe(2);
+    const [alice, bob] = file().keys;
+    expect(alice.rolling_window_cache.buckets).toEqual([
+      { timestamp: T0 - 30 * 60_000, tokens: 400 },
+    ]);
+    expect(alice.rolling_window_cache.runningTotal).toBe(400);
+    expect(alice.usage_windows).toEqual(legacyFile().keys[0]?.usage_windows);
+    expect(alice.total_lifetime_tokens).toBe(BIG * 3);
+    expect(bob.usage_windows).toEqual([]);
+    expect(file().settings).toEqual(legacyFile().settings);
+    // Nothing left to prune: the file is not rewritten.
+    const text = readFileSync(path, "utf8");
+    expect(await s.pruneUsage(cutoff, 100)).toBe(0);
+    expect(readFileSync(path, "utf8")).toBe(text);
+  });
 });

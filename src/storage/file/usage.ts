@@ -111,3 +111,36 @@ function chargeWindows(entry: RawKey, buckets: BucketUsage[], lastUsedAt: number
   const newest = buckets[buckets.length - 1]?.bucketStart ?? 0;
   entry.usage_windows = windows.filter((w) => Date.parse(w.window_start) >= newest - WINDOW_MS);
 }
+
+/**
+ * Removes up to `budget` of a key's buckets that started before `before`,
+ * oldest first, and returns how many went. It edits what `bucketsSince`
+ * reads: the cache when there is one, else the old windows (a key only the
+ * old gateway used). Windows beside a cache are left alone: they are the old
+ * gateway's, and `chargeWindows` already keeps them within 5 hours.
+ */
+export function pruneEntry(entry: RawKey, before: number, budget: number): number {
+  const cache = entry.rolling_window_cache;
+  if (cache) {
+    const drop = oldestStarts(
+      cache.buckets.map((b) => bucketStartOf(b.timestamp)),
+      before,
+      budget,
+    );
+    if (drop.size === 0) return 0;
+    cache.buckets = cache.buckets.filter((b) => !drop.has(bucketStartOf(b.timestamp)));
+    cache.runningTotal = cache.buckets.reduce((sum, b) => sum + b.tokens, 0);
+    return drop.size;
+  }
+  const windows = entry.usage_windows ?? [];
+  const start = (w: (typeof windows)[number]) => bucketStartOf(Date.parse(w.window_start));
+  const drop = oldestStarts(windows.map(start), before, budget);
+  if (drop.size > 0) entry.usage_windows = windows.filter((w) => !drop.has(start(w)));
+  return drop.size;
+}
+
+/** The oldest `budget` distinct bucket starts before `before`. */
+function oldestStarts(starts: number[], before: number, budget: number): Set<number> {
+  const old = [...new Set(starts.filter((s) => s < before))].sort((a, b) => a - b);
+  return new Set(old.slice(0, Math.max(0, budget)));
+}

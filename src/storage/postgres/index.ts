@@ -1,8 +1,10 @@
 import { fileURLToPath } from "node:url";
-import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lte, or, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, or, sql } from "drizzle-orm";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { chunked, ID_CHUNK } from "../chunked.ts";
+import { keyListWhere } from "../key-filter.ts";
 import {
   type BucketUsage,
   type ImportOptions,
@@ -12,6 +14,7 @@ import {
   type KeyListQuery,
   type KeyPatch,
   type KeyRecord,
+  type KeyTotal,
   type NewKey,
   type Storage,
   type UsageBatch,
@@ -131,15 +134,7 @@ class PostgresStorage implements Storage {
   }
 
   async listKeys(query: KeyListQuery): Promise<{ keys: KeyRecord[]; total: number }> {
-    const where =
-      query.status === "active"
-        ? and(
-            eq(apiKeys.disabled, false),
-            or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, query.now)),
-          )
-        : query.status === "expired"
-          ? lte(apiKeys.expiresAt, query.now)
-          : undefined;
+    const where = keyListWhere(apiKeys, query);
     const keys = await this.db
       .select()
       .from(apiKeys)
@@ -204,6 +199,71 @@ class PostgresStorage implements Storage {
       .from(usageBuckets)
       .where(and(eq(usageBuckets.keyId, keyId), gte(usageBuckets.bucketStart, since)))
       .orderBy(asc(usageBuckets.bucketStart));
+  }
+
+  async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
+    const inRange = and(gte(usageBuckets.bucketStart, from), lt(usageBuckets.bucketStart, to));
+    if (keyId !== null) {
+      return this.db
+        .select({
+          bucketStart: usageBuckets.bucketStart,
+          tokens: usageBuckets.tokens,
+          requests: usageBuckets.requests,
+        })
+        .from(usageBuckets)
+        .where(and(eq(usageBuckets.keyId, keyId), inRange))
+        .orderBy(asc(usageBuckets.bucketStart));
+    }
+    // sum(int8) is numeric, which postgres.js hands over as a string.
+    return this.db
+      .select({
+        bucketStart: usageBuckets.bucketStart,
+        tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+        requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+      })
+      .from(usageBuckets)
+      .where(inRange)
+      .groupBy(usageBuckets.bucketStart)
+      .orderBy(asc(usageBuckets.bucketStart));
+  }
+
+  async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
+    const select = (ids?: string[]) =>
+      this.db
+        .select({
+          keyId: usageBuckets.keyId,
+          tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+          requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+        })
+        .from(usageBuckets)
+        .where(
+          and(
+            gte(usageBuckets.bucketStart, from),
+            lt(usageBuckets.bucketStart, to),
+            ids ? inArray(usageBuckets.keyId, ids) : undefined,
+          ),
+        )
+        .groupBy(usageBuckets.keyId);
+    if (keyIds === undefined) return select();
+    // Each key falls in one chunk, so the chunks' answers never overlap.
+    const parts = await Promise.all(chunked(keyIds, ID_CHUNK).map((ids) => select(ids)));
+    return parts.flat();
+  }
+
+  async pruneUsage(before: number, limit: number): Promise<number> {
+    if (limit <= 0) return 0;
+    // One chunk of the oldest buckets, found on the bucket_start index and
+    // deleted by primary key, so each statement holds few row locks briefly.
+    // A bucket a flush upserts at the same moment is simply left for the
+    // next run.
+    const gone = await this.client`
+      delete from usage_buckets
+      where (key_id, bucket_start) in (
+        select key_id, bucket_start from usage_buckets
+        where bucket_start < ${before}
+        order by bucket_start
+        limit ${limit})`;
+    return gone.count;
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {

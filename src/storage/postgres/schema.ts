@@ -36,7 +36,12 @@ export const usageBuckets = pgTable(
     tokens: int8("tokens").notNull().default(0),
     requests: int8("requests").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.keyId, t.bucketStart] })],
+  // bucket_start alone: pruning and the usage summed over every key read by
+  // time, which the primary key (key first) cannot serve without a full scan.
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.bucketStart] }),
+    index("usage_buckets_bucket_start_idx").on(t.bucketStart),
+  ],
 );
 
 /** Highest journal sequence number applied per gateway instance. */

@@ -1,0 +1,1 @@
+CREATE INDEX "usage_buckets_bucket_start_idx" ON "usage_buckets" USING btree ("bucket_start");
