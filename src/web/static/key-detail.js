@@ -1,0 +1,82 @@
+// One key in detail: its facts and a chart of its tokens over 5 h, 24 h or 30 d.
+
+import { drawUsageChart, rangeSwitch } from "./chart.js";
+import { byId, el } from "./dom.js";
+import { expiryText, formatDateTime, formatInt, RANGES, rangeQuery } from "./format.js";
+
+function facts(key, now) {
+  const rows = [
+    ["Limit per 5 hours", `${formatInt(key.token_limit_per_5h)} tokens`],
+    ["Used in the last 5 hours", formatInt(key.usage.tokens_used_in_current_window)],
+    ["Remaining", formatInt(key.usage.remaining_tokens)],
+    ["Model override", key.model ?? "none"],
+    [
+      "Expiry",
+      key.expires_at
+        ? `${expiryText(key.expires_at, now)} (${formatDateTime(key.expires_at)})`
+        : "never expires",
+    ],
+    ["Created", formatDateTime(key.created_at)],
+    ["Last used", formatDateTime(key.last_used)],
+    ["Lifetime tokens", formatInt(key.total_lifetime_tokens)],
+    ["Requests", formatInt(key.total_requests)],
+  ];
+  return rows.map(([term, value]) => el("div", {}, el("dt", {}, term), el("dd", {}, value)));
+}
+
+export function createKeyDetail({ api }) {
+  const dialog = byId("detail-dialog");
+  const total = byId("detail-total");
+  const chart = byId("detail-chart");
+  const error = byId("detail-error");
+  let current = null;
+  const range = rangeSwitch(byId("detail-range"), "24h", () => void loadChart());
+
+  async function loadChart() {
+    if (current === null) return;
+    const key = current;
+    const name = range();
+    error.textContent = "";
+    try {
+      const usage = await api.keyUsage(key.id, rangeQuery(name));
+      if (current !== key || range() !== name) return;
+      total.textContent = `${formatInt(usage.total_tokens)} tokens in ${formatInt(usage.total_requests)} requests over the ${RANGES[name].label}.`;
+      drawUsageChart(
+        chart,
+        usage,
+        `Tokens per ${RANGES[name].per}, ${RANGES[name].label}, key ${key.name}`,
+      );
+    } catch (err) {
+      if (err.status !== 401) error.textContent = err.message;
+    }
+  }
+
+  /** Shows `key`; the chart is fetched afresh each time it opens. */
+  function open(key) {
+    current = key;
+    byId("detail-title").textContent = key.name;
+    byId("detail-prefix").textContent = key.prefix;
+    byId("detail-status").textContent = key.status;
+    byId("detail-facts").replaceChildren(...facts(key, Date.now()));
+    total.textContent = "";
+    chart.replaceChildren();
+    if (!dialog.open) dialog.showModal();
+    void loadChart();
+  }
+
+  dialog.addEventListener("close", () => {
+    current = null;
+  });
+
+  /** Re-reads the key (after a refresh) while the dialog is open. */
+  async function refresh() {
+    if (current === null) return;
+    try {
+      open(await api.getKey(current.id));
+    } catch (err) {
+      if (err.status === 404) dialog.close();
+    }
+  }
+
+  return { open, refresh };
+}

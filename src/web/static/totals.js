@@ -1,0 +1,59 @@
+// Usage across all keys: tokens and requests in a range, key counts, a chart
+// and the keys that used the most.
+
+import { drawUsageChart, rangeSwitch } from "./chart.js";
+import { byId, el, usageBar } from "./dom.js";
+import { formatInt, RANGES, rangeQuery } from "./format.js";
+
+const TOP = 5;
+
+function topKey(entry, most) {
+  return el(
+    "li",
+    {},
+    el(
+      "span",
+      { class: "key-name" },
+      entry.name,
+      " ",
+      el("code", { class: "muted small" }, entry.prefix),
+    ),
+    usageBar(entry.tokens, most, `Share of ${entry.name}`),
+    el("span", { class: "num" }, formatInt(entry.tokens)),
+  );
+}
+
+export function createTotals({ api }) {
+  const error = byId("totals-error");
+  const range = rangeSwitch(byId("totals-range"), "24h", () => void load());
+
+  async function load() {
+    const name = range();
+    try {
+      const usage = await api.usage(rangeQuery(name));
+      if (range() !== name) return;
+      error.textContent = "";
+      byId("total-tokens").textContent = formatInt(usage.total_tokens);
+      byId("total-requests").textContent = formatInt(usage.total_requests);
+      byId("keys-active").textContent =
+        `${formatInt(usage.keys_active)} of ${formatInt(usage.keys_total)}`;
+      byId("keys-with-usage").textContent = formatInt(usage.keys_with_usage);
+      drawUsageChart(
+        byId("totals-chart"),
+        usage,
+        `Tokens per ${RANGES[name].per} across all keys, ${RANGES[name].label}`,
+      );
+      const top = usage.by_key.slice(0, TOP);
+      const most = top[0]?.tokens ?? 0;
+      byId("top-keys").replaceChildren(
+        ...(top.length > 0
+          ? top.map((entry) => topKey(entry, most))
+          : [el("li", { class: "muted" }, "No usage in this range.")]),
+      );
+    } catch (err) {
+      if (err.status !== 401) error.textContent = err.message;
+    }
+  }
+
+  return { load };
+}

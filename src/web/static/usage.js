@@ -1,0 +1,171 @@
+// The key holder's page: paste a key, see its quota, expiry and last 24 hours.
+// The key lives only in this tab's sessionStorage and goes out only in the
+// Authorization header, never in a URL.
+
+import { drawUsageChart } from "./chart.js";
+import { byId, show, usageBar } from "./dom.js";
+import {
+  expiryText,
+  formatDateTime,
+  formatDuration,
+  formatInt,
+  formatRelative,
+  rangeQuery,
+} from "./format.js";
+
+const STORAGE_KEY = "tollgate.usage.key";
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+
+const form = byId("key-form");
+const input = byId("api-key");
+const error = byId("key-error");
+const entry = byId("key-entry");
+const result = byId("result");
+const forget = byId("forget");
+const refresh = byId("refresh");
+
+class KeyRequestError extends Error {}
+
+/** What to tell the holder for a refused /stats call. */
+function refusal(status, retryAfter) {
+  if (status === 401) {
+    return "This key is not known to this gateway. Check that you pasted all of it (it starts with pk_).";
+  }
+  if (status === 403) return "This key has been disabled or has expired.";
+  if (status === 429) {
+    return `Too many attempts. Try again in ${formatDuration(Number(retryAfter ?? 60) * 1000)}.`;
+  }
+  if (status >= 500) return "The gateway cannot answer right now. Try again in a moment.";
+  return `The gateway refused the request (HTTP ${status}).`;
+}
+
+async function getJson(path, key) {
+  let res;
+  try {
+    res = await fetch(path, {
+      headers: { authorization: `Bearer ${key}` },
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch {
+    throw new KeyRequestError("Could not reach the gateway. Check your connection.");
+  }
+  if (!res.ok) {
+    const err = new KeyRequestError(refusal(res.status, res.headers.get("retry-after")));
+    err.status = res.status;
+    throw err;
+  }
+  return res.json();
+}
+
+function setText(id, text) {
+  byId(id).textContent = text;
+}
+
+function renderStats(stats, now) {
+  const usage = stats.current_usage;
+  const used = usage.tokens_used_in_current_window;
+  setText("key-name", stats.name);
+  setText("key-prefix", stats.key);
+  const status = byId("key-status");
+  status.textContent = stats.is_expired ? "expired" : "active";
+  status.className = stats.is_expired ? "badge badge-bad" : "badge badge-ok";
+
+  const note = byId("expired-note");
+  note.textContent = stats.is_expired
+    ? `This key ${expiryText(stats.expiry_date, now)} (${formatDateTime(stats.expiry_date)}). Requests with it are refused; ask whoever gave it to you for a new one.`
+    : usage.remaining_tokens === 0
+      ? "The quota is spent: requests are refused until enough of the last 5 hours' usage ages out."
+      : "";
+  show(note, note.textContent !== "");
+
+  setText("window-used", formatInt(used));
+  setText("window-limit", formatInt(stats.token_limit_per_5h));
+  byId("window-bar").replaceChildren(
+    usageBar(used, stats.token_limit_per_5h, "Tokens used in the last 5 hours"),
+  );
+  setText("remaining", `${formatInt(usage.remaining_tokens)} tokens`);
+  const endsAt = Date.parse(usage.window_ends_at);
+  setText(
+    "frees-up",
+    used === 0
+      ? "nothing used in the last 5 hours"
+      : `some in ${formatDuration(Math.max(0, endsAt - now))}, at ${timeOnly.format(endsAt)}`,
+  );
+  setText(
+    "expiry",
+    stats.expiry_date
+      ? `${expiryText(stats.expiry_date, now)} (${formatDateTime(stats.expiry_date)})`
+      : "never expires",
+  );
+  setText("model", stats.model);
+  setText("lifetime", formatInt(stats.total_lifetime_tokens));
+  setText("requests", formatInt(stats.total_requests));
+  setText("last-used", stats.last_used ? formatRelative(stats.last_used, now) : "never");
+  setText("updated", `Updated at ${timeOnly.format(now)}.`);
+}
+
+async function renderHistory(key) {
+  const total = byId("chart-total");
+  const chart = byId("chart");
+  try {
+    const history = await getJson(`/stats/usage?${rangeQuery("24h")}`, key);
+    total.textContent = `${formatInt(history.total_tokens)} tokens in ${formatInt(history.total_requests)} requests over the last 24 hours.`;
+    drawUsageChart(chart, history, "Tokens per hour, last 24 hours");
+  } catch (err) {
+    total.textContent = `History unavailable: ${err.message}`;
+    chart.replaceChildren();
+  }
+}
+
+async function load(key) {
+  error.textContent = "";
+  try {
+    const stats = await getJson("/stats", key);
+    sessionStorage.setItem(STORAGE_KEY, key);
+    const now = Date.now();
+    renderStats(stats, now);
+    show(entry, false);
+    show(result);
+    show(forget);
+    show(refresh);
+    await renderHistory(key);
+  } catch (err) {
+    if (!(err instanceof KeyRequestError)) throw err;
+    // An unknown key is not kept; a passing outage keeps the one that worked.
+    if (err.status === 401 || err.status === 403) forgetKey();
+    error.textContent = err.message;
+    show(entry);
+    show(result, false);
+  }
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(STORAGE_KEY);
+  show(result, false);
+  show(forget, false);
+  show(refresh, false);
+  show(entry);
+}
+
+form.addEventListener("submit", (event) => {
+  // Never let the browser submit the form: the key must not travel in a URL or body.
+  event.preventDefault();
+  const key = input.value.trim();
+  input.value = "";
+  if (key !== "") void load(key);
+});
+
+forget.addEventListener("click", () => {
+  forgetKey();
+  error.textContent = "";
+  input.focus();
+});
+
+refresh.addEventListener("click", () => {
+  const key = sessionStorage.getItem(STORAGE_KEY);
+  if (key) void load(key);
+});
+
+const saved = sessionStorage.getItem(STORAGE_KEY);
+if (saved) void load(saved);
