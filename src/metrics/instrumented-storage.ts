@@ -1,7 +1,11 @@
 import type { Storage } from "../storage/types.ts";
 import type { Metrics } from "./registry.ts";
 
-/** Operations worth timing: the request and accounting paths, and key changes. */
+/**
+ * Operations worth timing: the request and accounting paths, key changes,
+ * and usage history (admin charts and the retention pruner), whose range
+ * scans are the ones that grow with the data.
+ */
 const TIMED = [
   "ping",
   "getKeyByHash",
@@ -12,6 +16,9 @@ const TIMED = [
   "updateKey",
   "rotateKey",
   "deleteKey",
+  "usageBetween",
+  "usageByKey",
+  "pruneUsage",
 ] as const;
 
 export interface InflightCounter {
