@@ -1,14 +1,15 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import type { UsageLedger } from "./accounting/ledger.ts";
 import type { Config } from "./config.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
+import { adminRoutes } from "./http/admin/routes.ts";
 import { health } from "./http/health-route.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
 import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
 import { readyHandler } from "./http/ready-route.ts";
-import { statsHandler } from "./http/stats-route.ts";
+import { statsHandler, statsUsageHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/registry.ts";
@@ -17,6 +18,7 @@ import type { BackupScheduler } from "./ops/backup/scheduler.ts";
 import type { UsageView } from "./quota/usage-view.ts";
 import type { StorageHealth } from "./storage/health.ts";
 import type { Storage } from "./storage/types.ts";
+import { webRoutes } from "./web/routes.ts";
 
 export interface AppDeps {
   config: Config;
@@ -60,10 +62,15 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       "anthropic-ratelimit-tokens-reset",
     ],
   });
-  app.use("*", async function corsForBrowsers(c, next) {
+  // Only what key holders call from browsers: never /admin, whose cookie
+  // session must not be usable from another origin.
+  const corsForBrowsers: MiddlewareHandler = async function corsForBrowsers(c, next) {
     if (c.req.raw.headers.has("origin")) return corsHeaders(c, next);
     await next();
-  });
+  };
+  app.use("/v1/*", corsForBrowsers);
+  app.use("/stats", corsForBrowsers);
+  app.use("/stats/*", corsForBrowsers);
 
   app.get("/health", health);
   app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
@@ -72,7 +79,16 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
     readyHandler({ ...deps, unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage }),
   );
   app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
+  app.get(
+    "/stats/usage",
+    statsUsageHandler({ ...deps, retentionMs: deps.config.usageRetentionDays * 86_400_000 }),
+  );
   app.all("/v1/*", proxyHandler(deps));
+  // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an unknown route.
+  if (deps.config.adminApiKey) {
+    app.route("/", adminRoutes({ ...deps, adminKey: deps.config.adminApiKey }));
+  }
+  app.route("/", webRoutes({ adminEnabled: Boolean(deps.config.adminApiKey) }));
 
   app.notFound((c) =>
     errorResponse(

@@ -1,4 +1,5 @@
 import { createInterface } from "node:readline/promises";
+import { AdminError } from "../admin/errors.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { KeyInputError } from "../keys/service.ts";
 import { LockTimeoutError } from "../storage/file/lock.ts";
@@ -41,6 +42,7 @@ export async function confirm(question: string): Promise<void> {
 export function isUserError(err: unknown): err is Error {
   return (
     err instanceof CliError ||
+    err instanceof AdminError ||
     err instanceof ConfigError ||
     err instanceof KeyInputError ||
     err instanceof StorageUnreachableError ||

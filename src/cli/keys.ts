@@ -1,11 +1,17 @@
 import { Command, Option } from "commander";
+import { describeIssues } from "../admin/errors.ts";
+import * as ops from "../admin/operations.ts";
+import { listKeysQuery } from "../admin/schemas.ts";
 import { maskedKey } from "../keys/secret.ts";
-import { createKey, resolveKey, rotateKey, updateKey } from "../keys/service.ts";
-import { windowFloor, windowUsage } from "../quota/window.ts";
+import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
-import { confirm, type WithStorage } from "./context.ts";
-import { describeKey, keyJson, keyStatus, printJson, printTable } from "./output.ts";
+import { CliError, confirm, type WithStorage } from "./context.ts";
+import { describeKey, printJson, printTable } from "./output.ts";
 import { parseExpiry, parseTokens } from "./parse.ts";
+import { keyUsageCommand } from "./usage.ts";
+
+// Every command runs the admin API's own operation, so `--json` prints what
+// the API answers for the same request.
 
 /**
  * Commander turns an option parser's `null` into "", so "never" (null) travels
@@ -14,9 +20,7 @@ import { parseExpiry, parseTokens } from "./parse.ts";
 type Expiry = { at: number | null };
 const expiryOption = (v: string): Expiry => ({ at: parseExpiry(v) });
 
-async function windowUsed(storage: Storage, keyId: string, now: number): Promise<number> {
-  return windowUsage(await storage.usageSince(keyId, windowFloor(now)), now);
-}
+const deps = (storage: Storage): ops.AdminDeps => ({ storage, clock: Date.now });
 
 export function keysCommand(withStorage: WithStorage): Command {
   const keys = new Command("keys").description("create and manage API keys");
@@ -36,22 +40,18 @@ export function keysCommand(withStorage: WithStorage): Command {
     .action(
       (o: { name: string; limit: number; model?: string; expires?: Expiry; json?: boolean }) =>
         withStorage(async (storage) => {
-          const now = Date.now();
-          const { record, secret } = await createKey(
-            storage,
-            {
-              name: o.name,
-              tokenLimit: o.limit,
-              model: o.model ?? null,
-              expiresAt: o.expires?.at ?? null,
-            },
-            now,
-          );
-          if (o.json) return printJson(keyJson(record, { key: secret }));
+          const created = await ops.createKey(deps(storage), {
+            name: o.name,
+            tokenLimit: o.limit,
+            model: o.model ?? null,
+            expiresAt: o.expires?.at ?? null,
+          });
+          if (o.json) return printJson(created);
+          const { key, ...shown } = created;
           process.stdout.write(
-            `Created key "${record.name}" (${record.id}).\n\n  ${secret}\n\n` +
+            `Created key "${created.name}" (${created.id}).\n\n  ${key}\n\n` +
               "This is the only time the key is shown: store it now and hand it to its holder.\n\n" +
-              `${describeKey(record, now)}\n`,
+              `${describeKey(shown)}\n`,
           );
         }),
     );
@@ -61,54 +61,50 @@ export function keysCommand(withStorage: WithStorage): Command {
     .description("list keys, newest first")
     .addOption(
       new Option("--status <status>", "which keys")
-        .choices(["all", "active", "expired"])
+        .choices(["all", "active", "expired", "disabled"])
         .default("all"),
     )
-    .option("--limit <n>", "at most this many", (v) => parseTokens(v), 100)
-    .option("--offset <n>", "skip this many", (v) => parseTokens(v), 0)
+    .option("--model <model>", "only keys whose model override is exactly this")
+    .option("--search <text>", "name contains it, or the key's prefix starts with it")
+    .option("--limit <n>", "at most this many (1 to 500)", "50")
+    .option("--offset <n>", "skip this many", "0")
     .option("--json", "print JSON")
     .action(
       (o: {
-        status: "all" | "active" | "expired";
-        limit: number;
-        offset: number;
+        status: string;
+        model?: string;
+        search?: string;
+        limit: string;
+        offset: string;
         json?: boolean;
       }) =>
         withStorage(async (storage) => {
-          const now = Date.now();
-          const page = await storage.listKeys({
-            limit: o.limit,
-            offset: o.offset,
-            now,
-            status: o.status,
-          });
-          const used = await Promise.all(page.keys.map((k) => windowUsed(storage, k.id, now)));
-          if (o.json) {
-            return printJson({
-              total: page.total,
-              keys: page.keys.map((k, i) => keyJson(k, { tokens_used_in_current_window: used[i] })),
-            });
-          }
+          const q = listKeysQuery.safeParse(o);
+          if (!q.success) throw new CliError(describeIssues(q.error.issues));
+          const page = await ops.listKeys(deps(storage), q.data);
+          if (o.json) return printJson(page);
           if (page.keys.length === 0) {
             process.stdout.write(
-              "No keys. Create one with: tollgate keys create --name NAME --limit 100000\n",
+              page.total === 0 && !o.model && !o.search && o.status === "all"
+                ? "No keys. Create one with: tollgate keys create --name NAME --limit 100000\n"
+                : "No keys match.\n",
             );
             return;
           }
           printTable(
             ["ID", "NAME", "KEY", "STATUS", "USED (5h)", "LIMIT", "LIFETIME", "EXPIRES"],
-            page.keys.map((k, i) => [
+            page.keys.map((k) => [
               k.id,
               k.name,
-              maskedKey(k.keyPrefix),
-              keyStatus(k, now),
-              String(used[i] ?? 0),
-              String(k.tokenLimit),
-              String(k.totalTokens),
-              k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString(),
+              maskedKey(k.prefix),
+              k.status,
+              String(k.usage.tokens_used_in_current_window),
+              String(k.token_limit_per_5h),
+              String(k.total_lifetime_tokens),
+              k.expires_at ?? "never",
             ]),
           );
-          if (page.total > o.offset + page.keys.length) {
+          if (page.total > page.offset + page.keys.length) {
             process.stdout.write(`(${page.total} keys in all; use --offset to see more)\n`);
           }
         }),
@@ -120,11 +116,9 @@ export function keysCommand(withStorage: WithStorage): Command {
     .option("--json", "print JSON")
     .action((ref: string, o: { json?: boolean }) =>
       withStorage(async (storage) => {
-        const now = Date.now();
-        const k = await resolveKey(storage, ref);
-        const used = await windowUsed(storage, k.id, now);
-        if (o.json) return printJson(keyJson(k, { tokens_used_in_current_window: used }));
-        process.stdout.write(`${describeKey(k, now, used)}\n`);
+        const k = await ops.getKey(deps(storage), (await resolveKey(storage, ref)).id);
+        if (o.json) return printJson(k);
+        process.stdout.write(`${describeKey(k)}\n`);
       }),
     );
 
@@ -154,7 +148,7 @@ export function keysCommand(withStorage: WithStorage): Command {
       ) =>
         withStorage(async (storage) => {
           if (o.disable && o.enable)
-            throw new Error("--disable and --enable contradict each other");
+            throw new CliError("--disable and --enable contradict each other");
           const k = await resolveKey(storage, ref);
           const patch: KeyPatch = {
             name: o.name,
@@ -164,11 +158,10 @@ export function keysCommand(withStorage: WithStorage): Command {
             expiresAt: o.expires?.at,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
-          const updated = await updateKey(storage, k.id, patch, Date.now());
-          if (!updated) throw new Error(`key ${k.id} was deleted meanwhile`);
-          if (o.json) return printJson(keyJson(updated));
+          const updated = await ops.updateKey(deps(storage), k.id, patch);
+          if (o.json) return printJson(updated);
           process.stdout.write(
-            `Updated ${updated.id}; running gateways apply it within a second.\n${describeKey(updated, Date.now())}\n`,
+            `Updated ${updated.id}; running gateways apply it within a second.\n${describeKey(updated)}\n`,
           );
         }),
     );
@@ -180,11 +173,10 @@ export function keysCommand(withStorage: WithStorage): Command {
     .action((ref: string, o: { json?: boolean }) =>
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
-        const issued = await rotateKey(storage, k.id, Date.now());
-        if (!issued) throw new Error(`key ${k.id} was deleted meanwhile`);
-        if (o.json) return printJson(keyJson(issued.record, { key: issued.secret }));
+        const rotated = await ops.rotateKey(deps(storage), k.id);
+        if (o.json) return printJson(rotated);
         process.stdout.write(
-          `Rotated ${k.id} ("${k.name}"). The old secret stops working within a second.\n\n  ${issued.secret}\n\n` +
+          `Rotated ${k.id} ("${k.name}"). The old secret stops working within a second.\n\n  ${rotated.key}\n\n` +
             "This is the only time the new key is shown: store it now.\n",
         );
       }),
@@ -203,13 +195,12 @@ export function keysCommand(withStorage: WithStorage): Command {
             `Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`,
           );
         }
-        const deleted = await storage.deleteKey(k.id);
-        if (o.json) return printJson({ id: k.id, deleted });
-        process.stdout.write(
-          deleted ? `Deleted ${k.id} ("${k.name}").\n` : `${k.id} was already gone.\n`,
-        );
+        const deleted = await ops.deleteKey(deps(storage), k.id);
+        if (o.json) return printJson(deleted);
+        process.stdout.write(`Deleted ${k.id} ("${k.name}").\n`);
       }),
     );
 
+  keys.addCommand(keyUsageCommand(withStorage));
   return keys;
 }

@@ -7,6 +7,7 @@ import { healthCommand } from "./health.ts";
 import { keysCommand } from "./keys.ts";
 import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
+import { usageCommand } from "./usage.ts";
 
 const program = new Command("tollgate")
   .description("Self-hosted LLM API gateway: per-person keys, rolling 5-hour token quotas.")
@@ -15,6 +16,7 @@ const program = new Command("tollgate")
 
 program.addCommand(serveCommand());
 program.addCommand(keysCommand(withStorage));
+program.addCommand(usageCommand(withStorage));
 program.addCommand(migrateCommand());
 program.addCommand(dbCommand());
 program.addCommand(healthCommand());

@@ -1,30 +1,5 @@
+import type { KeyObject } from "../admin/schemas.ts";
 import { maskedKey } from "../keys/secret.ts";
-import type { KeyRecord } from "../storage/types.ts";
-
-/** What the CLI and scripts see of a key (never its hash). */
-export function keyJson(k: KeyRecord, extra: Record<string, unknown> = {}) {
-  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return {
-    id: k.id,
-    name: k.name,
-    prefix: k.keyPrefix,
-    token_limit_per_5h: k.tokenLimit,
-    model: k.model,
-    expires_at: iso(k.expiresAt),
-    disabled: k.disabled,
-    created_at: iso(k.createdAt),
-    last_used: iso(k.lastUsedAt),
-    total_lifetime_tokens: k.totalTokens,
-    total_requests: k.totalRequests,
-    ...extra,
-  };
-}
-
-export function keyStatus(k: KeyRecord, now: number): "active" | "expired" | "disabled" {
-  if (k.disabled) return "disabled";
-  if (k.expiresAt !== null && k.expiresAt <= now) return "expired";
-  return "active";
-}
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -41,22 +16,25 @@ export function printTable(header: string[], rows: string[][]): void {
   process.stdout.write(`${[line(header), ...rows.map(line)].join("\n")}\n`);
 }
 
-export function describeKey(k: KeyRecord, now: number, windowUsed?: number): string {
+/** A key as people read it; built from the same object `--json` prints. */
+export function describeKey(k: KeyObject): string {
+  const n = (v: number) => v.toLocaleString("en-US");
   const lines = [
     ["id", k.id],
     ["name", k.name],
-    ["key", maskedKey(k.keyPrefix)],
-    ["status", keyStatus(k, now)],
-    ["limit", `${k.tokenLimit.toLocaleString("en-US")} tokens per 5 hours`],
-    ...(windowUsed === undefined ? [] : [["used (5h)", windowUsed.toLocaleString("en-US")]]),
-    ["model", k.model ?? "(request's model, else the default)"],
-    ["expires", k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()],
-    ["created", new Date(k.createdAt).toISOString()],
-    ["last used", k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()],
+    ["key", maskedKey(k.prefix)],
+    ["status", k.status],
+    ["limit", `${n(k.token_limit_per_5h)} tokens per 5 hours`],
     [
-      "lifetime",
-      `${k.totalTokens.toLocaleString("en-US")} tokens, ${k.totalRequests.toLocaleString("en-US")} requests`,
+      "used (5h)",
+      `${n(k.usage.tokens_used_in_current_window)}, ${n(k.usage.remaining_tokens)} left` +
+        (k.usage.window_resets_at ? `; the oldest frees up at ${k.usage.window_resets_at}` : ""),
     ],
+    ["model", k.model ?? "(request's model, else the default)"],
+    ["expires", k.expires_at ?? "never"],
+    ["created", k.created_at],
+    ["last used", k.last_used ?? "never"],
+    ["lifetime", `${n(k.total_lifetime_tokens)} tokens, ${n(k.total_requests)} requests`],
   ];
   return lines.map(([a, b]) => `  ${(a ?? "").padEnd(10)} ${b}`).join("\n");
 }

@@ -1,5 +1,9 @@
 import type { Context } from "hono";
 import type { UsageLedger } from "../accounting/ledger.ts";
+import { AdminError, describeIssues } from "../admin/errors.ts";
+import { usageQuery } from "../admin/schemas.ts";
+import { holderUsage } from "../admin/usage.ts";
+import { GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import { maskedKey } from "../keys/secret.ts";
 import type { UsageView } from "../quota/usage-view.ts";
@@ -7,6 +11,7 @@ import { WINDOW_MS, windowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
 import type { AccessLogEnv } from "./access-log.ts";
+import { storageDown } from "./admin/storage-down.ts";
 import { authenticate } from "./authenticate.ts";
 
 export interface StatsDeps {
@@ -63,5 +68,59 @@ export function statsHandler(deps: StatsDeps) {
       total_lifetime_tokens: key.totalTokens + pending.tokens,
       total_requests: key.totalRequests + pending.requests,
     });
+  };
+}
+
+export interface StatsUsageDeps {
+  storage: Storage;
+  keys: KeyCache;
+  clock: () => number;
+  health: StorageHealth;
+  /** How far back usage history is kept (USAGE_RETENTION_DAYS). */
+  retentionMs: number;
+}
+
+/**
+ * `GET /stats/usage`: the caller's own usage history, in the admin API's
+ * shape (`key` holds the masked key instead of an id), no further back than
+ * history is kept. Errors keep the /stats dialect (OpenAI's).
+ */
+export function statsUsageHandler(deps: StatsUsageDeps) {
+  return async function statsUsage(c: Context<AccessLogEnv>): Promise<Response> {
+    const now = deps.clock();
+    const url = new URL(c.req.url);
+    const key = await authenticate(deps.keys, c.req.raw, url, now, { allowInactive: true });
+    c.get("access").fields.key = key.keyPrefix;
+    const query = Object.fromEntries(
+      ["from", "to", "step"].flatMap((n) => {
+        const v = url.searchParams.get(n);
+        return v === null ? [] : [[n, v]];
+      }),
+    );
+    const parsed = usageQuery.safeParse(query);
+    if (!parsed.success)
+      throw new GatewayError("invalid_request", describeIssues(parsed.error.issues));
+    try {
+      return c.json(
+        await holderUsage(
+          { storage: deps.storage, clock: deps.clock },
+          key,
+          parsed.data,
+          deps.retentionMs,
+        ),
+        200,
+        { "cache-control": "no-store" },
+      );
+    } catch (err) {
+      if (err instanceof AdminError && err.code === "validation_error") {
+        throw new GatewayError("invalid_request", err.message);
+      }
+      if (err instanceof GatewayError || !(await storageDown(deps.storage, deps.health))) throw err;
+      deps.health.reportFailure(err);
+      throw new GatewayError(
+        "storage_unavailable",
+        "usage history is unavailable; try again shortly",
+      );
+    }
   };
 }

@@ -213,7 +213,7 @@ describe("restarts", () => {
       expect(JSON.parse(shown.stdout)).toMatchObject({
         total_lifetime_tokens: expected,
         total_requests: 25,
-        tokens_used_in_current_window: expected,
+        usage: { tokens_used_in_current_window: expected },
       });
       const all = slow.stdout + slow.stderr;
       expect(all).not.toContain(slow.masterKey);

@@ -397,6 +397,35 @@ export class GatewayProcess {
     return fetch(`${this.url}${path}`, init);
   }
 
+  /**
+   * A call to the admin API with `Authorization: Bearer <ADMIN_API_KEY>` (the
+   * one this gateway was started with), a JSON body when given; the answer's
+   * JSON (null when it has none).
+   */
+  async admin<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T; headers: Headers; text: string }> {
+    const adminKey = this.env.ADMIN_API_KEY;
+    if (!adminKey) throw new Error("this gateway was started without ADMIN_API_KEY");
+    const res = await this.fetch(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${adminKey}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return {
+      status: res.status,
+      body: (text ? JSON.parse(text) : null) as T,
+      headers: res.headers,
+      text,
+    };
+  }
+
   openai(apiKey: string, options: Partial<ConstructorParameters<typeof OpenAI>[0]> = {}): OpenAI {
     return new OpenAI({ baseURL: `${this.url}/v1`, apiKey, ...options });
   }

@@ -1,0 +1,48 @@
+import { type Bucket, WINDOW_MS, windowState } from "../quota/window.ts";
+import type { KeyRecord } from "../storage/types.ts";
+import type { KeyObject } from "./schemas.ts";
+
+// What the admin API and the CLI show of a key: never its hash, never its
+// secret (only the create and rotate answers add that, beside this).
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function keyStatus(k: KeyRecord, now: number): "active" | "expired" | "disabled" {
+  if (k.disabled) return "disabled";
+  if (k.expiresAt !== null && k.expiresAt <= now) return "expired";
+  return "active";
+}
+
+/** Window usage as the key object carries it. */
+export interface WindowUsage {
+  used: number;
+  /** Start of the oldest counted bucket; null when unknown (listings) or nothing counts. */
+  oldestStart: number | null;
+}
+
+export function windowUsageOf(buckets: Bucket[], limit: number, now: number): WindowUsage {
+  const s = windowState(buckets, limit, now);
+  return { used: s.used, oldestStart: s.used > 0 ? s.oldestStart : null };
+}
+
+export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObject {
+  return {
+    id: k.id,
+    name: k.name,
+    prefix: k.keyPrefix,
+    token_limit_per_5h: k.tokenLimit,
+    model: k.model,
+    expires_at: iso(k.expiresAt),
+    disabled: k.disabled,
+    created_at: new Date(k.createdAt).toISOString(),
+    last_used: iso(k.lastUsedAt),
+    total_lifetime_tokens: k.totalTokens,
+    total_requests: k.totalRequests,
+    status: keyStatus(k, now),
+    usage: {
+      tokens_used_in_current_window: usage.used,
+      remaining_tokens: Math.max(0, k.tokenLimit - usage.used),
+      window_resets_at: usage.oldestStart === null ? null : iso(usage.oldestStart + WINDOW_MS),
+    },
+  };
+}

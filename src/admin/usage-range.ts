@@ -1,0 +1,109 @@
+import { AdminError } from "./errors.ts";
+
+// Usage history as a chart wants it: a range cut into equal steps, every step
+// present (zero when nothing was used), oldest first. Pure: `now` is passed in.
+
+export const STEPS = ["5m", "15m", "1h", "6h", "1d"] as const;
+export type Step = (typeof STEPS)[number];
+
+const MINUTE = 60_000;
+export const STEP_MS: Record<Step, number> = {
+  "5m": 5 * MINUTE,
+  "15m": 15 * MINUTE,
+  "1h": 60 * MINUTE,
+  "6h": 360 * MINUTE,
+  "1d": 1440 * MINUTE,
+};
+
+export const MAX_POINTS = 2000;
+const DEFAULT_SPAN_MS = 24 * 60 * MINUTE;
+
+export interface UsageRange {
+  from: number;
+  to: number;
+  stepMs: number;
+}
+
+/** Steps are aligned to the epoch (UTC), so a day is a UTC day. */
+export const floorTo = (t: number, stepMs: number) => t - (((t % stepMs) + stepMs) % stepMs);
+
+/**
+ * The range a query asks for, floored to its step. Without `to`, the range
+ * ends with the step that holds `now`, so current usage is part of it; without
+ * `from`, it starts 24 hours before `to`. `oldest` (retention) bounds `from`.
+ */
+export function resolveRange(
+  q: { from?: number; to?: number; step: Step },
+  now: number,
+  oldest?: number,
+): UsageRange {
+  const stepMs = STEP_MS[q.step];
+  if (q.from !== undefined && q.to !== undefined && q.from >= q.to) {
+    throw new AdminError("validation_error", "from: must be before to");
+  }
+  const to = q.to === undefined ? floorTo(now, stepMs) + stepMs : floorTo(q.to, stepMs);
+  let from = floorTo(q.from ?? to - DEFAULT_SPAN_MS, stepMs);
+  if (oldest !== undefined) from = Math.max(from, floorTo(oldest, stepMs));
+  // A range shorter than its step (both ends in one step) is that one step.
+  const end = to > from ? to : from + stepMs;
+  const points = (end - from) / stepMs;
+  if (points > MAX_POINTS) {
+    throw new AdminError(
+      "validation_error",
+      `from: the range holds ${points} steps of ${q.step}; at most ${MAX_POINTS} (use a larger step)`,
+    );
+  }
+  return { from, to: end, stepMs };
+}
+
+export interface SeriesPoint {
+  start: string;
+  tokens: number;
+  requests: number;
+}
+
+export interface Series {
+  from: string;
+  to: string;
+  step_seconds: number;
+  total_tokens: number;
+  total_requests: number;
+  points: SeriesPoint[];
+}
+
+/** 5-minute buckets (any order) summed into the range's steps, zero-filled. */
+export function toSeries(
+  buckets: Iterable<{ bucketStart: number; tokens: number; requests: number }>,
+  range: UsageRange,
+): Series {
+  const { from, to, stepMs } = range;
+  const n = Math.round((to - from) / stepMs);
+  const tokens = new Array<number>(n).fill(0);
+  const requests = new Array<number>(n).fill(0);
+  let totalTokens = 0;
+  let totalRequests = 0;
+  for (const b of buckets) {
+    if (b.bucketStart < from || b.bucketStart >= to) continue;
+    const i = Math.floor((b.bucketStart - from) / stepMs);
+    tokens[i] = (tokens[i] ?? 0) + b.tokens;
+    requests[i] = (requests[i] ?? 0) + b.requests;
+    totalTokens += b.tokens;
+    totalRequests += b.requests;
+  }
+  const points: SeriesPoint[] = [];
+  for (let i = 0; i < n; i++) {
+    points.push({
+      start: new Date(from + i * stepMs).toISOString(),
+      tokens: tokens[i] ?? 0,
+      requests: requests[i] ?? 0,
+    });
+  }
+  return {
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    step_seconds: stepMs / 1000,
+    total_tokens: totalTokens,
+    total_requests: totalRequests,
+    points,
+  };
+}

@@ -1,0 +1,67 @@
+import { maskedKey } from "../keys/secret.ts";
+import type { KeyRecord } from "../storage/types.ts";
+import { AdminError } from "./errors.ts";
+import type { AdminDeps } from "./operations.ts";
+import type { HolderUsageSeries, KeyUsageSeries, UsageQuery, UsageTotals } from "./schemas.ts";
+import { resolveRange, toSeries } from "./usage-range.ts";
+
+// Usage history: one key's, the key holder's own, and the totals across keys.
+
+const TOP_KEYS = 50;
+
+export async function keyUsage(
+  deps: AdminDeps,
+  id: string,
+  q: UsageQuery,
+): Promise<KeyUsageSeries> {
+  const range = resolveRange(q, deps.clock());
+  const key = await deps.storage.getKeyById(id);
+  if (!key) throw new AdminError("not_found", `no key with id ${id}`);
+  const buckets = await deps.storage.usageBetween(id, range.from, range.to);
+  return { key_id: id, ...toSeries(buckets, range) };
+}
+
+/** The key holder's own history (`/stats/usage`), no further back than history is kept. */
+export async function holderUsage(
+  deps: AdminDeps,
+  key: KeyRecord,
+  q: UsageQuery,
+  retentionMs: number,
+): Promise<HolderUsageSeries> {
+  const now = deps.clock();
+  const range = resolveRange(q, now, now - retentionMs);
+  const buckets = await deps.storage.usageBetween(key.id, range.from, range.to);
+  return { key: maskedKey(key.keyPrefix), ...toSeries(buckets, range) };
+}
+
+export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<UsageTotals> {
+  const now = deps.clock();
+  const range = resolveRange(q, now);
+  const { storage } = deps;
+  const [buckets, perKey, keysTotal, active] = await Promise.all([
+    storage.usageBetween(null, range.from, range.to),
+    storage.usageByKey(range.from, range.to),
+    storage.countKeys(),
+    storage.listKeys({ limit: 1, offset: 0, now, status: "active" }),
+  ]);
+  const used = perKey.filter((t) => t.tokens > 0 || t.requests > 0);
+  const top = [...used]
+    .sort((a, b) => b.tokens - a.tokens || b.requests - a.requests || (a.keyId < b.keyId ? -1 : 1))
+    .slice(0, TOP_KEYS);
+  // At most TOP_KEYS lookups, by primary key; a key deleted meanwhile drops out.
+  const records = await Promise.all(top.map((t) => storage.getKeyById(t.keyId)));
+  const byKey = top.flatMap((t, i) => {
+    const k = records[i];
+    return k
+      ? [{ id: k.id, name: k.name, prefix: k.keyPrefix, tokens: t.tokens, requests: t.requests }]
+      : [];
+  });
+  const series = toSeries(buckets, range);
+  return {
+    ...series,
+    keys_total: keysTotal,
+    keys_active: active.total,
+    keys_with_usage: used.length,
+    by_key: byKey,
+  };
+}
