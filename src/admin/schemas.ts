@@ -216,7 +216,12 @@ export const usageTotals = z
 export type UsageTotals = z.infer<typeof usageTotals>;
 
 export const signInBody = z
-  .strictObject({ admin_key: z.string({ error: required("must be a string") }).min(1, "must not be empty").max(1024) })
+  .strictObject({
+    admin_key: z
+      .string({ error: required("must be a string") })
+      .min(1, "must not be empty")
+      .max(1024),
+  })
   .meta({ id: "SignIn" });
 export const sessionObject = z
   .object({
