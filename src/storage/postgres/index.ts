@@ -253,16 +253,17 @@ class PostgresStorage implements Storage {
   async pruneUsage(before: number, limit: number): Promise<number> {
     if (limit <= 0) return 0;
     // One chunk of the oldest buckets, found on the bucket_start index and
-    // deleted by primary key, so each statement holds few row locks briefly.
-    // A bucket a flush upserts at the same moment is simply left for the
-    // next run.
+    // deleted by their physical address (a TID scan): deleting by primary key
+    // instead lets the planner hash-join against a scan of the whole table.
+    // A bucket a flush updates meanwhile has a new address, so the delete
+    // skips it and leaves it to the next run.
     const gone = await this.client`
       delete from usage_buckets
-      where (key_id, bucket_start) in (
-        select key_id, bucket_start from usage_buckets
+      where ctid = any(array(
+        select ctid from usage_buckets
         where bucket_start < ${before}
         order by bucket_start
-        limit ${limit})`;
+        limit ${limit}))`;
     return gone.count;
   }
 
