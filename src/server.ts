@@ -3,6 +3,7 @@ import type { Server } from "bun";
 import { claimInstance } from "./accounting/instance.ts";
 import { Journal } from "./accounting/journal.ts";
 import { UsageLedger } from "./accounting/ledger.ts";
+import { UsagePruner } from "./accounting/retention.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
@@ -77,6 +78,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
   usage = new UsageView(storage, ledger, clock, refreshMs, health);
   ledger.startTimer(config.flushIntervalMs);
+  // Usage history past USAGE_RETENTION_DAYS, deleted hourly in small chunks.
+  const pruner = new UsagePruner({
+    storage,
+    clock,
+    log,
+    retentionDays: config.usageRetentionDays,
+    healthy: () => !health.degraded,
+  });
+  pruner.start();
   const sweeper = setInterval(() => usage?.sweep(), 60_000);
   sweeper.unref();
 
@@ -150,6 +160,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       accepting = false;
       clearInterval(sweeper);
       await backups?.stop();
+      // Ends after its current chunk (bounded wait), well before storage.close().
+      await pruner.stop();
       // One budget for the whole shutdown: requests and streams, then the
       // charges of whatever is still running when it runs out.
       const deadline = Date.now() + config.shutdownTimeoutMs;

@@ -1,0 +1,269 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createKey } from "../keys/service.ts";
+import type { Logger } from "../log.ts";
+import { BUCKET_MS, WINDOW_MS, windowFloor } from "../quota/window.ts";
+import { openSqliteStorage } from "../storage/sqlite/index.ts";
+import type { Storage } from "../storage/types.ts";
+import { retentionCutoff, UsagePruner } from "./retention.ts";
+
+const DAY = 24 * 3_600_000;
+const NOW = Date.UTC(2026, 10, 28, 12, 0, 0);
+
+function recorder() {
+  const lines: Array<{ level: string; fields: unknown; msg: unknown }> = [];
+  const at =
+    (level: string) =>
+    (fields: unknown, msg?: unknown): void => {
+      lines.push(
+        typeof fields === "string" ? { level, fields: {}, msg: fields } : { level, fields, msg },
+      );
+    };
+  const log = { info: at("info"), warn: at("warn"), debug: at("debug") } as unknown as Pick<
+    Logger,
+    "info" | "warn" | "debug"
+  >;
+  return { log, lines };
+}
+
+describe("retentionCutoff", () => {
+  test.each([
+    ["30 days, on a bucket boundary", NOW, 30, NOW - 30 * DAY],
+    ["30 days, mid-bucket: floored to the bucket's start", NOW + 61_000, 30, NOW - 30 * DAY],
+    ["1 day", NOW + BUCKET_MS - 1, 1, NOW - DAY],
+    ["exactly the quota window", NOW, 5 / 24, NOW - WINDOW_MS],
+  ])("%s", (_, now, days, expected) => {
+    const cutoff = retentionCutoff(now, days);
+    expect(cutoff).toBe(expected);
+    // Never inside the quota window.
+    expect(cutoff).toBeLessThanOrEqual(windowFloor(now));
+  });
+
+  test("a retention shorter than the quota window is refused", () => {
+    expect(() => retentionCutoff(NOW, 4 / 24)).toThrow(RangeError);
+    expect(() => retentionCutoff(NOW, 0)).toThrow(/quota window/);
+    const { log } = recorder();
+    expect(
+      () =>
+        new UsagePruner({
+          storage: { pruneUsage: async () => 0 },
+          clock: () => NOW,
+          log,
+          retentionDays: 0.1,
+          healthy: () => true,
+        }),
+    ).toThrow(RangeError);
+  });
+});
+
+describe("UsagePruner on a SQLite file", () => {
+  let dir: string;
+  let s: Storage;
+  let now: number;
+  let seq = 0;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tollgate-retention-"));
+    s = openSqliteStorage(join(dir, "tollgate.db"));
+    await s.migrate();
+    now = NOW;
+  });
+  afterEach(async () => {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function charge(keyId: string, ages: number[]) {
+    const buckets = ages.map((age) => ({ bucketStart: NOW - age, tokens: 10, requests: 1 }));
+    seq++;
+    await s.applyUsage({
+      instanceId: "i",
+      firstSeq: seq,
+      lastSeq: seq,
+      keys: [{ keyId, tokens: 10 * ages.length, requests: ages.length, lastUsedAt: NOW, buckets }],
+    });
+  }
+
+  test("deletes buckets past the retention in chunks, keeps the rest and the totals; a moved clock prunes more", async () => {
+    const a = (await createKey(s, { name: "a", tokenLimit: 1 }, NOW - 60 * DAY)).record;
+    const b = (await createKey(s, { name: "b", tokenLimit: 1 }, NOW - 60 * DAY)).record;
+    await charge(a.id, [40 * DAY, 31 * DAY, 30 * DAY, 29 * DAY, 3_600_000]);
+    await charge(b.id, [35 * DAY, 30 * DAY + BUCKET_MS, 1 * DAY]);
+    const { log, lines } = recorder();
+    const pruner = new UsagePruner({
+      storage: s,
+      clock: () => now,
+      log,
+      retentionDays: 30,
+      healthy: () => true,
+      chunk: 2,
+    });
+
+    expect(await pruner.runOnce()).toEqual({ ran: true, deleted: 4, cutoff: NOW - 30 * DAY });
+    const ages = async (id: string) =>
+      (await s.usageSince(id, 0)).map((x) => (NOW - x.bucketStart) / DAY);
+    // A bucket that started exactly at the cutoff stays.
+    expect(await ages(a.id)).toEqual([30, 29, 1 / 24]);
+    expect(await ages(b.id)).toEqual([1]);
+    expect(await s.getKeyById(a.id)).toMatchObject({ totalTokens: 50, totalRequests: 5 });
+    expect(await s.getKeyById(b.id)).toMatchObject({ totalTokens: 30, totalRequests: 3 });
+    expect(lines).toEqual([
+      {
+        level: "info",
+        fields: {
+          deleted: 4,
+          before: new Date(NOW - 30 * DAY).toISOString(),
+          retentionDays: 30,
+          ms: 0,
+        },
+        msg: "usage history pruned",
+      },
+    ]);
+
+    // Nothing more at the same time: logged at debug only.
+    expect(await pruner.runOnce()).toMatchObject({ ran: true, deleted: 0 });
+    expect(lines.at(-1)?.level).toBe("debug");
+
+    now = NOW + 2 * DAY;
+    expect(await pruner.runOnce()).toMatchObject({ ran: true, deleted: 2 });
+    expect(await ages(a.id)).toEqual([1 / 24]);
+    expect(await ages(b.id)).toEqual([1]);
+    expect(await s.getKeyById(a.id)).toMatchObject({ totalTokens: 50, totalRequests: 5 });
+  });
+
+  test("skips while the database is degraded", async () => {
+    const a = (await createKey(s, { name: "a", tokenLimit: 1 }, NOW)).record;
+    await charge(a.id, [40 * DAY]);
+    let healthy = false;
+    const { log } = recorder();
+    const pruner = new UsagePruner({
+      storage: s,
+      clock: () => now,
+      log,
+      retentionDays: 30,
+      healthy: () => healthy,
+    });
+    expect(await pruner.runOnce()).toEqual({ ran: false, reason: "degraded" });
+    expect(await s.usageSince(a.id, 0)).toHaveLength(1);
+    healthy = true;
+    expect(await pruner.runOnce()).toMatchObject({ ran: true, deleted: 1 });
+  });
+});
+
+describe("UsagePruner scheduling", () => {
+  const base = { clock: () => NOW, retentionDays: 30, healthy: () => true };
+
+  test("a failing database is logged, never thrown", async () => {
+    const { log, lines } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      storage: {
+        pruneUsage: async () => {
+          throw new Error("connection refused");
+        },
+      },
+    });
+    expect(await pruner.runOnce()).toEqual({ ran: false, reason: "failed" });
+    expect(lines).toMatchObject([{ level: "warn", fields: { err: "connection refused" } }]);
+  });
+
+  test("yields to the event loop between chunks", async () => {
+    let tick = false;
+    const seen: boolean[] = [];
+    const { log } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      chunk: 10,
+      storage: {
+        // Answers without any I/O: without a yield, the loop would run on
+        // microtasks alone and nothing else would get a turn.
+        pruneUsage: async () => {
+          seen.push(tick);
+          return seen.length < 4 ? 10 : 3;
+        },
+      },
+    });
+    setImmediate(() => {
+      tick = true;
+    });
+    expect(await pruner.runOnce()).toMatchObject({ deleted: 33 });
+    expect(seen).toEqual([false, true, true, true]);
+  });
+
+  test("runs shortly after start, then every interval; stop ends it", async () => {
+    let calls = 0;
+    const { log } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      firstRunMs: 5,
+      intervalMs: 20,
+      storage: {
+        pruneUsage: async () => {
+          calls++;
+          return 0;
+        },
+      },
+    });
+    pruner.start();
+    await Bun.sleep(2);
+    expect(calls).toBe(0);
+    await Bun.sleep(80);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    await pruner.stop();
+    const after = calls;
+    await Bun.sleep(60);
+    expect(calls).toBe(after);
+  });
+
+  test("stop waits for the chunk in progress, and no further chunk starts", async () => {
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let calls = 0;
+    const { log } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      chunk: 5,
+      storage: {
+        pruneUsage: async () => {
+          calls++;
+          await gate;
+          return 5;
+        },
+      },
+    });
+    const run = pruner.runOnce();
+    let stopped = false;
+    const stopping = pruner.stop().then(() => {
+      stopped = true;
+    });
+    await Bun.sleep(20);
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(await run).toMatchObject({ ran: true, deleted: 5 });
+    expect(calls).toBe(1);
+    expect(await pruner.runOnce()).toEqual({ ran: false, reason: "stopped" });
+  });
+
+  test("stop does not wait for ever on a hung database", async () => {
+    const { log, lines } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      stopWaitMs: 30,
+      storage: { pruneUsage: () => new Promise<number>(() => {}) },
+    });
+    void pruner.runOnce();
+    const t = performance.now();
+    await pruner.stop();
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(lines.at(-1)?.level).toBe("warn");
+  });
+});

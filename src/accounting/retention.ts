@@ -1,0 +1,155 @@
+import type { Logger } from "../log.ts";
+import { bucketStartOf, WINDOW_MS, windowFloor } from "../quota/window.ts";
+import type { Storage } from "../storage/types.ts";
+
+// Usage history retention: 5-minute buckets older than USAGE_RETENTION_DAYS
+// are deleted in the background, a chunk at a time, so that no statement
+// holds locks for long and requests run between chunks. Lifetime totals live
+// on the key and are never touched.
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const RETENTION_DEFAULTS = {
+  intervalMs: 60 * 60 * 1000,
+  /** Shortly after start, not at once: start-up (journal replay, first flushes) goes first. */
+  firstRunMs: 60 * 1000,
+  /** Buckets per statement: a few milliseconds of work in either database. */
+  chunk: 5000,
+  /** How long `stop` waits for a run in progress before giving up on it. */
+  stopWaitMs: 5000,
+};
+
+/**
+ * Buckets that started before the returned instant are history past keeping.
+ * Floored to a bucket start, so a run deletes whole buckets only. Throws when
+ * that would reach into the quota window: admission counts every bucket of
+ * the last 5 hours, and pruning one of them would hand its tokens back.
+ */
+export function retentionCutoff(now: number, retentionDays: number): number {
+  const cutoff = bucketStartOf(now - retentionDays * DAY_MS);
+  if (!(cutoff <= windowFloor(now))) {
+    throw new RangeError(
+      `usage retention of ${retentionDays} days would prune buckets inside the ${WINDOW_MS / 3_600_000}-hour quota window`,
+    );
+  }
+  return cutoff;
+}
+
+export interface RetentionDeps {
+  storage: Pick<Storage, "pruneUsage">;
+  clock: () => number;
+  log: Pick<Logger, "info" | "warn" | "debug">;
+  retentionDays: number;
+  /** False while the database is known to be out: the run is skipped, the health monitor has it. */
+  healthy: () => boolean;
+  intervalMs?: number;
+  firstRunMs?: number;
+  chunk?: number;
+  stopWaitMs?: number;
+}
+
+export type PruneOutcome =
+  | { ran: true; deleted: number; cutoff: number }
+  | { ran: false; reason: "degraded" | "stopped" | "failed" };
+
+/** Lets timers and I/O (incoming requests) run before the next chunk. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class UsagePruner {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<PruneOutcome> | undefined;
+  private stopped = false;
+  private readonly options: typeof RETENTION_DEFAULTS;
+
+  constructor(private readonly deps: RetentionDeps) {
+    this.options = {
+      intervalMs: deps.intervalMs ?? RETENTION_DEFAULTS.intervalMs,
+      firstRunMs: deps.firstRunMs ?? RETENTION_DEFAULTS.firstRunMs,
+      chunk: deps.chunk ?? RETENTION_DEFAULTS.chunk,
+      stopWaitMs: deps.stopWaitMs ?? RETENTION_DEFAULTS.stopWaitMs,
+    };
+    // Refuse a bad setting at start-up rather than at the first run.
+    retentionCutoff(deps.clock(), deps.retentionDays);
+  }
+
+  /** Runs once after `firstRunMs`, then every `intervalMs` after each run ends. */
+  start(): void {
+    this.schedule(this.options.firstRunMs);
+  }
+
+  /** Stops the timer and waits (bounded) for a run in progress, which ends after its current chunk. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    const run = this.running;
+    if (!run) return;
+    let bound: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      run.then(() => false),
+      new Promise<boolean>((resolve) => {
+        bound = setTimeout(() => resolve(true), this.options.stopWaitMs);
+      }),
+    ]);
+    clearTimeout(bound);
+    if (timedOut) this.deps.log.warn("usage pruning still running at shutdown; left behind");
+  }
+
+  /** One pass: deletes every bucket past the cutoff, a chunk at a time. Never throws. */
+  runOnce(): Promise<PruneOutcome> {
+    this.running ??= this.prune().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(async () => {
+      // runOnce catches what the database throws; this catches anything else,
+      // so a bug here can never surface as an unhandled rejection.
+      await this.runOnce().catch((err: unknown) =>
+        this.deps.log.warn({ err: (err as Error).message }, "usage pruning failed"),
+      );
+      this.schedule(this.options.intervalMs);
+    }, delayMs);
+    // Never what keeps the process alive.
+    this.timer.unref?.();
+  }
+
+  private async prune(): Promise<PruneOutcome> {
+    const { storage, clock, log, retentionDays, healthy } = this.deps;
+    const { chunk } = this.options;
+    if (this.stopped) return { ran: false, reason: "stopped" };
+    if (!healthy()) {
+      log.debug("database degraded; usage pruning skipped this time");
+      return { ran: false, reason: "degraded" };
+    }
+    const started = clock();
+    let cutoff = 0;
+    let deleted = 0;
+    try {
+      cutoff = retentionCutoff(started, retentionDays);
+      for (;;) {
+        const n = await storage.pruneUsage(cutoff, chunk);
+        deleted += n;
+        if (n < chunk || this.stopped || !healthy()) break;
+        await yieldToEventLoop();
+      }
+    } catch (err) {
+      log.warn(
+        { err: (err as Error).message, deleted },
+        "usage pruning failed; it is tried again at the next run",
+      );
+      return { ran: false, reason: "failed" };
+    }
+    const fields = {
+      deleted,
+      before: new Date(cutoff).toISOString(),
+      retentionDays,
+      ms: clock() - started,
+    };
+    if (deleted > 0) log.info(fields, "usage history pruned");
+    else log.debug(fields, "usage history: nothing to prune");
+    return { ran: true, deleted, cutoff };
+  }
+}
