@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { makeTestApp } from "../harness/app.ts";
+
+// The admin API in process, where a test can reach what a real server hides:
+// per-request client addresses (for timing without the attempt limit) and a
+// database that goes away.
+
+const ADMIN_KEY = `adm_${"7".repeat(8000)}`;
+let t: Awaited<ReturnType<typeof makeTestApp>>;
+
+beforeAll(async () => {
+  t = await makeTestApp({ ADMIN_API_KEY: ADMIN_KEY });
+});
+afterAll(async () => {
+  await t.cleanup().catch(() => {});
+});
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number;
+
+describe("admin key comparison over HTTP", () => {
+  test("wrong keys sharing a long prefix with the real one take as long as keys sharing none", async () => {
+    // Each request comes from its own (made-up) address, so the failed-attempt
+    // limit never answers in place of the comparison being measured.
+    let n = 0;
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => {
+        n++;
+        const address = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+        return t.app.fetch(req, { requestIP: () => ({ address, family: "IPv4", port: 1 }) });
+      },
+    });
+    try {
+      const url = `http://127.0.0.1:${server.port}/admin/keys`;
+      const sharing = `${ADMIN_KEY.slice(0, -1)}8`;
+      const none = `x${"8".repeat(ADMIN_KEY.length - 1)}`;
+      const time = async (key: string) => {
+        const t0 = performance.now();
+        const res = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
+        await res.arrayBuffer();
+        expect(res.status).toBe(401);
+        return performance.now() - t0;
+      };
+      for (let i = 0; i < 50; i++) await time(i % 2 ? sharing : none); // warm up
+      const a: number[] = [];
+      const b: number[] = [];
+      // Interleaved, so drift in machine load hits both alike.
+      for (let i = 0; i < 300; i++) {
+        a.push(await time(sharing));
+        b.push(await time(none));
+      }
+      const [ma, mb] = [median(a), median(b)];
+      // A leak an attacker could use shows as a steady difference of medians.
+      // On a busy 2-core machine the medians of identical work stay within a
+      // few percent; 20% (plus 50 µs of timer noise) is far from flaky and
+      // still catches any comparison that does work proportional to the match.
+      expect(Math.abs(ma - mb)).toBeLessThan(0.2 * Math.min(ma, mb) + 0.05);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
+});
+
+describe("database out", () => {
+  test("admin calls answer 503 storage_unavailable, never a stack trace", async () => {
+    const auth = { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" };
+    const k = await t.newKey({ name: "before-outage" });
+    // Every call fails as with a lost database (ping included).
+    const storage = t.storage as unknown as Record<string, unknown>;
+    for (const name of [
+      "ping",
+      "listKeys",
+      "getKeyById",
+      "createKey",
+      "countKeys",
+      "usageBetween",
+      "usageByKey",
+      "usageSince",
+    ]) {
+      storage[name] = () => Promise.reject(new Error("SQLITE_IOERR: disk I/O error"));
+    }
+    for (const [method, path, body] of [
+      ["GET", "/admin/keys", undefined],
+      ["GET", `/admin/keys/${k.record.id}`, undefined],
+      ["POST", "/admin/keys", JSON.stringify({ name: "x", token_limit_per_5h: 1 })],
+      ["GET", "/admin/usage", undefined],
+    ] as const) {
+      const res = await t.app.request(path, { method, headers: auth, body });
+      const text = await res.text();
+      expect(res.status).toBe(503);
+      expect(JSON.parse(text)).toEqual({
+        error: {
+          code: "storage_unavailable",
+          message: "the database cannot be reached; try again shortly",
+        },
+      });
+      expect(text).not.toMatch(/\.ts:\d+|\n\s+at /);
+    }
+  });
+});
