@@ -9,7 +9,7 @@ const HEIGHT = 200;
 const PAD = { top: 12, right: 8, bottom: 24, left: 44 };
 const LABEL_SPACING = 72;
 
-const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 // Daily buckets start at midnight UTC, so they are named by their UTC date.
 const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
 
@@ -100,7 +100,7 @@ function chartSvg(usage, label, width) {
     const start = new Date(p.start);
     const end = new Date(start.getTime() + step * 1000);
     const bar = svg("rect", {
-      class: "bar",
+      class: "chart-bar",
       x: (PAD.left + i * slot + gap / 2).toFixed(2),
       y: (PAD.top + plotH - h).toFixed(2),
       width: Math.max(1, slot - gap).toFixed(2),

@@ -34,14 +34,15 @@ export function show(node, visible = true) {
 }
 
 /**
- * A usage bar: `used` of `limit`, as an ARIA meter. The fill's width is set
+ * A usage bar: `used` of `limit`, as an ARIA meter (`share`: a comparison, not a quota). The fill's width is set
  * from script (allowed by the page's CSP, unlike a style attribute in HTML).
  */
-export function usageBar(used, limit, label) {
+export function usageBar(used, limit, label, { share = false } = {}) {
   const ratio = limit > 0 ? Math.min(1, used / limit) : used > 0 ? 1 : 0;
   const fill = el("span", { class: "bar-fill" });
   fill.style.width = `${(ratio * 100).toFixed(1)}%`;
-  const level = ratio >= 1 ? "full" : ratio >= 0.8 ? "high" : "ok";
+  // A share of the busiest key is not a quota: no warning colours.
+  const level = share ? "share" : ratio >= 1 ? "full" : ratio >= 0.8 ? "high" : "ok";
   return el(
     "span",
     {

@@ -25,8 +25,8 @@ export function formatDateTime(iso) {
 export function formatRelative(iso, now = Date.now()) {
   const ms = Date.parse(iso) - now;
   const abs = Math.abs(ms);
-  if (abs >= 2 * DAY) return relative.format(Math.round(ms / DAY), "day");
-  if (abs >= 2 * HOUR) return relative.format(Math.round(ms / HOUR), "hour");
+  if (abs >= DAY) return relative.format(Math.round(ms / DAY), "day");
+  if (abs >= HOUR) return relative.format(Math.round(ms / HOUR), "hour");
   if (abs >= MINUTE) return relative.format(Math.round(ms / MINUTE), "minute");
   return relative.format(Math.round(ms / 1000), "second");
 }

@@ -18,7 +18,7 @@ function topKey(entry, most) {
       " ",
       el("code", { class: "muted small" }, entry.prefix),
     ),
-    usageBar(entry.tokens, most, `Share of ${entry.name}`),
+    usageBar(entry.tokens, most, `Tokens of ${entry.name}`, { share: true }),
     el("span", { class: "num" }, formatInt(entry.tokens)),
   );
 }

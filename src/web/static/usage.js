@@ -90,7 +90,7 @@ function renderStats(stats, now) {
     "frees-up",
     used === 0
       ? "nothing used in the last 5 hours"
-      : `some in ${formatDuration(Math.max(0, endsAt - now))}, at ${timeOnly.format(endsAt)}`,
+      : `from ${timeOnly.format(endsAt)} (in ${formatDuration(Math.max(0, endsAt - now))})`,
   );
   setText(
     "expiry",
