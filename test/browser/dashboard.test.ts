@@ -77,6 +77,17 @@ describeInBrowser("dashboard in a browser", () => {
     await context.close();
   });
 
+  test("a session that ends under the page brings back the sign-in form", async () => {
+    const { page, context, problems } = await newPage(browser, gw.url);
+    await signIn(page);
+    await context.clearCookies();
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.locator("#signin-error", { hasText: "Your session has ended" }).waitFor();
+    expect(await page.locator("#signed-in").isHidden()).toBe(true);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
   test(
     "create, copy, use, watch usage, edit, rotate, revoke; sign out ends the session",
     async () => {

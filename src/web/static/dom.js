@@ -22,6 +22,9 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Badge colour per key status. */
+export const STATUS_CLASS = { active: "badge-ok", expired: "badge-bad", disabled: "badge-warn" };
+
 export function byId(id) {
   const node = document.getElementById(id);
   if (node === null) throw new Error(`missing #${id}`);

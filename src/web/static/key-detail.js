@@ -1,7 +1,7 @@
 // One key in detail: its facts and a chart of its tokens over 5 h, 24 h or 30 d.
 
 import { drawUsageChart, rangeSwitch } from "./chart.js";
-import { byId, el } from "./dom.js";
+import { byId, el, STATUS_CLASS } from "./dom.js";
 import { expiryText, formatDateTime, formatInt, RANGES, rangeQuery } from "./format.js";
 
 function facts(key, now) {
@@ -56,7 +56,9 @@ export function createKeyDetail({ api }) {
     current = key;
     byId("detail-title").textContent = key.name;
     byId("detail-prefix").textContent = key.prefix;
-    byId("detail-status").textContent = key.status;
+    const status = byId("detail-status");
+    status.textContent = key.status;
+    status.className = `badge ${STATUS_CLASS[key.status] ?? ""}`;
     byId("detail-facts").replaceChildren(...facts(key, Date.now()));
     total.textContent = "";
     chart.replaceChildren();

@@ -1,14 +1,12 @@
 // The keys table: search, status filter, pagination, one row per key with its
 // expiry state, a usage bar against its quota, and its actions.
 
-import { byId, el, show, usageBar } from "./dom.js";
+import { byId, el, STATUS_CLASS, show, usageBar } from "./dom.js";
 import { expiryText, formatInt } from "./format.js";
 
 const PAGE_SIZE = 20;
 const SEARCH_DELAY_MS = 250;
 const SOON_MS = 7 * 24 * 3_600_000;
-
-const STATUS_CLASS = { active: "badge-ok", expired: "badge-bad", disabled: "badge-warn" };
 
 function statusCell(key, now) {
   const expiry = el("div", { class: "muted small" }, expiryText(key.expires_at, now));
