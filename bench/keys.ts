@@ -9,8 +9,8 @@ import { spawnChild, withTimeout } from "./children.ts";
 export const CLI = join(import.meta.dir, "..", "src", "cli", "main.ts");
 // So large the quota never trips: the benchmark measures cost, not refusals.
 const BENCH_LIMIT = "1000000000000000";
-// `keys list` pages; the runner caps BENCH_PG_KEYS below this.
-export const LIST_LIMIT = 1000;
+// `keys list` pages (at most 500 keys a page); the runner caps BENCH_PG_KEYS below this.
+export const LIST_LIMIT = 500;
 // A listed key is about 450 bytes of pretty JSON: keep all of a full page.
 const CLI_STDOUT_BYTES = 4 * 1024 * 1024;
 
