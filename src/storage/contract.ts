@@ -194,6 +194,26 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       });
     });
 
+    test("a key both disabled and expired is listed as disabled only", async () => {
+      const { record } = await createKey(
+        s,
+        { name: "both", tokenLimit: 1, expiresAt: T0 - 1 },
+        T0 - 10,
+      );
+      await s.updateKey(record.id, { disabled: true }, T0 - 5);
+      await createKey(s, { name: "just expired", tokenLimit: 1, expiresAt: T0 }, T0 - 9);
+      await createKey(s, { name: "live", tokenLimit: 1, expiresAt: T0 + 1 }, T0 - 8);
+      const names = async (status: "all" | "active" | "expired" | "disabled") => {
+        const r = await s.listKeys({ limit: 10, offset: 0, now: T0, status });
+        return { names: r.keys.map((k) => k.name), total: r.total };
+      };
+      expect(await names("disabled")).toEqual({ names: ["both"], total: 1 });
+      // Expiry at exactly `now` counts as expired.
+      expect(await names("expired")).toEqual({ names: ["just expired"], total: 1 });
+      expect(await names("active")).toEqual({ names: ["live"], total: 1 });
+      expect((await names("all")).total).toBe(3);
+    });
+
     historyContractTests(() => s);
 
     test("usage lands in buckets and totals, with the checkpoint, in one batch", async () => {

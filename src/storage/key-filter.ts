@@ -3,6 +3,9 @@ import type { KeyListQuery, KeyRecord } from "./types.ts";
 
 // The filters of `listKeys`, once for SQL (both dialects: the SQL below is
 // the same in SQLite and PostgreSQL) and once in memory (the file backend).
+// The statuses do not overlap, and match the status a key is shown with:
+// "disabled" wins over expiry, so "expired" means not disabled and
+// expires_at <= now, and "active" means neither.
 
 /** `s` as a LIKE pattern that matches it literally, with `\` as escape character. */
 export function escapeLike(s: string): string {
@@ -23,7 +26,7 @@ export function keyListWhere(t: KeyFilterColumns, q: KeyListQuery): SQL | undefi
   if (q.status === "active") {
     conditions.push(eq(t.disabled, false), or(isNull(t.expiresAt), gt(t.expiresAt, q.now)));
   } else if (q.status === "expired") {
-    conditions.push(lte(t.expiresAt, q.now));
+    conditions.push(eq(t.disabled, false), lte(t.expiresAt, q.now));
   } else if (q.status === "disabled") {
     conditions.push(eq(t.disabled, true));
   }
@@ -47,7 +50,7 @@ export function matchesKeyQuery(k: KeyRecord, q: KeyListQuery): boolean {
   const status = q.status ?? "all";
   const expired = k.expiresAt !== null && k.expiresAt <= q.now;
   if (status === "active" && (k.disabled || expired)) return false;
-  if (status === "expired" && !expired) return false;
+  if (status === "expired" && (k.disabled || !expired)) return false;
   if (status === "disabled" && !k.disabled) return false;
   if (q.model !== undefined && k.model !== q.model) return false;
   if (q.search) {
