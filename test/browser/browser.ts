@@ -2,13 +2,15 @@
  * Chromium for the browser tests: Debian's `chromium` package driven by
  * playwright-core (no downloaded browser). Without /usr/bin/chromium the suites
  * are skipped with a loud line saying how to get it, so `npm test` still
- * passes on a machine with only Node and npm; CI (.ci/run) installs it.
+ * passes on a machine with only Node and npm. CI (.ci/run) installs it and
+ * sets REQUIRE_BROWSER=1: then a missing Chromium, or one that does not
+ * start, fails the run instead of skipping.
  *
  *   const { browser, close } = await launchBrowser();
  *   const page = await newPage(browser, gw.url, "desktop");
  */
 
-import { describe } from "bun:test";
+import { describe, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
@@ -18,16 +20,37 @@ import { REPO_ROOT } from "../harness/gateway.ts";
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const hasChromium = existsSync(CHROMIUM_PATH);
 
-/** `describe`, or `describe.skip` with a loud reason when there is no Chromium. */
+/** Set by CI: the browser tests must run; not being able to is a failure. */
+export const browserRequired = process.env.REQUIRE_BROWSER === "1";
+
+const HOW_TO_GET_IT =
+  "Install Debian's chromium to run them (sudo apt-get install -y chromium), " +
+  "or set CHROMIUM_PATH to a Chromium binary";
+
+/**
+ * `describe` when there is a Chromium. Without one: `describe.skip` with a
+ * loud reason, or, under REQUIRE_BROWSER=1, a suite whose one test fails
+ * saying why.
+ */
 export function describeInBrowser(name: string, body: () => void): void {
   if (hasChromium) {
     describe(name, body);
     return;
   }
+  if (browserRequired) {
+    const reason =
+      `REQUIRE_BROWSER=1 but ${CHROMIUM_PATH} not found, so the browser tests ` +
+      `"${name}" cannot run. ${HOW_TO_GET_IT}.`;
+    console.error(`\n*** FAILING: ${reason} ***\n`);
+    describe(name, () => {
+      test("Chromium is present (REQUIRE_BROWSER=1)", () => {
+        throw new Error(reason);
+      });
+    });
+    return;
+  }
   console.warn(
-    `\n*** SKIPPING browser tests "${name}": ${CHROMIUM_PATH} not found. ` +
-      "Install Debian's chromium to run them (sudo apt-get install -y chromium), " +
-      "or set CHROMIUM_PATH to a Chromium binary ***\n",
+    `\n*** SKIPPING browser tests "${name}": ${CHROMIUM_PATH} not found. ${HOW_TO_GET_IT} ***\n`,
   );
   describe.skip(name, body);
 }
@@ -42,7 +65,22 @@ export const VIEWPORTS = {
   phone: { width: 390, height: 844 },
 } as const;
 
+/**
+ * Starts Chromium; when it does not start, the hook that called this fails
+ * with a line naming the binary (whether or not REQUIRE_BROWSER is set: a
+ * Chromium that is there but broken is never a reason to skip).
+ */
 export async function launchBrowser(): Promise<Browser> {
+  try {
+    return await startChromium();
+  } catch (err) {
+    const reason = `Chromium at ${CHROMIUM_PATH} did not start: ${(err as Error).message.split("\n")[0]}`;
+    console.error(`\n*** FAILING browser tests: ${reason} ***\n`);
+    throw new Error(reason, { cause: err });
+  }
+}
+
+function startChromium(): Promise<Browser> {
   // launch() gives every run a fresh temporary profile (user data dir), removed on close.
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
