@@ -16,7 +16,7 @@ import {
   newPage,
   screenshot,
 } from "./browser.ts";
-import { ADMIN_KEY, seedHistory, spend } from "./seed.ts";
+import { ADMIN_KEY, admin, createKey, seedHistory, spend } from "./seed.ts";
 
 let mock: MockUpstream;
 let gw: GatewayProcess;
@@ -113,13 +113,40 @@ describeInBrowser("key usage page in a browser", () => {
     await enterKey(page, k.key);
     await page.getByRole("heading", { name: "old" }).waitFor();
     expect(await text(page, "#key-status")).toBe("expired");
-    const note = page.locator("#expired-note");
+    const note = page.locator("#status-note");
     expect(await note.isVisible()).toBe(true);
     expect(await note.textContent()).toContain("expired");
     expect(await note.textContent()).toContain("refused");
     expect(await text(page, "#expiry")).toContain("expired");
     expect(problems).toEqual([]);
     await context.close();
+  });
+
+  test("a disabled key is marked disabled, not active, and told it is refused", async () => {
+    // Disabled and also expired: disabled is what the holder must hear about.
+    const k = await createKey(gw, { name: "switched off", token_limit_per_5h: 1000 });
+    const both = await createKey(gw, {
+      name: "off and old",
+      token_limit_per_5h: 1000,
+      expires_at: "2020-01-01T00:00:00.000Z",
+    });
+    for (const key of [k, both]) {
+      await admin(gw, "PATCH", `/admin/keys/${key.id}`, { disabled: true });
+    }
+    for (const key of [k, both]) {
+      const { page, context, problems } = await newPage(browser, gw.url);
+      await enterKey(page, key.key);
+      await page.getByRole("heading", { name: key.name }).waitFor();
+      const status = page.locator("#key-status");
+      expect(await status.textContent()).toBe("disabled");
+      expect(await status.getAttribute("class")).not.toContain("badge-ok");
+      const note = page.locator("#status-note");
+      expect(await note.isVisible()).toBe(true);
+      expect(await note.textContent()).toContain("disabled");
+      expect(await note.textContent()).toContain("refused");
+      expect(problems).toEqual([]);
+      await context.close();
+    }
   });
 
   test("an unknown key gets a clear error and is not kept", async () => {

@@ -3,7 +3,7 @@
 // Authorization header, never in a URL.
 
 import { drawUsageChart } from "./chart.js";
-import { byId, show, usageBar } from "./dom.js";
+import { byId, STATUS_CLASS, show, usageBar } from "./dom.js";
 import {
   expiryText,
   formatDateTime,
@@ -26,12 +26,15 @@ const refresh = byId("refresh");
 
 class KeyRequestError extends Error {}
 
-/** What to tell the holder for a refused /stats call. */
+/**
+ * What to tell the holder for a refused /stats call. A disabled or expired key
+ * is not refused there (its holder may look: /stats says so in its fields), so
+ * there is no 403 to explain.
+ */
 function refusal(status, retryAfter) {
   if (status === 401) {
     return "This key is not known to this gateway. Check that you pasted all of it (it starts with pk_).";
   }
-  if (status === 403) return "This key has been disabled or has expired.";
   if (status === 429) {
     return `Too many attempts. Try again in ${formatDuration(Number(retryAfter ?? 60) * 1000)}.`;
   }
@@ -62,21 +65,40 @@ function setText(id, text) {
   byId(id).textContent = text;
 }
 
+/**
+ * The key's status as the dashboard shows it: disabled wins over expired.
+ * Gateways older than `is_disabled` do not send it: treated as not disabled.
+ */
+function keyStatus(stats) {
+  if (stats.is_disabled === true) return "disabled";
+  return stats.is_expired ? "expired" : "active";
+}
+
+function statusNote(stats, state, now) {
+  if (state === "disabled") {
+    return "This key has been disabled. Requests with it are refused; ask whoever gave it to you to enable it again or for a new one.";
+  }
+  if (state === "expired") {
+    return `This key ${expiryText(stats.expiry_date, now)} (${formatDateTime(stats.expiry_date)}). Requests with it are refused; ask whoever gave it to you for a new one.`;
+  }
+  if (stats.current_usage.remaining_tokens === 0) {
+    return "The quota is spent: requests are refused until enough of the last 5 hours' usage ages out.";
+  }
+  return "";
+}
+
 function renderStats(stats, now) {
   const usage = stats.current_usage;
   const used = usage.tokens_used_in_current_window;
   setText("key-name", stats.name);
   setText("key-prefix", stats.key);
+  const state = keyStatus(stats);
   const status = byId("key-status");
-  status.textContent = stats.is_expired ? "expired" : "active";
-  status.className = stats.is_expired ? "badge badge-bad" : "badge badge-ok";
+  status.textContent = state;
+  status.className = `badge ${STATUS_CLASS[state]}`;
 
-  const note = byId("expired-note");
-  note.textContent = stats.is_expired
-    ? `This key ${expiryText(stats.expiry_date, now)} (${formatDateTime(stats.expiry_date)}). Requests with it are refused; ask whoever gave it to you for a new one.`
-    : usage.remaining_tokens === 0
-      ? "The quota is spent: requests are refused until enough of the last 5 hours' usage ages out."
-      : "";
+  const note = byId("status-note");
+  note.textContent = statusNote(stats, state, now);
   show(note, note.textContent !== "");
 
   setText("window-used", formatInt(used));
@@ -133,7 +155,7 @@ async function load(key) {
   } catch (err) {
     if (!(err instanceof KeyRequestError)) throw err;
     // An unknown key is not kept; a passing outage keeps the one that worked.
-    if (err.status === 401 || err.status === 403) forgetKey();
+    if (err.status === 401) forgetKey();
     error.textContent = err.message;
     show(entry);
     show(result, false);
