@@ -17,22 +17,12 @@ import {
   newPage,
   screenshot,
 } from "./browser.ts";
+import { row, signIn } from "./dashboard-page.ts";
 import { ADMIN_KEY, admin, createKey, seedHistory, spend } from "./seed.ts";
 
 let mock: MockUpstream;
 let gw: GatewayProcess;
 let browser: Browser;
-
-async function signIn(page: Page): Promise<void> {
-  await page.goto("/dashboard");
-  await page.getByLabel("Admin key").fill(ADMIN_KEY);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Keys", exact: true }).waitFor();
-}
-
-function row(page: Page, name: string) {
-  return page.locator("#keys-body tr").filter({ has: page.getByText(name, { exact: true }) });
-}
 
 /** The tokens drawn in the open chart, summed from its bars. */
 async function chartTokens(page: Page, selector: string): Promise<number> {

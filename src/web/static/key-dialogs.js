@@ -68,8 +68,10 @@ function readForm(editing) {
   const model = byId("key-model").value.trim() || null;
   const expiresText = byId("key-expires").value;
   if (name === "") return { error: "Give the key a name." };
-  if (!(limit > 0))
-    return { error: "The limit must be a positive number of tokens, like 200000 or 200k." };
+  // 0 is a valid limit (a key that may not spend), as in the API and the CLI.
+  if (!(Number.isSafeInteger(limit) && limit >= 0)) {
+    return { error: "The limit must be a whole number of tokens, 0 or more, like 200000 or 200k." };
+  }
   const expiresAt = expiresText === "" ? null : new Date(expiresText).toISOString();
   if (editing === null) {
     return { fields: { name, token_limit_per_5h: limit, model, expires_at: expiresAt } };
