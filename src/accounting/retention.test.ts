@@ -151,6 +151,46 @@ describe("UsagePruner on a SQLite file", () => {
   });
 });
 
+/**
+ * A timer the test drives: `next()` waits for the pruner to ask for a
+ * timeout and returns its delay and a `fire` that runs it.
+ */
+function fakeTimers() {
+  type Entry = { ms: number; fn: () => void; state: "pending" | "fired" | "cleared" };
+  const entries: Entry[] = [];
+  let waiting: ((e: Entry) => void) | undefined;
+  const pendingEntry = () => entries.find((e) => e.state === "pending");
+  return {
+    set(fn: () => void, ms: number): unknown {
+      const e: Entry = { ms, fn, state: "pending" };
+      entries.push(e);
+      waiting?.(e);
+      waiting = undefined;
+      return e;
+    },
+    clear(handle: unknown): void {
+      const e = handle as Entry;
+      if (e.state === "pending") e.state = "cleared";
+    },
+    async next(): Promise<{ ms: number; fire: () => void }> {
+      const e =
+        pendingEntry() ??
+        (await new Promise<Entry>((resolve) => {
+          waiting = resolve;
+        }));
+      return {
+        ms: e.ms,
+        fire: () => {
+          e.state = "fired";
+          e.fn();
+        },
+      };
+    },
+    pending: () => entries.filter((e) => e.state === "pending").map((e) => e.ms),
+    created: () => entries.length,
+  };
+}
+
 describe("UsagePruner scheduling", () => {
   const base = { clock: () => NOW, retentionDays: 30, healthy: () => true };
 
@@ -193,14 +233,16 @@ describe("UsagePruner scheduling", () => {
     expect(seen).toEqual([false, true, true, true]);
   });
 
-  test("runs shortly after start, then every interval; stop ends it", async () => {
+  test("first run a minute after start, then hourly after each run ends; stop ends it", async () => {
+    // The timer is the test's: each step is taken when the pruner asks for
+    // it, so a busy machine cannot reorder anything.
+    const timers = fakeTimers();
     let calls = 0;
     const { log } = recorder();
     const pruner = new UsagePruner({
       ...base,
       log,
-      firstRunMs: 5,
-      intervalMs: 20,
+      timer: timers,
       storage: {
         pruneUsage: async () => {
           calls++;
@@ -209,14 +251,43 @@ describe("UsagePruner scheduling", () => {
       },
     });
     pruner.start();
-    await Bun.sleep(2);
+    let next = await timers.next();
+    expect(next.ms).toBe(60_000);
     expect(calls).toBe(0);
-    await Bun.sleep(80);
-    expect(calls).toBeGreaterThanOrEqual(3);
+    for (let run = 1; run <= 3; run++) {
+      next.fire();
+      next = await timers.next();
+      expect(calls).toBe(run);
+      expect(next.ms).toBe(3_600_000);
+    }
     await pruner.stop();
-    const after = calls;
-    await Bun.sleep(60);
-    expect(calls).toBe(after);
+    expect(timers.pending()).toEqual([]);
+    expect(calls).toBe(3);
+  });
+
+  test("a run in progress at stop schedules no further run", async () => {
+    const timers = fakeTimers();
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const { log } = recorder();
+    const pruner = new UsagePruner({
+      ...base,
+      log,
+      timer: timers,
+      firstRunMs: 5,
+      storage: { pruneUsage: () => gate.then(() => 0) },
+    });
+    pruner.start();
+    (await timers.next()).fire();
+    const stopping = pruner.stop();
+    release();
+    await stopping;
+    // Let the timer's callback finish after the run it awaited.
+    await Bun.sleep(0);
+    expect(timers.pending()).toEqual([]);
+    expect(timers.created()).toBe(1);
   });
 
   test("stop waits for the chunk in progress, and no further chunk starts", async () => {

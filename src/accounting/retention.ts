@@ -46,7 +46,24 @@ export interface RetentionDeps {
   firstRunMs?: number;
   chunk?: number;
   stopWaitMs?: number;
+  /** What schedules the runs; tests pass their own to step through them. */
+  timer?: RetentionTimer;
 }
+
+export interface RetentionTimer {
+  set(run: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realTimer: RetentionTimer = {
+  set(run, ms) {
+    const handle = setTimeout(run, ms);
+    // Never what keeps the process alive.
+    handle.unref?.();
+    return handle;
+  },
+  clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
 
 export type PruneOutcome =
   | { ran: true; deleted: number; cutoff: number }
@@ -56,10 +73,11 @@ export type PruneOutcome =
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class UsagePruner {
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private pending: unknown;
   private running: Promise<PruneOutcome> | undefined;
   private stopped = false;
   private readonly options: typeof RETENTION_DEFAULTS;
+  private readonly timer: RetentionTimer;
 
   constructor(private readonly deps: RetentionDeps) {
     this.options = {
@@ -68,6 +86,7 @@ export class UsagePruner {
       chunk: deps.chunk ?? RETENTION_DEFAULTS.chunk,
       stopWaitMs: deps.stopWaitMs ?? RETENTION_DEFAULTS.stopWaitMs,
     };
+    this.timer = deps.timer ?? realTimer;
     // Refuse a bad setting at start-up rather than at the first run.
     retentionCutoff(deps.clock(), deps.retentionDays);
   }
@@ -80,7 +99,7 @@ export class UsagePruner {
   /** Stops the timer and waits (bounded) for a run in progress, which ends after its current chunk. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.pending !== undefined) this.timer.clear(this.pending);
     const run = this.running;
     if (!run) return;
     let bound: ReturnType<typeof setTimeout> | undefined;
@@ -104,7 +123,8 @@ export class UsagePruner {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(async () => {
+    this.pending = this.timer.set(async () => {
+      this.pending = undefined;
       // runOnce catches what the database throws; this catches anything else,
       // so a bug here can never surface as an unhandled rejection.
       await this.runOnce().catch((err: unknown) =>
@@ -112,8 +132,6 @@ export class UsagePruner {
       );
       this.schedule(this.options.intervalMs);
     }, delayMs);
-    // Never what keeps the process alive.
-    this.timer.unref?.();
   }
 
   private async prune(): Promise<PruneOutcome> {
