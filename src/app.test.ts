@@ -165,3 +165,37 @@ describe("quota", () => {
     expect((await chat(auth)).status).toBe(200);
   });
 });
+
+describe("CORS for browser callers (CORS_ORIGINS, default *)", () => {
+  test("a page may call the API, /stats and the health probes; a preflight is answered", async () => {
+    const origin = { origin: "https://tools.example.com" };
+    for (const path of ["/health", "/health/ready", "/stats"]) {
+      const res = await t.app.request(path, {
+        headers: { ...origin, authorization: `Bearer ${key}` },
+      });
+      expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    }
+    const res = await chat({ ...origin, authorization: `Bearer ${key}` });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(res.headers.get("access-control-expose-headers")).toContain(
+      "x-ratelimit-remaining-tokens",
+    );
+    const preflight = await t.app.request("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: {
+        ...origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-methods")).toContain("POST");
+  });
+
+  test("SDKs and agents send no Origin and get no CORS headers", async () => {
+    const res = await chat({ authorization: `Bearer ${key}` });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});

@@ -1,4 +1,4 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { UsageLedger } from "./accounting/ledger.ts";
 import type { Config } from "./config.ts";
@@ -36,6 +36,8 @@ export interface AppDeps {
   backups?: () => BackupScheduler | undefined;
 }
 
+const isAdminPath = (path: string) => path === "/admin" || path.startsWith("/admin/");
+
 export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   const app = new Hono<AccessLogEnv>();
 
@@ -48,7 +50,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       dialect: dialectOf(c.req.path),
     });
   });
-  // Browsers send Origin; SDKs and agents do not, and skip this work.
+  // CORS_ORIGINS: which web pages may call the API from a browser.
   const corsHeaders = cors({
     origin: deps.config.corsOrigins.includes("*") ? "*" : deps.config.corsOrigins,
     exposeHeaders: [
@@ -62,15 +64,12 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       "anthropic-ratelimit-tokens-reset",
     ],
   });
-  // Only what key holders call from browsers: never /admin, whose cookie
-  // session must not be usable from another origin.
-  const corsForBrowsers: MiddlewareHandler = async function corsForBrowsers(c, next) {
-    if (c.req.raw.headers.has("origin")) return corsHeaders(c, next);
+  // Browsers send Origin; SDKs and agents do not, and skip this work. Never
+  // for /admin: its cookie session must not be usable from another origin.
+  app.use("*", async function corsForBrowsers(c, next) {
+    if (c.req.raw.headers.has("origin") && !isAdminPath(c.req.path)) return corsHeaders(c, next);
     await next();
-  };
-  app.use("/v1/*", corsForBrowsers);
-  app.use("/stats", corsForBrowsers);
-  app.use("/stats/*", corsForBrowsers);
+  });
 
   app.get("/health", health);
   app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
