@@ -9,9 +9,11 @@ import { spawnChild, withTimeout } from "./children.ts";
 export const CLI = join(import.meta.dir, "..", "src", "cli", "main.ts");
 // So large the quota never trips: the benchmark measures cost, not refusals.
 const BENCH_LIMIT = "1000000000000000";
-// `keys list` pages (at most 500 keys a page); the runner caps BENCH_PG_KEYS below this.
-export const LIST_LIMIT = 500;
-// A listed key is about 450 bytes of pretty JSON: keep all of a full page.
+// `keys list` gives at most 500 keys a page; totals are read page by page.
+const PAGE = 500;
+// The most keys the many-keys phases create (each through the CLI).
+export const MAX_BENCH_KEYS = 5000;
+// A listed key is about 600 bytes of pretty JSON: keep all of a full page.
 const CLI_STDOUT_BYTES = 4 * 1024 * 1024;
 
 export interface BenchKey {
@@ -99,22 +101,30 @@ export async function createKeys(
   return keys;
 }
 
-/** Lifetime totals of every key, by id, as the database holds them. */
+/** Lifetime totals of every key, by id, as the database holds them (read page by page). */
 export async function listTotals(
   env: Record<string, string>,
   cwd: string,
 ): Promise<Map<string, KeyTotals>> {
-  const out = await cli(env, cwd, ["keys", "list", "--json", "--limit", String(LIST_LIMIT)]);
-  const parsed = parseJson(out) as
-    | { keys?: { id: string; total_lifetime_tokens: unknown; total_requests: unknown }[] }
-    | undefined;
-  if (!Array.isArray(parsed?.keys)) {
-    throw new Error(`tollgate keys list printed no keys: ${out.slice(0, 300)}`);
+  const totals = new Map<string, KeyTotals>();
+  for (let offset = 0; ; offset += PAGE) {
+    const args = ["keys", "list", "--json", "--limit", String(PAGE), "--offset", String(offset)];
+    const out = await cli(env, cwd, args);
+    const parsed = parseJson(out) as
+      | {
+          total?: unknown;
+          keys?: { id: string; total_lifetime_tokens: unknown; total_requests: unknown }[];
+        }
+      | undefined;
+    if (!Array.isArray(parsed?.keys)) {
+      throw new Error(`tollgate keys list printed no keys: ${out.slice(0, 300)}`);
+    }
+    for (const k of parsed.keys) {
+      totals.set(k.id, {
+        tokens: Number(k.total_lifetime_tokens),
+        requests: Number(k.total_requests),
+      });
+    }
+    if (parsed.keys.length < PAGE || totals.size >= Number(parsed.total)) return totals;
   }
-  return new Map(
-    parsed.keys.map((k) => [
-      k.id,
-      { tokens: Number(k.total_lifetime_tokens), requests: Number(k.total_requests) },
-    ]),
-  );
 }
