@@ -1,7 +1,20 @@
 // Fixtures for the backup tests (not used by the gateway).
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { drizzle } from "drizzle-orm/bun-sqlite";
+import { migrate } from "drizzle-orm/bun-sqlite/migrator";
 import { testPostgres } from "../../../test/harness/postgres.ts";
 import { exportRow } from "../../storage/bulk-contract.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
@@ -113,4 +126,34 @@ export function skipping(what: string): void {
   process.stderr.write(
     `\n[backup tests] SKIPPING ${what}: needs a PostgreSQL server; set TEST_DATABASE_URL\n`,
   );
+}
+
+/**
+ * A SQLite database at `path` with only the first `count` of the shipped
+ * migrations applied: what an older Tollgate left behind. Drizzle applies
+ * whatever its journal lists, so it is given a copy of the folder whose
+ * journal stops at `count`.
+ */
+export function sqliteAtMigration(path: string, count: number): void {
+  const shipped = fileURLToPath(new URL("../../../migrations/sqlite", import.meta.url));
+  const folder = tempDir("tollgate-old-migrations-");
+  try {
+    const journal = JSON.parse(readFileSync(join(shipped, "meta", "_journal.json"), "utf8")) as {
+      entries: Array<{ tag: string }>;
+    };
+    journal.entries = journal.entries.slice(0, count);
+    mkdirSync(join(folder, "meta"));
+    writeFileSync(join(folder, "meta", "_journal.json"), JSON.stringify(journal));
+    for (const e of journal.entries) {
+      copyFileSync(join(shipped, `${e.tag}.sql`), join(folder, `${e.tag}.sql`));
+    }
+    const sqlite = new Database(path, { create: true });
+    try {
+      migrate(drizzle({ client: sqlite }), { migrationsFolder: folder });
+    } finally {
+      sqlite.close();
+    }
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 }

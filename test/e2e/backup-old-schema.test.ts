@@ -1,0 +1,132 @@
+import { Database } from "bun:sqlite";
+import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createKey } from "../../src/keys/service.ts";
+import { createBackup } from "../../src/ops/backup/create.ts";
+import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
+import { bucketStartOf } from "../../src/quota/window.ts";
+import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
+import { GatewayProcess } from "../harness/gateway.ts";
+import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+// A native SQLite backup taken by an older Tollgate, whose database was at an
+// older schema (only 0000_init applied), restored with `tollgate restore` by
+// this version: the restore brings it to the current schema and the gateway
+// serves its keys and usage.
+
+setDefaultTimeout(60_000);
+
+let mock: MockUpstream;
+const dirs: string[] = [];
+let g: GatewayProcess | undefined;
+
+beforeAll(async () => {
+  mock = await startMockUpstream({ record: false });
+});
+afterEach(async () => {
+  await g?.close();
+  g = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+afterAll(async () => {
+  await mock.stop();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "tollgate-e2e-old-backup-"));
+  dirs.push(d);
+  return d;
+}
+
+/** The migrations a SQLite file has applied, and whether 0001's index is there. */
+function schemaOf(path: string): { migrations: number; bucketStartIndex: boolean } {
+  const db = new Database(path, { readonly: true });
+  try {
+    const migrations =
+      db.query<{ n: number }, []>("SELECT count(*) AS n FROM __drizzle_migrations").get()?.n ?? 0;
+    const index = db
+      .query<{ name: string }, []>(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'usage_buckets_bucket_start_idx'",
+      )
+      .get();
+    return { migrations, bucketStartIndex: index !== null };
+  } finally {
+    db.close();
+  }
+}
+
+test("a native backup of a database at schema 0000 restores, is migrated, and is served", async () => {
+  // The older gateway's database: schema 0000 only, one key with usage.
+  const old = join(tempDir(), "old.db");
+  sqliteAtMigration(old, 1);
+  expect(schemaOf(old)).toEqual({ migrations: 1, bucketStartIndex: false });
+  const now = Date.now();
+  const storage = openSqliteStorage(old);
+  const { record, secret } = await createKey(
+    storage,
+    { name: "veteran", tokenLimit: 100_000 },
+    now - 86_400_000,
+  );
+  await storage.applyUsage({
+    instanceId: "old-instance",
+    firstSeq: 1,
+    lastSeq: 1,
+    keys: [
+      {
+        keyId: record.id,
+        tokens: 500,
+        requests: 2,
+        lastUsedAt: now,
+        buckets: [{ bucketStart: bucketStartOf(now), tokens: 500, requests: 2 }],
+      },
+    ],
+  });
+  await storage.close();
+  const backup = await createBackup({
+    target: { type: "sqlite", path: old },
+    dir: tempDir(),
+    compress: true,
+    format: "native",
+    origin: "manual",
+  });
+  expect(backup.manifest.schema).toMatchObject({ migrations: 1, latest: "0000_init" });
+
+  // Today's gateway, with a database of its own at the current schema.
+  g = new GatewayProcess({ mock, env: { BACKUP_DIR: tempDir() } });
+  await g.start();
+  const replaced = await g.createKey({ name: "replaced", limit: 1000 });
+  expect(await g.stop()).toBe(0);
+
+  const verified = await g.cli(["backup", "verify", backup.path]);
+  expect(verified.stdout).toContain("restorable into the configured SQLite database");
+  expect(verified.code).toBe(0);
+  const restored = await g.cli(["restore", backup.path, "--force"]);
+  expect(restored.stdout).toContain("Restored 1 key");
+  expect(restored.code).toBe(0);
+  expect(schemaOf(g.dbPath)).toEqual({ migrations: 2, bucketStartIndex: true });
+
+  // Served: the old key with its usage and quota window, the replaced one gone.
+  await g.start();
+  const stats = await g.stats(secret);
+  expect(stats).toMatchObject({
+    name: "veteran",
+    token_limit_per_5h: 100_000,
+    total_lifetime_tokens: 500,
+    total_requests: 2,
+  });
+  expect(stats.current_usage.tokens_used_in_current_window).toBe(500);
+  const chat = await g.fetch("/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "glm-4.7", messages: [{ role: "user", content: "hi" }] }),
+  });
+  expect(chat.status).toBe(200);
+  await chat.arrayBuffer();
+  // The mock upstream reports 16 tokens for this request.
+  const after = await g.statsWhen(secret, { tokens: 516, requests: 3 });
+  expect(after.current_usage.tokens_used_in_current_window).toBe(516);
+  const gone = await g.fetch("/stats", { headers: { authorization: `Bearer ${replaced.key}` } });
+  expect(gone.status).toBe(401);
+});
