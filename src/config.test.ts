@@ -19,7 +19,14 @@ describe("loadConfig", () => {
       corsOrigins: ["*"],
       adminApiKey: undefined,
       usageRetentionDays: 30,
+      trustedProxies: [],
     });
+  });
+
+  test("TRUSTED_PROXIES: addresses and CIDR ranges, IPv4 and IPv6, comma-separated", () => {
+    expect(
+      loadConfig({ TRUSTED_PROXIES: " 10.0.0.0/8, 192.168.1.10 ,::1,fd00::/8," }).trustedProxies,
+    ).toEqual(["10.0.0.0/8", "192.168.1.10", "::1", "fd00::/8"]);
   });
 
   test("the admin surface is on only with a long enough ADMIN_API_KEY", () => {
@@ -58,6 +65,12 @@ describe("loadConfig", () => {
     [{ ADMIN_API_KEY: "short" }, "ADMIN_API_KEY"],
     [{ USAGE_RETENTION_DAYS: "0" }, "USAGE_RETENTION_DAYS"],
     [{ USAGE_RETENTION_DAYS: "ten" }, "USAGE_RETENTION_DAYS"],
+    // Could never be sent as `Authorization: Bearer <key>`.
+    [{ ADMIN_API_KEY: "correct horse battery staple" }, "ADMIN_API_KEY"],
+    [{ ADMIN_API_KEY: "0123456789abcdef\t0123" }, "ADMIN_API_KEY"],
+    [{ TRUSTED_PROXIES: "10.0.0.0/33" }, "TRUSTED_PROXIES"],
+    [{ TRUSTED_PROXIES: "10.0.0.1, proxy.internal" }, "TRUSTED_PROXIES"],
+    [{ TRUSTED_PROXIES: "10.0.0.256" }, "TRUSTED_PROXIES"],
   ];
   for (const [env, name] of bad) {
     test(`invalid ${name} stops start-up with a line naming it (${JSON.stringify(env)})`, () => {

@@ -1,6 +1,7 @@
 import { dirname, join } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
+import { checkProxyEntry } from "./admin/client-address.ts";
 
 // The only reader of process.env. Bun already loads `.env` from the working
 // directory before our code runs, so `.env` values arrive here like any other.
@@ -87,7 +88,29 @@ export const envSchema = z.object({
       .string()
       .trim()
       .min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)")
+      // It travels as `Authorization: Bearer <key>`, which cannot hold a space.
+      .regex(/^\S+$/, "must not contain spaces or other whitespace (it is sent as a Bearer token)")
       .optional(),
+  ),
+  TRUSTED_PROXIES: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        const entries = (v ?? "")
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
+        for (const entry of entries) {
+          const problem = checkProxyEntry(entry);
+          if (problem) {
+            ctx.addIssue({ code: "custom", message: problem });
+            return z.NEVER;
+          }
+        }
+        return entries;
+      }),
   ),
   USAGE_RETENTION_DAYS: intFrom(30, 1),
   LOG_LEVEL: z.preprocess(
@@ -146,6 +169,11 @@ export interface Config {
   adminApiKey: string | undefined;
   /** 5-minute usage buckets older than this many days are pruned in the background. */
   usageRetentionDays: number;
+  /**
+   * Reverse proxies (addresses and CIDR ranges) whose X-Forwarded-For,
+   * -Proto and -Host the admin API believes; empty = none.
+   */
+  trustedProxies: string[];
   backup: {
     /** Scheduled backups in the server. */
     enabled: boolean;
@@ -200,6 +228,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       .filter(Boolean),
     adminApiKey: e.ADMIN_API_KEY,
     usageRetentionDays: e.USAGE_RETENTION_DAYS,
+    trustedProxies: e.TRUSTED_PROXIES,
     backup: {
       enabled: e.BACKUP_ENABLED,
       schedule: e.BACKUP_SCHEDULE,

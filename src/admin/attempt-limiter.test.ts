@@ -22,13 +22,6 @@ describe("AttemptLimiter", () => {
     expect(l.blockedFor("a", WINDOW)).toBe(0);
   });
 
-  test("a success forgets the failures", () => {
-    const l = new AttemptLimiter();
-    for (let i = 0; i < 9; i++) l.fail("a", 0);
-    l.succeed("a");
-    expect(l.fail("a", 1)).toBe(1);
-  });
-
   test("memory stays bounded: finished windows are swept, and the oldest go past the cap", () => {
     const l = new AttemptLimiter({ max: 10, windowMs: 1000, maxAddresses: 100 });
     for (let i = 0; i < 50; i++) l.fail(`old-${i}`, 0);

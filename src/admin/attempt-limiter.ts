@@ -1,5 +1,8 @@
 // Failed admin sign-ins per client address: after `max` failures within
 // `windowMs` of the first, the address is refused until that window passes.
+// A success forgets nothing: failures only expire with their window, so a
+// legitimate script polling from the same address (or through the same
+// proxy) cannot wipe out an attacker's count between guesses.
 // Memory is bounded: finished windows are swept, and past `maxAddresses` the
 // oldest entries go first (an attacker with many addresses gets no more
 // guesses per address for it, only evicts others' counters).
@@ -55,11 +58,6 @@ export class AttemptLimiter {
       this.entries.delete(oldest);
     }
     return e.failures;
-  }
-
-  /** A success forgets the address's failures. */
-  succeed(address: string): void {
-    this.entries.delete(address);
   }
 
   get size(): number {

@@ -70,9 +70,33 @@ describe("resolveRange", () => {
     expect(resolveRange({ step: "5m", from: T - 1999 * 5 * 60_000 }, T).from).toBeGreaterThan(0);
   });
 
-  test("retention bounds the start", () => {
+  test("retention bounds the start of a range reaching back past it", () => {
     const r = resolveRange({ step: "1h", from: T - 90 * 24 * H }, T, T - 30 * 24 * H);
     expect(new Date(r.from).toISOString()).toBe("2026-02-08T12:00:00.000Z");
+  });
+
+  test("a range wholly before the retention period is refused, not moved", () => {
+    const oldest = T - 30 * 24 * H;
+    const q = { step: "1d" as const, from: Date.parse("2000-01-01"), to: Date.parse("2000-02-01") };
+    expect(() => resolveRange(q, T, oldest)).toThrow(AdminError);
+    expect(() => resolveRange(q, T, oldest)).toThrow(
+      /^to: the range ends before 2026-02-08T00:00:00\.000Z, the oldest usage kept/,
+    );
+    // Without a retention limit (the admin's view) it is an honest range of zeros.
+    expect(resolveRange(q, T).from).toBe(q.from);
+  });
+
+  test("a range starting in the future is refused, not moved", () => {
+    expect(() => resolveRange({ step: "1h", from: T + 2 * H }, T)).toThrow(
+      /^from: must not be in the future/,
+    );
+    expect(() => resolveRange({ step: "1h", from: T + 1 }, T)).toThrow(AdminError);
+    expect(() => resolveRange({ step: "1h", to: T + 48 * H }, T)).toThrow(/^to: .*give from/);
+    // Now itself, and a `to` ahead of now, are fine.
+    expect(resolveRange({ step: "1h", from: T }, T).from).toBe(Date.parse("2026-03-10T12:00:00Z"));
+    expect(resolveRange({ step: "1h", to: T + 2 * H }, T).to).toBe(
+      Date.parse("2026-03-10T14:00:00Z"),
+    );
   });
 
   test("every step is a whole number of 5-minute buckets", () => {

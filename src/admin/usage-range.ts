@@ -30,7 +30,10 @@ export const floorTo = (t: number, stepMs: number) => t - (((t % stepMs) + stepM
 /**
  * The range a query asks for, floored to its step. Without `to`, the range
  * ends with the step that holds `now`, so current usage is part of it; without
- * `from`, it starts 24 hours before `to`. `oldest` (retention) bounds `from`.
+ * `from`, it starts 24 hours before `to`. With `oldest` (the retention limit),
+ * a range reaching further back starts there instead, and one lying wholly
+ * before it is refused. A range that starts in the future is refused too:
+ * an answer of zeros would read as "nothing was used".
  */
 export function resolveRange(
   q: { from?: number; to?: number; step: Step },
@@ -41,9 +44,30 @@ export function resolveRange(
   if (q.from !== undefined && q.to !== undefined && q.from >= q.to) {
     throw new AdminError("validation_error", "from: must be before to");
   }
+  if (q.from !== undefined && q.from > now) {
+    throw new AdminError(
+      "validation_error",
+      `from: must not be in the future (now is ${new Date(now).toISOString()})`,
+    );
+  }
   const to = q.to === undefined ? floorTo(now, stepMs) + stepMs : floorTo(q.to, stepMs);
   let from = floorTo(q.from ?? to - DEFAULT_SPAN_MS, stepMs);
-  if (oldest !== undefined) from = Math.max(from, floorTo(oldest, stepMs));
+  if (q.from === undefined && from > now) {
+    throw new AdminError(
+      "validation_error",
+      "to: more than 24 hours ahead, so the range (from defaults to 24 hours before to) starts in the future; give from",
+    );
+  }
+  if (oldest !== undefined) {
+    const first = floorTo(oldest, stepMs);
+    if (to <= first) {
+      throw new AdminError(
+        "validation_error",
+        `to: the range ends before ${new Date(first).toISOString()}, the oldest usage kept (USAGE_RETENTION_DAYS); nothing older is kept`,
+      );
+    }
+    from = Math.max(from, first);
+  }
   // A range shorter than its step (both ends in one step) is that one step.
   const end = to > from ? to : from + stepMs;
   const points = (end - from) / stepMs;

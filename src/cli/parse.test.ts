@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { InvalidArgumentError } from "commander";
+import { instant } from "../admin/schemas.ts";
 import { parseExpiry, parseTokens } from "./parse.ts";
 
 describe("parseTokens", () => {
@@ -30,7 +31,36 @@ describe("parseExpiry", () => {
     expect(parseExpiry("12h", now)).toBe(now + 12 * 3_600_000);
     expect(parseExpiry("never", now)).toBeNull();
   });
-  for (const v of ["tomorrow", "2027-13-45", "31/01/2027", "30m", ""]) {
+  test("a date-time without an offset is UTC, as in the admin API, whatever the time zone", () => {
+    const tz = process.env.TZ;
+    process.env.TZ = "Europe/Berlin";
+    try {
+      // The zone is in force: Berlin is an hour ahead of UTC in winter.
+      expect(new Date(Date.UTC(2027, 0, 31, 18)).getHours()).toBe(19);
+      for (const text of [
+        "2027-01-31T18:00",
+        "2027-01-31T18:00:00",
+        "2027-01-31 18:00:00.250",
+        "2027-07-01",
+      ]) {
+        expect(parseExpiry(text, now)).toBe(instant.parse(text));
+      }
+      expect(parseExpiry("2027-01-31T18:00", now)).toBe(Date.UTC(2027, 0, 31, 18));
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+  test("weeks", () => expect(parseExpiry("2w", now)).toBe(now + 14 * 86_400_000));
+  for (const v of [
+    "tomorrow",
+    "2027-13-45",
+    "2027-02-30",
+    "2027-02-29T10:00:00Z",
+    "31/01/2027",
+    "30m",
+    "",
+  ]) {
     test(`rejects ${JSON.stringify(v)}`, () =>
       expect(() => parseExpiry(v, now)).toThrow(InvalidArgumentError));
   }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { instant } from "../admin/schemas.ts";
 
 // Option parsers for the CLI: friendly forms in, plain values out.
 
@@ -13,7 +14,12 @@ export function parseTokens(value: string): number {
   return n;
 }
 
-/** Expiry: an ISO 8601 date or date-time, a duration from now (`30d`, `12h`), or `never`. */
+/**
+ * Expiry: a duration from now (`30d`, `12h`, `2w`), `never`, or an ISO 8601
+ * date or date-time read exactly as the admin API reads `expires_at` (the
+ * same schema: without an offset it is UTC, whatever the machine's time zone;
+ * a day the month lacks is refused), so one text means one instant in both.
+ */
 export function parseExpiry(value: string, now = Date.now()): number | null {
   const v = value.trim();
   if (/^(never|none)$/i.test(v)) return null;
@@ -24,12 +30,10 @@ export function parseExpiry(value: string, now = Date.now()): number | null {
     ];
     return now + Number(rel[1]) * unit;
   }
-  if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(v)) {
-    throw new InvalidArgumentError(
-      "expected an ISO date (2027-01-31 or 2027-01-31T18:00:00Z), 30d, or never",
-    );
+  const parsed = instant.safeParse(v);
+  if (!parsed.success) {
+    const problem = parsed.error.issues[0]?.message ?? "not a valid date";
+    throw new InvalidArgumentError(`${problem}, or a duration such as 30d, 12h, 2w, or never`);
   }
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`not a valid date: ${v}`);
-  return t;
+  return parsed.data;
 }

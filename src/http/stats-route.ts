@@ -59,6 +59,7 @@ export function statsHandler(deps: StatsDeps) {
       created_at: iso(key.createdAt),
       last_used: lastUsed > 0 ? iso(lastUsed) : null,
       is_expired: key.expiresAt !== null && key.expiresAt <= now,
+      is_disabled: key.disabled,
       current_usage: {
         tokens_used_in_current_window: state.used,
         window_started_at: iso(state.oldestStart),
@@ -100,6 +101,9 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
     const parsed = usageQuery.safeParse(query);
     if (!parsed.success)
       throw new GatewayError("invalid_request", describeIssues(parsed.error.issues));
+    // History lives only in the database: while it is known to be out, say so
+    // now rather than after a query has waited for it to fail.
+    if (deps.health.degraded) throw historyUnavailable();
     try {
       return c.json(
         await holderUsage(
@@ -117,10 +121,10 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
       }
       if (err instanceof GatewayError || !(await storageDown(deps.storage, deps.health))) throw err;
       deps.health.reportFailure(err);
-      throw new GatewayError(
-        "storage_unavailable",
-        "usage history is unavailable; try again shortly",
-      );
+      throw historyUnavailable();
     }
   };
 }
+
+const historyUnavailable = () =>
+  new GatewayError("storage_unavailable", "usage history is unavailable; try again shortly");

@@ -15,7 +15,9 @@ let gw: GatewayProcess;
 
 beforeAll(async () => {
   mock = await startMockUpstream();
-  gw = await startGateway({ mock, env: { ADMIN_API_KEY: ADMIN_KEY } });
+  // A time zone ahead of UTC, for the server and every CLI run: a date-time
+  // without an offset must still mean UTC in both.
+  gw = await startGateway({ mock, env: { ADMIN_API_KEY: ADMIN_KEY, TZ: "Europe/Berlin" } });
 }, HOOK_TIMEOUT_MS);
 afterAll(async () => {
   await gw?.close();
@@ -75,6 +77,42 @@ describe("CLI and API agree", () => {
 
   test("create answers the same shape from both", () => {
     expect(Object.keys(cliKey).sort()).toEqual(Object.keys(apiKey).sort());
+  });
+
+  test("one expiry text is one instant from both, under TZ=Europe/Berlin", async () => {
+    const create = (expires: string) =>
+      `keys create --name tz-parity --limit 1 --expires ${expires}`.split(" ");
+    const texts = [
+      "2027-01-31T18:00",
+      "2027-01-31T18:00:00",
+      "2027-07-01",
+      "2027-01-31T18:00+02:00",
+    ];
+    const seen: unknown[] = [];
+    for (const text of texts) {
+      const viaCli = await cliJson(create(text));
+      const viaApi = await gw.admin<Json>("POST", "/admin/keys", {
+        name: "tz-parity",
+        token_limit_per_5h: 1,
+        expires_at: text,
+      });
+      gw.secrets.push(String(viaCli.key), String(viaApi.body.key));
+      expect(viaCli.expires_at).toBe(viaApi.body.expires_at);
+      seen.push(viaCli.expires_at);
+    }
+    // No offset is UTC, not Berlin's 17:00Z.
+    expect(seen[0]).toBe("2027-01-31T18:00:00.000Z");
+    // A day February lacks is refused by both, not rolled over into March.
+    const cli = await gw.cli(create("2027-02-30"));
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr).toContain("not a valid date: 2027-02-30");
+    const api = await gw.admin("POST", "/admin/keys", {
+      name: "x",
+      token_limit_per_5h: 1,
+      expires_at: "2027-02-30",
+    });
+    expect(api.status).toBe(400);
+    expect(api.text).toContain("not a valid date: 2027-02-30");
   });
 
   test("keys list, with and without filters", async () => {
@@ -195,6 +233,25 @@ describe("the key holder's own history", () => {
     const oldBody = (await old.json()) as { from: string; points: unknown[] };
     expect(Date.now() - Date.parse(oldBody.from)).toBeLessThanOrEqual(31 * 86_400_000);
     expect(oldBody.points.length).toBeLessThanOrEqual(32);
+    // A range wholly before what is kept, or starting in the future, is refused, not moved.
+    const refused = async (query: string, message: RegExp) => {
+      const res = await gw.fetch(`/stats/usage?${query}`, {
+        headers: { authorization: `Bearer ${k.key}` },
+      });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("invalid_request");
+      expect(body.error.message).toMatch(message);
+    };
+    await refused(
+      "step=1d&from=2000-01-01&to=2000-02-01",
+      /^to: the range ends before .* the oldest usage kept/,
+    );
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString();
+    await refused(`from=${tomorrow}`, /^from: must not be in the future/);
+    const future = await gw.admin("GET", `/admin/keys/${k.id}/usage?from=${tomorrow}`);
+    expect(future.status).toBe(400);
+    expect(future.body).toMatchObject({ error: { code: "validation_error" } });
     const bad = await gw.fetch("/stats/usage?step=7m", {
       headers: { authorization: `Bearer ${k.key}` },
     });
@@ -203,8 +260,16 @@ describe("the key holder's own history", () => {
       error: { code: "invalid_request", message: "step: must be one of 5m, 15m, 1h, 6h, 1d" },
     });
     expect((await gw.fetch("/stats/usage")).status).toBe(401);
-    // A disabled key may still look at its own history.
+    // A disabled key may still look at its own history, and /stats says it is disabled.
+    expect((await gw.stats(k.key)) as unknown as Json).toMatchObject({
+      is_disabled: false,
+      is_expired: false,
+    });
     await gw.admin("PATCH", `/admin/keys/${k.id}`, { disabled: true });
+    expect((await gw.stats(k.key)) as unknown as Json).toMatchObject({
+      is_disabled: true,
+      is_expired: false,
+    });
     const disabled = await gw.fetch("/stats/usage", {
       headers: { authorization: `Bearer ${k.key}` },
     });

@@ -4,9 +4,11 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { adminKeyMatcher } from "../../admin/admin-key.ts";
 import { AttemptLimiter, defaultAttemptLimits } from "../../admin/attempt-limiter.ts";
+import { TrustedProxies } from "../../admin/client-address.ts";
 import { AdminError, adminErrorBody, describeIssues } from "../../admin/errors.ts";
 import type { AdminDeps } from "../../admin/operations.ts";
 import { sessionSigner } from "../../admin/session.ts";
+import type { Config } from "../../config.ts";
 import type { KeyCache } from "../../keys/cache.ts";
 import type { Logger } from "../../log.ts";
 import type { StorageHealth } from "../../storage/health.ts";
@@ -19,6 +21,8 @@ import { usageRoutes } from "./usage-routes.ts";
 
 export interface AdminRouteDeps {
   adminKey: string;
+  /** TRUSTED_PROXIES: whose forwarding headers are believed. */
+  config: Pick<Config, "trustedProxies">;
   storage: Storage;
   keys: KeyCache;
   health: StorageHealth;
@@ -43,6 +47,7 @@ export function adminRoutes(deps: AdminRouteDeps): OpenAPIHono<AdminEnv> {
     matchesAdminKey: adminKeyMatcher(deps.adminKey),
     signer: sessionSigner(deps.adminKey),
     limiter: new AttemptLimiter(deps.limits ?? defaultAttemptLimits),
+    proxies: new TrustedProxies(deps.config.trustedProxies),
     clock: deps.clock,
     log: deps.log,
   };

@@ -1,16 +1,8 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import { deleteCookie, setCookie } from "hono/cookie";
 import { sessionObject, signInBody } from "../../admin/schemas.ts";
-import { SESSION_COOKIE, SESSION_TTL_MS } from "../../admin/session.ts";
-import { clientAddress } from "./address.ts";
-import { type AdminAuthDeps, type AdminEnv, authFailures, requireAdmin } from "./auth.ts";
+import { type AdminAuthDeps, type AdminEnv, authFailures, requireAdmin, sourceOf } from "./auth.ts";
 import { errorResponses, json, security } from "./responses.ts";
-
-/** Secure when the browser reached us over https (directly or through a proxy that says so). */
-function overHttps(c: Context): boolean {
-  return new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto") === "https";
-}
+import { clearedSessionCookie, sessionCookie } from "./session-cookie.ts";
 
 const signIn = createRoute({
   method: "post",
@@ -32,21 +24,16 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
   const failures = authFailures(deps);
   const guard = requireAdmin(deps);
 
+  // Any cookie sent along (a stale one included) is ignored: the new one replaces it.
   app.openapi(signIn, (c) => {
-    const address = clientAddress(c);
-    failures.checkBlocked(c, address);
+    failures.checkBlocked(c);
     if (!deps.matchesAdminKey(c.req.valid("json").admin_key)) {
-      failures.reject(c, address, "wrong admin key", true);
+      failures.reject(c, "wrong admin key");
     }
-    deps.limiter.succeed(address);
     const s = deps.signer.issue(deps.clock());
-    setCookie(c, SESSION_COOKIE, s.cookie, {
-      httpOnly: true,
-      sameSite: "Strict",
-      path: "/",
-      secure: overHttps(c),
-      maxAge: SESSION_TTL_MS / 1000,
-    });
+    // Secure when the browser reached us over https (directly, or through a
+    // trusted proxy that says so in X-Forwarded-Proto).
+    c.header("set-cookie", sessionCookie(s.cookie, sourceOf(c, deps.proxies).https));
     c.header("cache-control", "no-store");
     return c.json(
       { csrf_token: s.csrfToken, expires_at: new Date(s.expiresAt).toISOString() },
@@ -71,7 +58,7 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
     (c) => {
       const auth = c.get("admin");
       if (auth.via !== "cookie") {
-        return failures.reject(c, clientAddress(c), "missing credentials", false);
+        return failures.reject(c, "missing credentials");
       }
       c.header("cache-control", "no-store");
       return c.json(
@@ -97,12 +84,7 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
       },
     }),
     (c) => {
-      deleteCookie(c, SESSION_COOKIE, {
-        path: "/",
-        httpOnly: true,
-        sameSite: "Strict",
-        secure: overHttps(c),
-      });
+      c.header("set-cookie", clearedSessionCookie(sourceOf(c, deps.proxies).https));
       return c.body(null, 204);
     },
   );
