@@ -1,30 +1,28 @@
 import { fileURLToPath } from "node:url";
-import { and, asc, count, desc, eq, gt, gte, inArray, lt, or, sql } from "drizzle-orm";
-import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { asc, count, desc, eq, or, sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import { chunked, ID_CHUNK } from "../chunked.ts";
 import { keyListWhere } from "../key-filter.ts";
-import {
-  type BucketUsage,
-  type ImportOptions,
-  type ImportResult,
-  ImportVerificationError,
-  type KeyExport,
-  type KeyListQuery,
-  type KeyPatch,
-  type KeyRecord,
-  type KeyTotal,
-  type NewKey,
-  type Storage,
-  type UsageBatch,
+import type {
+  BucketUsage,
+  ImportOptions,
+  ImportResult,
+  KeyExport,
+  KeyListQuery,
+  KeyPatch,
+  KeyRecord,
+  KeyTotal,
+  NewKey,
+  Storage,
+  UsageBatch,
 } from "../types.ts";
+import { exportKeys, importKeys } from "./bulk.ts";
+import type { Db, Sql } from "./database.ts";
+import { pruneUsage, usageBetween, usageByKey, usageSince } from "./history.ts";
 import * as schema from "./schema.ts";
 
-const { apiKeys, usageBuckets, usageCheckpoints } = schema;
-
-/** Rows per INSERT when importing: well under PostgreSQL's 65535 parameters. */
-const IMPORT_CHUNK = 500;
+const { apiKeys, usageCheckpoints } = schema;
 
 const MIGRATIONS = fileURLToPath(new URL("../../../migrations/pg", import.meta.url));
 
@@ -39,9 +37,6 @@ export interface PostgresOptions {
   /** Connections in the pool. */
   poolMax: number;
 }
-
-type Db = PostgresJsDatabase<typeof schema>;
-type Sql = postgres.Sql;
 
 /**
  * PostgreSQL through Drizzle on postgres.js. Several gateway instances share
@@ -190,81 +185,19 @@ class PostgresStorage implements Storage {
   }
 
   async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
-    return this.db
-      .select({
-        bucketStart: usageBuckets.bucketStart,
-        tokens: usageBuckets.tokens,
-        requests: usageBuckets.requests,
-      })
-      .from(usageBuckets)
-      .where(and(eq(usageBuckets.keyId, keyId), gte(usageBuckets.bucketStart, since)))
-      .orderBy(asc(usageBuckets.bucketStart));
+    return usageSince(this.db, keyId, since);
   }
 
   async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
-    const inRange = and(gte(usageBuckets.bucketStart, from), lt(usageBuckets.bucketStart, to));
-    if (keyId !== null) {
-      return this.db
-        .select({
-          bucketStart: usageBuckets.bucketStart,
-          tokens: usageBuckets.tokens,
-          requests: usageBuckets.requests,
-        })
-        .from(usageBuckets)
-        .where(and(eq(usageBuckets.keyId, keyId), inRange))
-        .orderBy(asc(usageBuckets.bucketStart));
-    }
-    // sum(int8) is numeric, which postgres.js hands over as a string.
-    return this.db
-      .select({
-        bucketStart: usageBuckets.bucketStart,
-        tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
-        requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
-      })
-      .from(usageBuckets)
-      .where(inRange)
-      .groupBy(usageBuckets.bucketStart)
-      .orderBy(asc(usageBuckets.bucketStart));
+    return usageBetween(this.db, keyId, from, to);
   }
 
   async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
-    const select = (ids?: string[]) =>
-      this.db
-        .select({
-          keyId: usageBuckets.keyId,
-          tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
-          requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
-        })
-        .from(usageBuckets)
-        .where(
-          and(
-            gte(usageBuckets.bucketStart, from),
-            lt(usageBuckets.bucketStart, to),
-            ids ? inArray(usageBuckets.keyId, ids) : undefined,
-          ),
-        )
-        .groupBy(usageBuckets.keyId);
-    if (keyIds === undefined) return select();
-    // Each key falls in one chunk, so the chunks' answers never overlap.
-    const parts = await Promise.all(chunked(keyIds, ID_CHUNK).map((ids) => select(ids)));
-    return parts.flat();
+    return usageByKey(this.db, from, to, keyIds);
   }
 
   async pruneUsage(before: number, limit: number): Promise<number> {
-    if (limit <= 0) return 0;
-    // One chunk of the oldest buckets, found on the bucket_start index and
-    // deleted by their physical address (a TID scan): deleting by primary key
-    // instead lets the planner hash-join against a scan of the whole table.
-    // A bucket a flush updates meanwhile has a new address, so the delete
-    // skips it and leaves it to the next run.
-    const gone = await this.client`
-      delete from usage_buckets
-      where ctid = any(array(
-        select ctid from usage_buckets
-        where bucket_start < ${before}
-        order by bucket_start
-        limit ${limit}))`;
-    return gone.count;
+    return pruneUsage(this.client, before, limit);
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {
@@ -344,53 +277,7 @@ class PostgresStorage implements Storage {
   }
 
   async importKeys(rows: KeyExport[], options: ImportOptions): Promise<ImportResult> {
-    return this.db.transaction(async (tx) => {
-      const skipped: string[] = [];
-      const written: KeyExport[] = [];
-      for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
-        const chunk = rows.slice(i, i + IMPORT_CHUNK);
-        const present = await tx
-          .select({ id: apiKeys.id, keyHash: apiKeys.keyHash })
-          .from(apiKeys)
-          .where(
-            inArray(
-              apiKeys.keyHash,
-              chunk.map((r) => r.key.keyHash),
-            ),
-          );
-        const byHash = new Map(present.map((p) => [p.keyHash, p.id]));
-        const fresh = chunk.filter((r) => {
-          const id = byHash.get(r.key.keyHash);
-          if (id !== undefined && options.skipExisting) skipped.push(id);
-          return id === undefined || !options.skipExisting;
-        });
-        if (fresh.length > 0) {
-          await tx.insert(apiKeys).values(fresh.map((r) => r.key));
-          const buckets = fresh.flatMap((r) => r.buckets.map((b) => ({ keyId: r.key.id, ...b })));
-          for (let j = 0; j < buckets.length; j += IMPORT_CHUNK) {
-            await tx.insert(usageBuckets).values(buckets.slice(j, j + IMPORT_CHUNK));
-          }
-          written.push(...fresh);
-        }
-        options.onProgress?.(Math.min(i + IMPORT_CHUNK, rows.length), rows.length);
-      }
-      if (options.verify && written.length > 0) {
-        const ids = written.map((w) => w.key.id);
-        const readBack: KeyExport[] = [];
-        for (let i = 0; i < ids.length; i += IMPORT_CHUNK) {
-          const part = ids.slice(i, i + IMPORT_CHUNK);
-          readBack.push(
-            ...(await this.withBuckets(
-              tx,
-              await tx.select().from(apiKeys).where(inArray(apiKeys.id, part)),
-            )),
-          );
-        }
-        const problems = options.verify(readBack);
-        if (problems.length > 0) throw new ImportVerificationError(problems);
-      }
-      return { inserted: written.length, skipped };
-    });
+    return importKeys(this.db, rows, options);
   }
 
   async listCheckpoints(): Promise<Array<{ instanceId: string; lastSeq: number }>> {
@@ -399,49 +286,8 @@ class PostgresStorage implements Storage {
       .from(usageCheckpoints);
   }
 
-  async *exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {
-    // Keyset pagination on (created_at, id): one batch in memory at a time.
-    let after: { createdAt: number; id: string } | null = null;
-    for (;;) {
-      const keys: KeyRecord[] = await this.db
-        .select()
-        .from(apiKeys)
-        .where(
-          after
-            ? or(
-                gt(apiKeys.createdAt, after.createdAt),
-                and(eq(apiKeys.createdAt, after.createdAt), gt(apiKeys.id, after.id)),
-              )
-            : undefined,
-        )
-        .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id))
-        .limit(batchSize);
-      if (keys.length === 0) return;
-      yield await this.withBuckets(this.db, keys);
-      const last = keys[keys.length - 1] as KeyRecord;
-      after = { createdAt: last.createdAt, id: last.id };
-    }
-  }
-
-  private async withBuckets(db: Pick<Db, "select">, keys: KeyRecord[]): Promise<KeyExport[]> {
-    if (keys.length === 0) return [];
-    const rows = await db
-      .select()
-      .from(usageBuckets)
-      .where(
-        inArray(
-          usageBuckets.keyId,
-          keys.map((k) => k.id),
-        ),
-      )
-      .orderBy(asc(usageBuckets.keyId), asc(usageBuckets.bucketStart));
-    const byKey = new Map<string, BucketUsage[]>();
-    for (const r of rows) {
-      const list = byKey.get(r.keyId) ?? [];
-      list.push({ bucketStart: r.bucketStart, tokens: r.tokens, requests: r.requests });
-      byKey.set(r.keyId, list);
-    }
-    return keys.map((key) => ({ key, buckets: byKey.get(key.id) ?? [] }));
+  exportKeys(batchSize: number): AsyncIterable<KeyExport[]> {
+    return exportKeys(this.db, batchSize);
   }
 
   async checkpoint(instanceId: string): Promise<number> {

@@ -1,0 +1,97 @@
+import { and, asc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { chunked, ID_CHUNK } from "../chunked.ts";
+import type { BucketUsage, KeyTotal } from "../types.ts";
+import type { Db, Sql } from "./database.ts";
+import { usageBuckets } from "./schema.ts";
+
+// Usage history in PostgreSQL: buckets over a range (one key, or summed over
+// all keys), totals per key, and pruning past the retention.
+
+/** One key's buckets from `since` on, oldest first. */
+export async function usageSince(db: Db, keyId: string, since: number): Promise<BucketUsage[]> {
+  return db
+    .select({
+      bucketStart: usageBuckets.bucketStart,
+      tokens: usageBuckets.tokens,
+      requests: usageBuckets.requests,
+    })
+    .from(usageBuckets)
+    .where(and(eq(usageBuckets.keyId, keyId), gte(usageBuckets.bucketStart, since)))
+    .orderBy(asc(usageBuckets.bucketStart));
+}
+
+export async function usageBetween(
+  db: Db,
+  keyId: string | null,
+  from: number,
+  to: number,
+): Promise<BucketUsage[]> {
+  const inRange = and(gte(usageBuckets.bucketStart, from), lt(usageBuckets.bucketStart, to));
+  if (keyId !== null) {
+    return db
+      .select({
+        bucketStart: usageBuckets.bucketStart,
+        tokens: usageBuckets.tokens,
+        requests: usageBuckets.requests,
+      })
+      .from(usageBuckets)
+      .where(and(eq(usageBuckets.keyId, keyId), inRange))
+      .orderBy(asc(usageBuckets.bucketStart));
+  }
+  // sum(int8) is numeric, which postgres.js hands over as a string.
+  return db
+    .select({
+      bucketStart: usageBuckets.bucketStart,
+      tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+      requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+    })
+    .from(usageBuckets)
+    .where(inRange)
+    .groupBy(usageBuckets.bucketStart)
+    .orderBy(asc(usageBuckets.bucketStart));
+}
+
+export async function usageByKey(
+  db: Db,
+  from: number,
+  to: number,
+  keyIds?: string[],
+): Promise<KeyTotal[]> {
+  const select = (ids?: string[]) =>
+    db
+      .select({
+        keyId: usageBuckets.keyId,
+        tokens: sql<number>`sum(${usageBuckets.tokens})`.mapWith(Number),
+        requests: sql<number>`sum(${usageBuckets.requests})`.mapWith(Number),
+      })
+      .from(usageBuckets)
+      .where(
+        and(
+          gte(usageBuckets.bucketStart, from),
+          lt(usageBuckets.bucketStart, to),
+          ids ? inArray(usageBuckets.keyId, ids) : undefined,
+        ),
+      )
+      .groupBy(usageBuckets.keyId);
+  if (keyIds === undefined) return select();
+  // Each key falls in one chunk, so the chunks' answers never overlap.
+  const parts = await Promise.all(chunked(keyIds, ID_CHUNK).map((ids) => select(ids)));
+  return parts.flat();
+}
+
+export async function pruneUsage(client: Sql, before: number, limit: number): Promise<number> {
+  if (limit <= 0) return 0;
+  // One chunk of the oldest buckets, found on the bucket_start index and
+  // deleted by their physical address (a TID scan): deleting by primary key
+  // instead lets the planner hash-join against a scan of the whole table.
+  // A bucket a flush updates meanwhile has a new address, so the delete
+  // skips it and leaves it to the next run.
+  const gone = await client`
+    delete from usage_buckets
+    where ctid = any(array(
+      select ctid from usage_buckets
+      where bucket_start < ${before}
+      order by bucket_start
+      limit ${limit}))`;
+  return gone.count;
+}
