@@ -167,7 +167,7 @@ describe("public surface", () => {
     expect(Math.abs(Date.now() - t)).toBeLessThan(60_000);
   });
 
-  test("GET /stats has exactly the documented fields and never the full key", async () => {
+  test("GET /stats has exactly the documented fields (the old gateway's, plus is_disabled) and never the full key", async () => {
     const k = await gw.createKey({
       name: "stats-shape",
       limit: 5000,
@@ -204,6 +204,7 @@ describe("public surface", () => {
         "created_at",
         "last_used",
         "is_expired",
+        "is_disabled",
         "current_usage",
         "total_lifetime_tokens",
         "total_requests",

@@ -76,6 +76,7 @@ export interface Stats {
   created_at: string;
   last_used: string | null;
   is_expired: boolean;
+  is_disabled: boolean;
   current_usage: {
     tokens_used_in_current_window: number;
     window_started_at: string;
