@@ -7,6 +7,11 @@ import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
 // admin key, as behind a load balancer.
 
 const pg = await testPostgres();
+if (!pg.shared) {
+  process.stderr.write(
+    "\n[admin tests] SKIPPING the admin API on PostgreSQL with two instances: it needs a PostgreSQL server both processes can reach; set TEST_DATABASE_URL\n",
+  );
+}
 const ADMIN_KEY = "admin-pg-0123456789abcdef012345";
 const chat = (gw: GatewayProcess, key: string) =>
   gw.fetch("/v1/chat/completions", {
