@@ -11,6 +11,7 @@ const TIMED = [
   "getKeyByHash",
   "getKeyById",
   "usageSince",
+  "usageSinceMany",
   "applyUsage",
   "createKey",
   "updateKey",

@@ -67,6 +67,32 @@ export function historyContractTests(storage: () => Storage): void {
     expect(await s.usageBetween("no-such-key", T0, T0 + 12 * B)).toEqual([]);
   });
 
+  test("usageSinceMany: each key's buckets from `since`, oldest first; every id asked has an entry", async () => {
+    const s = storage();
+    const { a, b, idle } = await twoKeysWithUsage(s);
+    const got = await s.usageSinceMany([a.id, b.id, idle.id, "no-such-key"], T0 + 3 * B);
+    expect([...got.keys()].sort()).toEqual([a.id, b.id, idle.id, "no-such-key"].sort());
+    expect(got.get(a.id)).toEqual([bucket(3, 40, 4), bucket(4, 45, 4), bucket(5, 50, 5)]);
+    expect(got.get(b.id)).toEqual([bucket(6, 600, 6)]);
+    expect(got.get(idle.id)).toEqual([]);
+    expect(got.get("no-such-key")).toEqual([]);
+    // The same answer as one usageSince per key.
+    for (const id of [a.id, b.id]) expect(got.get(id)).toEqual(await s.usageSince(id, T0 + 3 * B));
+    expect((await s.usageSinceMany([], 0)).size).toBe(0);
+  });
+
+  test("usageSinceMany: an id list longer than one statement's chunk", async () => {
+    const s = storage();
+    const { a, b } = await twoKeysWithUsage(s);
+    // Both real keys sit in the last chunk, after 1,200 unknown ids.
+    const ids = [...Array.from({ length: 1200 }, (_, i) => `missing-${i}`), b.id, a.id];
+    const got = await s.usageSinceMany(ids, T0);
+    expect(got.size).toBe(ids.length);
+    expect(got.get(a.id)).toHaveLength(6);
+    expect(got.get(b.id)).toEqual([bucket(1, 100, 1), bucket(6, 600, 6)]);
+    expect(got.get("missing-7")).toEqual([]);
+  });
+
   test("usageBetween with no key: every key's buckets summed per start, oldest first", async () => {
     const s = storage();
     await twoKeysWithUsage(s);

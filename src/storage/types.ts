@@ -141,6 +141,12 @@ export interface Storage {
   /** Buckets of one key that started at or after `since` (epoch ms), oldest first. */
   usageSince(keyId: string, since: number): Promise<BucketUsage[]>;
   /**
+   * `usageSince` for many keys at once, in one query (per chunk of a long id
+   * list): every id asked for has an entry, empty when it has no buckets
+   * (or no longer exists).
+   */
+  usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>>;
+  /**
    * Usage per 5-minute bucket that started in [from, to), oldest first: one
    * key's, or summed over every key when `keyId` is null.
    */

@@ -140,6 +140,16 @@ class FileStorage implements Storage {
     return entry ? bucketsSince(entry, since) : [];
   }
 
+  async usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>> {
+    const s = this.doc.read();
+    const out = new Map<string, BucketUsage[]>();
+    for (const id of keyIds) {
+      const entry = s.parsed.keys[s.byId.get(id) ?? -1];
+      out.set(id, entry ? bucketsSince(entry, since) : []);
+    }
+    return out;
+  }
+
   // The file keeps no history beyond the quota window (see usage.ts): these
   // answer from what it has.
 

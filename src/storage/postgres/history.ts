@@ -20,6 +20,36 @@ export async function usageSince(db: Db, keyId: string, since: number): Promise<
     .orderBy(asc(usageBuckets.bucketStart));
 }
 
+/**
+ * Several keys' buckets from `since` on, oldest first per key. `= any($1)`
+ * keeps one statement text (and plan) whatever the number of ids.
+ */
+export async function usageSinceMany(
+  client: Sql,
+  keyIds: string[],
+  since: number,
+): Promise<Map<string, BucketUsage[]>> {
+  const out = new Map<string, BucketUsage[]>(keyIds.map((id) => [id, []]));
+  type Row = { key_id: string; bucket_start: string; tokens: string; requests: string };
+  const parts = await Promise.all(
+    chunked([...out.keys()], ID_CHUNK).map(
+      (ids) => client<Row[]>`
+        select key_id, bucket_start, tokens, requests from usage_buckets
+        where key_id = any(${ids}) and bucket_start >= ${since}
+        order by key_id, bucket_start`,
+    ),
+  );
+  // int8 comes back from postgres.js as a string.
+  for (const rows of parts)
+    for (const r of rows)
+      out.get(r.key_id)?.push({
+        bucketStart: Number(r.bucket_start),
+        tokens: Number(r.tokens),
+        requests: Number(r.requests),
+      });
+  return out;
+}
+
 export async function usageBetween(
   db: Db,
   keyId: string | null,

@@ -19,7 +19,7 @@ import type {
 } from "../types.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import type { Db, Sql } from "./database.ts";
-import { pruneUsage, usageBetween, usageByKey, usageSince } from "./history.ts";
+import * as history from "./history.ts";
 import * as schema from "./schema.ts";
 
 const { apiKeys, usageCheckpoints } = schema;
@@ -185,19 +185,23 @@ class PostgresStorage implements Storage {
   }
 
   async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
-    return usageSince(this.db, keyId, since);
+    return history.usageSince(this.db, keyId, since);
+  }
+
+  async usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>> {
+    return history.usageSinceMany(this.client, keyIds, since);
   }
 
   async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
-    return usageBetween(this.db, keyId, from, to);
+    return history.usageBetween(this.db, keyId, from, to);
   }
 
   async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
-    return usageByKey(this.db, from, to, keyIds);
+    return history.usageByKey(this.db, from, to, keyIds);
   }
 
   async pruneUsage(before: number, limit: number): Promise<number> {
-    return pruneUsage(this.client, before, limit);
+    return history.pruneUsage(this.client, before, limit);
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {

@@ -67,6 +67,25 @@ export class SqliteUsageHistory {
       .all();
   }
 
+  async usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>> {
+    const out = new Map<string, BucketUsage[]>(keyIds.map((id) => [id, []]));
+    for (const ids of chunked([...out.keys()], ID_CHUNK)) {
+      const rows = this.db
+        .select({
+          keyId: usageBuckets.keyId,
+          bucketStart: usageBuckets.bucketStart,
+          tokens: usageBuckets.tokens,
+          requests: usageBuckets.requests,
+        })
+        .from(usageBuckets)
+        .where(and(inArray(usageBuckets.keyId, ids), gte(usageBuckets.bucketStart, since)))
+        .orderBy(asc(usageBuckets.keyId), asc(usageBuckets.bucketStart))
+        .all();
+      for (const { keyId, ...b } of rows) out.get(keyId)?.push(b);
+    }
+    return out;
+  }
+
   async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
     const select = (ids?: string[]) =>
       this.db

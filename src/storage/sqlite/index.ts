@@ -153,6 +153,10 @@ class SqliteStorage implements Storage {
     return this.q.usageSince.all({ keyId, since });
   }
 
+  async usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>> {
+    return this.history.usageSinceMany(keyIds, since);
+  }
+
   async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
     return this.history.usageBetween(keyId, from, to);
   }
