@@ -77,6 +77,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   health.start();
   const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
   usage = new UsageView(storage, ledger, clock, refreshMs, health);
+  // Recently used keys re-read in one query per interval, off the request path.
+  usage.start();
   ledger.startTimer(config.flushIntervalMs);
   // Usage history past USAGE_RETENTION_DAYS, deleted hourly in small chunks.
   const pruner = new UsagePruner({
@@ -159,6 +161,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     stopping ??= (async () => {
       accepting = false;
       clearInterval(sweeper);
+      usage?.stop();
       await backups?.stop();
       // Ends after its current chunk (bounded wait), well before storage.close().
       await pruner.stop();
