@@ -2,6 +2,7 @@ import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
 import type { Logger } from "../log.ts";
 import { bucketStartOf } from "../quota/window.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
+import { withTimeout } from "../util/timeout.ts";
 import type { Journal, UsageEvent } from "./journal.ts";
 
 /** A write that takes longer than this is given up on (and retried; see `flushOnce`). */
@@ -219,18 +220,13 @@ export class UsageLedger {
     const firstSeq = batch[0]?.seq ?? 0;
     const lastSeq = batch[batch.length - 1]?.seq ?? 0;
     let keys: KeyUsage[];
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       keys = aggregate(await this.resolveUnverified(batch));
-      await Promise.race([
+      await withTimeout(
         this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, firstSeq, lastSeq, keys }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer from the database within ${APPLY_TIMEOUT_MS} ms`)),
-            APPLY_TIMEOUT_MS,
-          );
-        }),
-      ]);
+        APPLY_TIMEOUT_MS,
+        `no answer from the database within ${APPLY_TIMEOUT_MS} ms`,
+      );
     } catch (err) {
       this.lastFlushError = err instanceof Error ? err.message : String(err);
       this.deps.log.error(
@@ -239,8 +235,6 @@ export class UsageLedger {
       );
       this.deps.onFlushError?.(err);
       return false;
-    } finally {
-      clearTimeout(timer);
     }
     this.lastFlushError = undefined;
     this.flushNo++;

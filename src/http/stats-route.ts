@@ -47,9 +47,10 @@ export function statsHandler(deps: StatsDeps) {
         deps.health.reportFailure(err);
       }
     }
-    // Re-read when older than the sync interval, not only when background
-    // rounds lag: the window usage then includes every charge in the totals.
-    const buckets = await deps.usage.buckets(key.id, { fresh: true });
+    const mark = deps.usage.readMark();
+    // Buckets from a read that began after the totals above were read: the
+    // window usage then includes every charge in the totals.
+    const buckets = await deps.usage.buckets(key.id, { readAfter: mark });
     const state = windowState(buckets, key.tokenLimit, now);
     const pending = deps.ledger.pendingTotals(key.id);
     const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);

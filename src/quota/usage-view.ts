@@ -1,6 +1,7 @@
 import type { UsageLedger } from "../accounting/ledger.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
+import { withTimeout } from "../util/timeout.ts";
 import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "./window.ts";
 
 interface Entry {
@@ -35,6 +36,14 @@ export interface BackgroundRefreshOptions {
   fullMs: number;
   /** A copy older than this is re-read by the request itself: the rounds are lagging. */
   staleMs: number;
+  /**
+   * A round that has not answered within this long is given up on, so that
+   * a query that never answers does not hold back every round after it.
+   * Default: 4 x refreshMs (the default staleMs: past that, requests re-read
+   * for themselves anyway), at least the request wait (250 ms), so that a
+   * briefly slow pool is not given a second round's query on top.
+   */
+  timeoutMs: number;
 }
 
 /**
@@ -55,6 +64,13 @@ export class UsageView {
   private timer: ReturnType<typeof setInterval> | undefined;
   private round: Promise<void> | undefined;
   private lastFullAt = -Infinity;
+  /** Keys used lately (a round drops them once idle, use adds them back): what a round reads. */
+  private readonly active = new Set<string>();
+  /**
+   * Bumped by stop(), by the database's recovery and by a round's timeout: a
+   * round that started in an earlier epoch no longer reports its failure.
+   */
+  private epoch = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -64,15 +80,19 @@ export class UsageView {
     private readonly health?: StorageHealth,
     /** How long a request waits for a refresh before using the buckets it has. */
     private readonly refreshWaitMs = 250,
-  ) {}
+  ) {
+    health?.onRecovered(() => {
+      this.epoch++;
+    });
+  }
 
   /**
    * All buckets that count for `keyId` now (may contain the same start twice;
-   * callers sum). `fresh` re-reads them when older than `refreshMs` even while
-   * background rounds run: for a caller that shows them beside figures it has
-   * just read from the database itself.
+   * callers sum). `readAfter` (a `readMark()`) waits for a read that began
+   * after the mark was taken: for a caller that shows the buckets beside
+   * figures it has just read from the database itself.
    */
-  async buckets(keyId: string, options: { fresh?: boolean } = {}): Promise<Bucket[]> {
+  async buckets(keyId: string, options: { readAfter?: number } = {}): Promise<Bucket[]> {
     const now = this.clock();
     let e = this.entries.get(keyId);
     if (!e) {
@@ -87,10 +107,14 @@ export class UsageView {
       this.entries.set(keyId, e);
     }
     e.touchedAt = now;
-    const maxAge = options.fresh ? this.refreshMs : (this.background?.staleMs ?? this.refreshMs);
+    this.active.add(keyId);
+    const maxAge = this.background?.staleMs ?? this.refreshMs;
     // While the database is out, what this instance knows is all there is:
     // the last buckets read plus everything charged here since.
-    if (now - e.loadedAt >= maxAge && !this.health?.degraded) await this.refresh(keyId, e);
+    if (this.health?.degraded) {
+      // nothing to read from
+    } else if (options.readAfter !== undefined) await this.readAfter(keyId, e, options.readAfter);
+    else if (now - e.loadedAt >= maxAge) await this.refresh(keyId, e);
     const out: Bucket[] = [...e.stored];
     for (const f of e.flushedSince) out.push(f);
     const pending = this.ledger.pendingBuckets(keyId);
@@ -108,16 +132,25 @@ export class UsageView {
     }
   }
 
+  /** For `buckets(…, { readAfter })`: every read that begins from now on is past it. */
+  readMark(): number {
+    return this.generation;
+  }
+
   /** Drops a key (deleted or changed) so its next use reloads it. */
   forget(keyId: string): void {
     this.entries.delete(keyId);
+    this.active.delete(keyId);
   }
 
   /** Forgets keys unused for a window's length, to bound memory. */
   sweep(): void {
     const cutoff = this.clock() - WINDOW_MS;
     for (const [id, e] of this.entries)
-      if (e.touchedAt < cutoff && !e.loading) this.entries.delete(id);
+      if (e.touchedAt < cutoff && !e.loading) {
+        this.entries.delete(id);
+        this.active.delete(id);
+      }
   }
 
   /** Starts the background rounds, one every `refreshMs`. */
@@ -126,6 +159,7 @@ export class UsageView {
       activeMs: 10_000,
       fullMs: 1000,
       staleMs: 4 * this.refreshMs,
+      timeoutMs: Math.max(this.refreshWaitMs, 4 * this.refreshMs),
       ...options,
     };
     this.timer ??= setInterval(() => void this.refreshActive(), this.refreshMs);
@@ -141,27 +175,45 @@ export class UsageView {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.background = undefined;
+    this.epoch++;
   }
 
   /**
    * One background round: every key used within `activeMs` (and loaded
    * once) re-read in one query. A call while a round runs joins it, so
-   * rounds never overlap. Never rejects: a failure goes to the health monitor.
+   * rounds never overlap, unless one has not answered within `timeoutMs`:
+   * the next starts without it, a late answer of it is applied only where no
+   * newer read was, and its failure is not reported. Never rejects: a
+   * failure goes to the health monitor, unless the database recovered (or
+   * the rounds stopped) since the round began.
    */
   refreshActive(): Promise<void> {
-    this.round ??= this.runRound().finally(() => {
-      this.round = undefined;
-    });
-    return this.round;
+    if (this.round) return this.round;
+    const epoch = this.epoch;
+    const timeoutMs = this.background?.timeoutMs ?? Number.POSITIVE_INFINITY;
+    const round: Promise<void> = withTimeout(this.runRound(epoch), timeoutMs)
+      .catch(() => {
+        if (this.epoch === epoch) this.epoch++;
+      })
+      .finally(() => {
+        if (this.round === round) this.round = undefined;
+      });
+    this.round = round;
+    return round;
   }
 
-  private async runRound(): Promise<void> {
+  private async runRound(epoch: number): Promise<void> {
     const opts = this.background;
     if (!opts || this.health?.degraded) return;
     const now = this.clock();
     const targets: Array<[string, Entry]> = [];
-    for (const [id, e] of this.entries)
-      if (e.loadedAt !== -Infinity && now - e.touchedAt < opts.activeMs) targets.push([id, e]);
+    // Only keys used lately, not every key in memory (a window's worth):
+    // idle ones leave the set here, and rejoin on their next use.
+    for (const id of this.active) {
+      const e = this.entries.get(id);
+      if (!e || now - e.touchedAt >= opts.activeMs) this.active.delete(id);
+      else if (e.loadedAt !== -Infinity) targets.push([id, e]);
+    }
     if (targets.length === 0) return;
     const full = now - this.lastFullAt >= opts.fullMs;
     const since = full
@@ -175,10 +227,10 @@ export class UsageView {
         since,
       );
     } catch (err) {
-      if (this.background) this.health?.reportFailure(err);
+      if (this.epoch === epoch) this.health?.reportFailure(err);
       return;
     }
-    if (full) this.lastFullAt = read.startedAt;
+    if (full) this.lastFullAt = Math.max(this.lastFullAt, read.startedAt);
     for (const [id, e] of targets)
       if (this.entries.get(id) === e) applyRead(e, rows.get(id) ?? [], since, read);
   }
@@ -191,13 +243,22 @@ export class UsageView {
   private async refresh(keyId: string, e: Entry): Promise<void> {
     const loading = this.load(keyId, e).catch(() => {});
     if (e.loadedAt === -Infinity) return loading;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      loading,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.refreshWaitMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    await withTimeout(loading, this.refreshWaitMs).catch(() => {});
+  }
+
+  /**
+   * Waits, as long as it takes, for a read begun after `mark` to be applied.
+   * A load under way may have begun before the mark: then one more follows.
+   * Gives up (keeping what it has) when a load fails.
+   */
+  private async readAfter(keyId: string, e: Entry, mark: number): Promise<void> {
+    for (let i = 0; i < 2 && e.gen <= mark; i++) {
+      const ok = await this.load(keyId, e).then(
+        () => true,
+        () => false,
+      );
+      if (!ok) return;
+    }
   }
 
   private load(keyId: string, e: Entry): Promise<void> {

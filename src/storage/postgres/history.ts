@@ -31,22 +31,22 @@ export async function usageSinceMany(
 ): Promise<Map<string, BucketUsage[]>> {
   const out = new Map<string, BucketUsage[]>(keyIds.map((id) => [id, []]));
   type Row = { key_id: string; bucket_start: string; tokens: string; requests: string };
-  const parts = await Promise.all(
-    chunked([...out.keys()], ID_CHUNK).map(
-      (ids) => client<Row[]>`
-        select key_id, bucket_start, tokens, requests from usage_buckets
-        where key_id = any(${ids}) and bucket_start >= ${since}
-        order by key_id, bucket_start`,
-    ),
-  );
-  // int8 comes back from postgres.js as a string.
-  for (const rows of parts)
+  // One chunk after another: a background round with thousands of keys then
+  // holds one pooled connection at a time, leaving the rest to flushes and
+  // key lookups.
+  for (const ids of chunked([...out.keys()], ID_CHUNK)) {
+    const rows = await client<Row[]>`
+      select key_id, bucket_start, tokens, requests from usage_buckets
+      where key_id = any(${ids}) and bucket_start >= ${since}
+      order by key_id, bucket_start`;
+    // int8 comes back from postgres.js as a string.
     for (const r of rows)
       out.get(r.key_id)?.push({
         bucketStart: Number(r.bucket_start),
         tokens: Number(r.tokens),
         requests: Number(r.requests),
       });
+  }
   return out;
 }
 
