@@ -168,8 +168,12 @@ describe("keys through the admin API", () => {
 
   test("list filters by status, model and search, pages, and counts the total", async () => {
     const tag = `f${Date.now().toString(36)}`;
+    // Newest first: keys made in the same millisecond would tie (then order by
+    // their random ids), so each is made a little after the one before.
     await create({ name: `${tag}-a`, model: `${tag}-model` });
+    await Bun.sleep(5);
     const b = await create({ name: `${tag}-b` });
+    await Bun.sleep(5);
     const c = await create({ name: `${tag}-c`, expires_at: "2001-01-01" });
     await gw.admin("PATCH", `/admin/keys/${b.id}`, { disabled: true });
     const names = async (q: string) => {
