@@ -59,7 +59,13 @@ export interface BenchResult {
   config: BenchConfig;
   throughput: ThroughputRow[];
   latency: { scenario: ScenarioId; target: TargetId; result: ProbeResult }[];
-  memory: { tollgate?: ProcMemory[]; tollgateIdle?: ProcMemory[]; bare?: ProcMemory[] };
+  memory: {
+    tollgate?: ProcMemory[];
+    tollgateIdle?: ProcMemory[];
+    bare?: ProcMemory[];
+    /** Tollgate's VmHWM (MiB) after each of its phases, in order: which phase set the peak. */
+    tollgateByPhase?: Array<{ phase: string; peakMiB: number }>;
+  };
   tokens?: TokenCheck;
   pg?: PgResult;
   notes: string[];
@@ -259,7 +265,12 @@ function memoryLine(result: BenchResult): string {
     idle === undefined
       ? ""
       : ` (${(idle.reduce((sum, p) => sum + p.rssBytes, 0) / MiB).toFixed(1)} MiB idle after start)`;
-  return `Peak RSS (VmHWM): ${describe("Tollgate", result.memory.tollgate)}${idleText}; ${describe("bare proxy", result.memory.bare)}.`;
+  const phases = result.memory.tollgateByPhase ?? [];
+  const byPhase =
+    phases.length === 0
+      ? ""
+      : ` Tollgate's peak after each phase (MiB): ${phases.map((p) => `${p.phase} ${p.peakMiB.toFixed(0)}`).join(", ")}.`;
+  return `Peak RSS (VmHWM): ${describe("Tollgate", result.memory.tollgate)}${idleText}; ${describe("bare proxy", result.memory.bare)}.${byPhase}`;
 }
 
 function verdictRows(list: Verdict[]): string[][] {

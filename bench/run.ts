@@ -31,7 +31,7 @@ import {
   startGateway,
 } from "./gateway.ts";
 import { runLatencyProbe } from "./latency-probe.ts";
-import { cpuTimeMs, machineInfo, memoryOf, type ProcMemory } from "./machine.ts";
+import { cpuTimeMs, machineInfo, memoryOf, type ProcMemory, procMemory } from "./machine.ts";
 import { mockStats, resetMock } from "./mock-client.ts";
 import { preparePostgres, runPostgres } from "./pg-phases.ts";
 import {
@@ -128,6 +128,15 @@ function urlFor(target: Target, scenario: Scenario): string {
   return `${target.base}${pathFor(target.id, scenario.dialect)}`;
 }
 
+/** Tollgate's peak so far, after one of its phases: the step where it grows is the phase to look at. */
+function notePeak(target: Target, phase: string, result: BenchResult): void {
+  if (target.id !== "tollgate" || target.proxyPid === undefined) return;
+  const peak = procMemory(target.proxyPid)?.peakRssBytes;
+  if (peak === undefined) return;
+  result.memory.tollgateByPhase ??= [];
+  result.memory.tollgateByPhase.push({ phase, peakMiB: peak / (1024 * 1024) });
+}
+
 async function throughputPhase(
   config: BenchConfig,
   scenario: Scenario,
@@ -152,6 +161,7 @@ async function throughputPhase(
   const answered = Math.max(1, measured.ok + measured.non2xx);
   const perRequest = (before: number, pid: number) =>
     Math.round(((cpuTimeMs(pid) - before) * 1000) / answered);
+  notePeak(target, `${scenario.id} throughput`, result);
   result.throughput.push({
     scenario: scenario.id,
     target: target.id,
@@ -179,6 +189,7 @@ async function latencyPhase(
     durationSec: config.latencyDurationSec,
     warmupSec: PROBE_WARMUP_SEC,
   });
+  notePeak(target, `${scenario.id} latency`, result);
   result.latency.push({ scenario: scenario.id, target: target.id, result: probed });
   if (probed.lateP99Ms > LATE_NOTE_MS) {
     result.notes.push(
