@@ -15,6 +15,7 @@ import { UsageView } from "./quota/usage-view.ts";
 import { StorageHealth } from "./storage/health.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
 import type { Storage } from "./storage/types.ts";
+import { withTimeout } from "./util/timeout.ts";
 
 /** Probing the database: every 2 s while it answers; reconnecting with backoff from 250 ms to 5 s while not. */
 const HEALTH_OPTIONS = { probeMs: 2000, backoffMs: 250, maxBackoffMs: 5000, pingTimeoutMs: 2000 };
@@ -108,7 +109,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   health.onRecovered(() => {
     const old = unwatch;
     void (async () => {
-      await Promise.race([old?.().catch(() => {}), Bun.sleep(1000)]);
+      await withTimeout(Promise.resolve(old?.()), 1000).catch(() => {});
       unwatch = await storage.watchKeyChanges?.(onKeyChanged).catch((err: unknown) => {
         log.warn({ err: (err as Error).message }, "could not listen for key changes again");
         return undefined;
@@ -178,7 +179,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         await server.stop(true);
       }
       // A hung database must not hold shutdown: stop listening, but briefly.
-      await Promise.race([unwatch?.().catch(() => {}), Bun.sleep(1000)]);
+      await withTimeout(Promise.resolve(unwatch?.()), 1000).catch(() => {});
       health.stop();
       const flushed = await ledger.close(Math.max(0, deadline - Date.now()));
       if (!flushed)

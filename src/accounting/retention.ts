@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
 import { bucketStartOf, WINDOW_MS, windowFloor } from "../quota/window.ts";
 import type { Storage } from "../storage/types.ts";
+import { withTimeout } from "../util/timeout.ts";
 
 // Usage history retention: 5-minute buckets older than USAGE_RETENTION_DAYS
 // are deleted in the background, a chunk at a time, so that no statement
@@ -102,14 +103,10 @@ export class UsagePruner {
     if (this.pending !== undefined) this.timer.clear(this.pending);
     const run = this.running;
     if (!run) return;
-    let bound: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      run.then(() => false),
-      new Promise<boolean>((resolve) => {
-        bound = setTimeout(() => resolve(true), this.options.stopWaitMs);
-      }),
-    ]);
-    clearTimeout(bound);
+    const timedOut = await withTimeout(run, this.options.stopWaitMs).then(
+      () => false,
+      () => true,
+    );
     if (timedOut) this.deps.log.warn("usage pruning still running at shutdown; left behind");
   }
 

@@ -4,6 +4,7 @@ import type { KeyCache } from "../keys/cache.ts";
 import type { BackupScheduler } from "../ops/backup/scheduler.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
+import { withTimeout } from "../util/timeout.ts";
 
 export interface ReadyDeps {
   storage: Storage;
@@ -25,7 +26,7 @@ export function readyHandler(deps: ReadyDeps) {
   return async function ready(c: Context): Promise<Response> {
     // A fresh ping, but no long wait for it: with the pool busy, the last
     // known state answers within a probe's timeout.
-    await Promise.race([deps.health.check(), Bun.sleep(250)]);
+    await withTimeout(deps.health.check(), 250).catch(() => {});
     const h = deps.health.snapshot();
     const canServeFromMemory = deps.keys.knownKeys > 0 || deps.unknownKeysDuringOutage === "allow";
     const status = !deps.accepting()

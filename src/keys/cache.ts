@@ -1,5 +1,6 @@
 import type { StorageHealth } from "../storage/health.ts";
 import type { KeyRecord, Storage } from "../storage/types.ts";
+import { TimeoutError, withTimeout } from "../util/timeout.ts";
 import { displayPrefix, hashKey } from "./secret.ts";
 
 interface Entry {
@@ -73,15 +74,12 @@ export class KeyCache {
     try {
       if (!hit) return await p;
       // Known key: wait a little for fresh data, then go on with what we know.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), this.options.refreshWaitMs);
-      });
-      const fresh = await Promise.race([p, late]).finally(() => clearTimeout(timer));
-      if (fresh !== "late") return fresh;
-      this.observe("stale");
-      return hit.key;
+      return await withTimeout(p, this.options.refreshWaitMs);
     } catch (err) {
+      if (err instanceof TimeoutError && hit) {
+        this.observe("stale");
+        return hit.key;
+      }
       this.health?.reportFailure(err);
       this.observe("stale");
       return hit ? hit.key : this.unknownDuringOutage(hash, secret);

@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { withTimeout } from "../util/timeout.ts";
 import { backoffMs } from "./retry.ts";
 import type { Storage } from "./types.ts";
 
@@ -21,8 +22,6 @@ export interface StorageHealthState {
   degradedSince: number | null;
   lastCheckAt: number | null;
 }
-
-class PingTimeout extends Error {}
 
 /**
  * Whether the database answers. Any part of the gateway that sees a storage
@@ -130,23 +129,12 @@ export class StorageHealth {
 
   private async ping(): Promise<void> {
     const started = performance.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.race([
-        this.storage.ping(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new PingTimeout(`no answer within ${this.options.pingTimeoutMs} ms`)),
-            this.options.pingTimeoutMs,
-          );
-        }),
-      ]);
+      await withTimeout(this.storage.ping(), this.options.pingTimeoutMs);
     } catch (err) {
       this.state.lastCheckAt = this.clock();
       this.reportFailure(err);
       return;
-    } finally {
-      clearTimeout(timer);
     }
     this.state.lastCheckAt = this.clock();
     this.state.latencyMs = Math.round((performance.now() - started) * 100) / 100;

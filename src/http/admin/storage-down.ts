@@ -1,5 +1,6 @@
 import type { StorageHealth } from "../../storage/health.ts";
 import type { Storage } from "../../storage/types.ts";
+import { withTimeout } from "../../util/timeout.ts";
 
 /**
  * Whether an unexpected failure is the database's: known to be out, or not
@@ -7,15 +8,10 @@ import type { Storage } from "../../storage/types.ts";
  */
 export async function storageDown(storage: Storage, health: StorageHealth): Promise<boolean> {
   if (health.degraded) return true;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), 1000);
-  });
   try {
-    return (await Promise.race([storage.ping(), timeout])) === "timeout";
+    await withTimeout(storage.ping(), 1000);
+    return false;
   } catch {
     return true;
-  } finally {
-    clearTimeout(timer);
   }
 }
