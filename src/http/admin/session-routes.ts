@@ -4,6 +4,12 @@ import { type AdminAuthDeps, type AdminEnv, authFailures, requireAdmin, sourceOf
 import { errorResponses, json, security } from "./responses.ts";
 import { clearedSessionCookie, sessionCookie } from "./session-cookie.ts";
 
+/** What the page learns of its session (every admin answer is sent no-store). */
+const sessionAnswer = (s: { csrfToken: string; expiresAt: number }) => ({
+  csrf_token: s.csrfToken,
+  expires_at: new Date(s.expiresAt).toISOString(),
+});
+
 const signIn = createRoute({
   method: "post",
   path: "/session",
@@ -34,11 +40,7 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
     // Secure when the browser reached us over https (directly, or through a
     // trusted proxy that says so in X-Forwarded-Proto).
     c.header("set-cookie", sessionCookie(s.cookie, sourceOf(c, deps.proxies).https));
-    c.header("cache-control", "no-store");
-    return c.json(
-      { csrf_token: s.csrfToken, expires_at: new Date(s.expiresAt).toISOString() },
-      200,
-    );
+    return c.json(sessionAnswer(s), 200);
   });
 
   app.openapi(
@@ -60,11 +62,7 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
       if (auth.via !== "cookie") {
         return failures.reject(c, "missing credentials");
       }
-      c.header("cache-control", "no-store");
-      return c.json(
-        { csrf_token: auth.csrfToken, expires_at: new Date(auth.expiresAt).toISOString() },
-        200,
-      );
+      return c.json(sessionAnswer(auth), 200);
     },
   );
 
