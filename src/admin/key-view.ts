@@ -5,7 +5,8 @@ import type { KeyObject } from "./schemas.ts";
 // What the admin API and the CLI show of a key: never its hash, never its
 // secret (only the create and rotate answers add that, beside this).
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** An epoch-ms time as ISO 8601, or null for "none". */
+export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function keyStatus(k: KeyRecord, now: number): "active" | "expired" | "disabled" {
   if (k.disabled) return "disabled";

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { UsageLedger } from "../accounting/ledger.ts";
 import { AdminError, describeIssues } from "../admin/errors.ts";
+import { iso } from "../admin/key-view.ts";
 import { usageQuery } from "../admin/schemas.ts";
 import { holderUsage } from "../admin/usage.ts";
 import { GatewayError } from "../errors.ts";
@@ -24,7 +25,15 @@ export interface StatsDeps {
   health: StorageHealth;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/**
+ * The key behind a key holder's request; an expired or disabled key may look
+ * at its own usage. The key's display prefix goes into the access log.
+ */
+async function holderKey(c: Context<AccessLogEnv>, keys: KeyCache, now: number, url: URL) {
+  const key = await authenticate(keys, c.req.raw, url, now, { allowInactive: true });
+  c.get("access").fields.key = key.keyPrefix;
+  return key;
+}
 
 /**
  * `GET /stats`: the caller's own key and usage. The field names are the old
@@ -35,8 +44,7 @@ export function statsHandler(deps: StatsDeps) {
   return async function stats(c: Context<AccessLogEnv>): Promise<Response> {
     const now = deps.clock();
     const url = new URL(c.req.url);
-    const cached = await authenticate(deps.keys, c.req.raw, url, now, { allowInactive: true });
-    c.get("access").fields.key = cached.keyPrefix;
+    const cached = await holderKey(c, deps.keys, now, url);
     let key = cached;
     // Fresh totals from the database, unless it is out: then what this
     // instance knows is the answer.
@@ -94,8 +102,7 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
   return async function statsUsage(c: Context<AccessLogEnv>): Promise<Response> {
     const now = deps.clock();
     const url = new URL(c.req.url);
-    const key = await authenticate(deps.keys, c.req.raw, url, now, { allowInactive: true });
-    c.get("access").fields.key = key.keyPrefix;
+    const key = await holderKey(c, deps.keys, now, url);
     const query = Object.fromEntries(
       ["from", "to", "step"].flatMap((n) => {
         const v = url.searchParams.get(n);
