@@ -4,23 +4,15 @@
  * sign-out, and screenshots at desktop and phone widths.
  */
 
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import OpenAI from "openai";
 import type { Browser, Page } from "playwright-core";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway, waitFor } from "../harness/gateway.ts";
-import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
-import {
-  BROWSER_HOOK_TIMEOUT_MS,
-  describeInBrowser,
-  FLOW_TIMEOUT_MS,
-  launchBrowser,
-  newPage,
-  screenshot,
-} from "./browser.ts";
+import { type GatewayProcess, waitFor } from "../harness/gateway.ts";
+import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
-import { ADMIN_KEY, admin, createKey, seedHistory, spend } from "./seed.ts";
+import { admin, chatError, createKey, seedHistory, spend } from "./seed.ts";
+import { useStage } from "./stage.ts";
 
-let mock: MockUpstream;
 let gw: GatewayProcess;
 let browser: Browser;
 
@@ -32,28 +24,11 @@ async function chartTokens(page: Page, selector: string): Promise<number> {
 }
 
 async function expectRejected(secret: string): Promise<void> {
-  const err = await gw
-    .openai(secret, { maxRetries: 0 })
-    .chat.completions.create({ model: "glm-4.7", messages: [{ role: "user", content: "Hi" }] })
-    .then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-  expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+  expect(await chatError(gw, secret)).toBeInstanceOf(OpenAI.AuthenticationError);
 }
 
 describeInBrowser("dashboard in a browser", () => {
-  beforeAll(async () => {
-    mock = await startMockUpstream();
-    gw = await startGateway({ mock, env: { ADMIN_API_KEY: ADMIN_KEY } });
-    browser = await launchBrowser();
-  }, BROWSER_HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await browser?.close();
-    await gw?.close();
-    await mock?.stop();
-  }, HOOK_TIMEOUT_MS);
+  useStage((s) => ({ gw, browser } = s));
 
   test("a wrong admin key is refused with a message", async () => {
     const { page, context, problems } = await newPage(browser, gw.url);

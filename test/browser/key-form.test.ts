@@ -5,48 +5,24 @@
  * 429; a negative limit is refused by the form before it reaches the API.
  */
 
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import OpenAI from "openai";
 import type { Browser } from "playwright-core";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
-import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
-import {
-  BROWSER_HOOK_TIMEOUT_MS,
-  describeInBrowser,
-  FLOW_TIMEOUT_MS,
-  launchBrowser,
-  newPage,
-} from "./browser.ts";
+import type { GatewayProcess } from "../harness/gateway.ts";
+import { describeInBrowser, FLOW_TIMEOUT_MS, newPage } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
-import { ADMIN_KEY, type ApiKey, admin, createKey } from "./seed.ts";
+import { type ApiKey, admin, chatError, createKey } from "./seed.ts";
+import { useStage } from "./stage.ts";
 
-let mock: MockUpstream;
 let gw: GatewayProcess;
 let browser: Browser;
 
 async function expectQuotaRefusal(secret: string): Promise<void> {
-  const err = await gw
-    .openai(secret, { maxRetries: 0 })
-    .chat.completions.create({ model: "glm-4.7", messages: [{ role: "user", content: "Hi" }] })
-    .then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-  expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+  expect(await chatError(gw, secret)).toBeInstanceOf(OpenAI.RateLimitError);
 }
 
 describeInBrowser("dashboard key form in a browser", () => {
-  beforeAll(async () => {
-    mock = await startMockUpstream();
-    gw = await startGateway({ mock, env: { ADMIN_API_KEY: ADMIN_KEY } });
-    browser = await launchBrowser();
-  }, BROWSER_HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await browser?.close();
-    await gw?.close();
-    await mock?.stop();
-  }, HOOK_TIMEOUT_MS);
+  useStage((s) => ({ gw, browser } = s));
 
   test(
     "a limit of 0 is accepted on create and on edit; a negative one is refused",

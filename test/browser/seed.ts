@@ -54,6 +54,17 @@ export async function spend(gw: GatewayProcess, secret: string, tokens: number):
     );
 }
 
+/** What the official SDK throws for one chat request with `secret` (undefined when it is answered). */
+export function chatError(gw: GatewayProcess, secret: string): Promise<unknown> {
+  return gw
+    .openai(secret, { maxRetries: 0 })
+    .chat.completions.create({ model: "glm-4.7", messages: [{ role: "user", content: "Hi" }] })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+}
+
 const FIVE_MINUTES = 300_000;
 
 /**

@@ -4,21 +4,13 @@
  * gets a clear error, and the key never reaches a URL or localStorage.
  */
 
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import type { Browser, Page } from "playwright-core";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
-import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
-import {
-  BROWSER_HOOK_TIMEOUT_MS,
-  describeInBrowser,
-  FLOW_TIMEOUT_MS,
-  launchBrowser,
-  newPage,
-  screenshot,
-} from "./browser.ts";
-import { ADMIN_KEY, admin, createKey, seedHistory, spend } from "./seed.ts";
+import type { GatewayProcess } from "../harness/gateway.ts";
+import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
+import { admin, createKey, seedHistory, spend } from "./seed.ts";
+import { useStage } from "./stage.ts";
 
-let mock: MockUpstream;
 let gw: GatewayProcess;
 let browser: Browser;
 
@@ -35,17 +27,7 @@ async function text(page: Page, selector: string): Promise<string> {
 }
 
 describeInBrowser("key usage page in a browser", () => {
-  beforeAll(async () => {
-    mock = await startMockUpstream();
-    gw = await startGateway({ mock, env: { ADMIN_API_KEY: ADMIN_KEY } });
-    browser = await launchBrowser();
-  }, BROWSER_HOOK_TIMEOUT_MS);
-
-  afterAll(async () => {
-    await browser?.close();
-    await gw?.close();
-    await mock?.stop();
-  }, HOOK_TIMEOUT_MS);
+  useStage((s) => ({ gw, browser } = s));
 
   test(
     "a valid key: the page shows what /stats says, and the key stays out of URLs and localStorage",
