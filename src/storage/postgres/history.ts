@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { chunked, ID_CHUNK } from "../chunked.ts";
 import type { BucketUsage, KeyTotal } from "../types.ts";
 import type { Db, Sql } from "./database.ts";
@@ -7,17 +7,24 @@ import { usageBuckets } from "./schema.ts";
 // Usage history in PostgreSQL: buckets over a range (one key, or summed over
 // all keys), totals per key, and pruning past the retention.
 
+const bucketColumns = {
+  bucketStart: usageBuckets.bucketStart,
+  tokens: usageBuckets.tokens,
+  requests: usageBuckets.requests,
+};
+
+/** One key's buckets whose start matches `when`, oldest first. */
+function keyBuckets(db: Db, keyId: string, when: SQL | undefined): Promise<BucketUsage[]> {
+  return db
+    .select(bucketColumns)
+    .from(usageBuckets)
+    .where(and(eq(usageBuckets.keyId, keyId), when))
+    .orderBy(asc(usageBuckets.bucketStart));
+}
+
 /** One key's buckets from `since` on, oldest first. */
 export async function usageSince(db: Db, keyId: string, since: number): Promise<BucketUsage[]> {
-  return db
-    .select({
-      bucketStart: usageBuckets.bucketStart,
-      tokens: usageBuckets.tokens,
-      requests: usageBuckets.requests,
-    })
-    .from(usageBuckets)
-    .where(and(eq(usageBuckets.keyId, keyId), gte(usageBuckets.bucketStart, since)))
-    .orderBy(asc(usageBuckets.bucketStart));
+  return keyBuckets(db, keyId, gte(usageBuckets.bucketStart, since));
 }
 
 /**
@@ -57,17 +64,7 @@ export async function usageBetween(
   to: number,
 ): Promise<BucketUsage[]> {
   const inRange = and(gte(usageBuckets.bucketStart, from), lt(usageBuckets.bucketStart, to));
-  if (keyId !== null) {
-    return db
-      .select({
-        bucketStart: usageBuckets.bucketStart,
-        tokens: usageBuckets.tokens,
-        requests: usageBuckets.requests,
-      })
-      .from(usageBuckets)
-      .where(and(eq(usageBuckets.keyId, keyId), inRange))
-      .orderBy(asc(usageBuckets.bucketStart));
-  }
+  if (keyId !== null) return keyBuckets(db, keyId, inRange);
   // sum(int8) is numeric, which postgres.js hands over as a string.
   return db
     .select({

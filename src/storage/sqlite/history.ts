@@ -9,15 +9,17 @@ import type { Db } from "./statements.ts";
 // keys), totals per key, and pruning past the retention. Statements are
 // prepared on first use, after the schema is migrated.
 
+const bucketColumns = {
+  bucketStart: usageBuckets.bucketStart,
+  tokens: usageBuckets.tokens,
+  requests: usageBuckets.requests,
+};
+
 function prepare(db: Db, sqlite: Database) {
   const p = sql.placeholder;
   return {
     usageBetween: db
-      .select({
-        bucketStart: usageBuckets.bucketStart,
-        tokens: usageBuckets.tokens,
-        requests: usageBuckets.requests,
-      })
+      .select(bucketColumns)
       .from(usageBuckets)
       .where(
         and(
@@ -71,12 +73,7 @@ export class SqliteUsageHistory {
     const out = new Map<string, BucketUsage[]>(keyIds.map((id) => [id, []]));
     for (const ids of chunked([...out.keys()], ID_CHUNK)) {
       const rows = this.db
-        .select({
-          keyId: usageBuckets.keyId,
-          bucketStart: usageBuckets.bucketStart,
-          tokens: usageBuckets.tokens,
-          requests: usageBuckets.requests,
-        })
+        .select({ keyId: usageBuckets.keyId, ...bucketColumns })
         .from(usageBuckets)
         .where(and(inArray(usageBuckets.keyId, ids), gte(usageBuckets.bucketStart, since)))
         .orderBy(asc(usageBuckets.keyId), asc(usageBuckets.bucketStart))
