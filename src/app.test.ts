@@ -103,10 +103,20 @@ describe("proxying", () => {
     expect(JSON.stringify(seen)).not.toContain(key);
   });
 
-  test("an encoded api_key parameter is not forwarded either", async () => {
+  test("an encoded api_key parameter is not forwarded either; nor are unknown parameters", async () => {
     const r = await t.app.request(`/v1/models?api%5Fkey=${key}&x=1`);
     expect(r.status).toBe(200);
-    expect(mock.requests.at(-1)?.path).toBe("/v4/models?x=1");
+    expect(mock.requests.at(-1)?.path).toBe("/v4/models");
+  });
+
+  test("Anthropic's ?beta=true passes", async () => {
+    const r = await t.app.request("/v1/messages/count_tokens?beta=true&other=1", {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
+    });
+    expect(mock.requests.at(-1)?.path).toBe("/anthropic/v1/messages/count_tokens?beta=true");
+    await r.text();
   });
 
   test("a key's model override holds for odd spellings of the path and content type", async () => {

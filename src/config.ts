@@ -2,6 +2,8 @@ import { dirname, join } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
 import { checkProxyEntry } from "./admin/client-address.ts";
+import { checkExtraPath } from "./proxy/endpoints.ts";
+import { isNeverForwarded } from "./proxy/header-policy.ts";
 
 // The only reader of process.env. Bun already loads `.env` from the working
 // directory before our code runs, so `.env` values arrive here like any other.
@@ -22,6 +24,39 @@ const url = (def: string) =>
       .default(def)
       .transform((s) => s.replace(/\/+$/, "")),
   );
+
+/** A comma-separated list, each entry checked by `check` (null = fine, else why not). */
+const listOf = (check: (entry: string) => string | null, lower = false) =>
+  z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        const entries = (v ?? "")
+          .split(",")
+          .map((s) => (lower ? s.trim().toLowerCase() : s.trim()))
+          .filter(Boolean);
+        for (const entry of entries) {
+          const problem = check(entry);
+          if (problem) {
+            ctx.addIssue({ code: "custom", message: problem });
+            return z.NEVER;
+          }
+        }
+        return entries;
+      }),
+  );
+
+const checkHeaderName = (name: string): string | null => {
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) return `"${name}" is not a header name`;
+  if (isNeverForwarded(name))
+    return `"${name}" is never forwarded (credentials, cookies, framing and forwarding headers)`;
+  return null;
+};
+
+const checkBetaName = (name: string): string | null =>
+  /^[A-Za-z0-9._-]+$/.test(name) ? null : `"${name}" is not an anthropic-beta value`;
 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 
@@ -112,6 +147,9 @@ export const envSchema = z.object({
         return entries;
       }),
   ),
+  EXTRA_PATHS: listOf(checkExtraPath),
+  EXTRA_REQUEST_HEADERS: listOf(checkHeaderName, true),
+  ALLOWED_ANTHROPIC_BETAS: listOf(checkBetaName),
   USAGE_RETENTION_DAYS: intFrom(30, 1),
   LOG_LEVEL: z.preprocess(
     (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
@@ -174,6 +212,12 @@ export interface Config {
    * -Proto and -Host the admin API believes; empty = none.
    */
   trustedProxies: string[];
+  /** Paths forwarded besides the built-in endpoints: unmetered, shared by every key. */
+  extraPaths: string[];
+  /** Request header names forwarded besides the built-in allowlist (lower case). */
+  extraRequestHeaders: string[];
+  /** When set, the only `anthropic-beta` values forwarded; null = all. */
+  allowedAnthropicBetas: string[] | null;
   backup: {
     /** Scheduled backups in the server. */
     enabled: boolean;
@@ -229,6 +273,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminApiKey: e.ADMIN_API_KEY,
     usageRetentionDays: e.USAGE_RETENTION_DAYS,
     trustedProxies: e.TRUSTED_PROXIES,
+    extraPaths: e.EXTRA_PATHS,
+    extraRequestHeaders: e.EXTRA_REQUEST_HEADERS,
+    allowedAnthropicBetas: e.ALLOWED_ANTHROPIC_BETAS.length > 0 ? e.ALLOWED_ANTHROPIC_BETAS : null,
     backup: {
       enabled: e.BACKUP_ENABLED,
       schedule: e.BACKUP_SCHEDULE,

@@ -27,6 +27,11 @@ export const errorCodes = {
     openai: "invalid_request_error",
     anthropic: "request_too_large",
   },
+  too_many_failed_keys: {
+    status: 429,
+    openai: "rate_limit_error",
+    anthropic: "rate_limit_error",
+  },
   quota_exceeded: { status: 429, openai: "insufficient_quota", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },

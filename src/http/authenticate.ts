@@ -3,10 +3,13 @@ import type { KeyCache } from "../keys/cache.ts";
 import { isPlausibleKey } from "../keys/secret.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import { presentedKey } from "./credentials.ts";
+import type { FailedKeyLimiter } from "./failed-keys.ts";
 
 export interface AuthOptions {
   /** `/stats` still answers for an expired or disabled key: its holder may look. */
   allowInactive?: boolean;
+  /** Failed attempts counted and limited per client address (the API routes). */
+  failures?: { limiter: FailedKeyLimiter; address: string };
 }
 
 /** The key record behind a request, or the 401/403 that explains why not. */
@@ -24,8 +27,21 @@ export async function authenticate(
       "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     );
   }
-  const key = isPlausibleKey(secret) ? await lookup(keys, secret) : null;
-  if (!key) throw new GatewayError("invalid_api_key", "invalid API key");
+  const failures = options.failures;
+  if (!isPlausibleKey(secret)) {
+    failures?.limiter.fail(failures.address, "malformed", now);
+    throw new GatewayError("invalid_api_key", "invalid API key");
+  }
+  if (failures && !keys.knows(secret)) {
+    // Keys this instance knows are never held up; only unseen ones are rationed.
+    const waitMs = failures.limiter.mayLookUp(failures.address, now);
+    if (waitMs > 0) throw tooManyFailures(waitMs);
+  }
+  const key = await lookup(keys, secret);
+  if (!key) {
+    failures?.limiter.fail(failures.address, "unknown", now);
+    throw new GatewayError("invalid_api_key", "invalid API key");
+  }
   if (options.allowInactive) return key;
   if (key.disabled) throw new GatewayError("key_disabled", "this API key has been disabled");
   if (key.expiresAt !== null && key.expiresAt <= now) {
@@ -43,4 +59,12 @@ async function lookup(keys: KeyCache, secret: string): Promise<KeyRecord | null>
   } catch {
     throw new GatewayError("storage_unavailable", "key storage is unavailable; try again shortly");
   }
+}
+
+function tooManyFailures(waitMs: number): GatewayError {
+  return new GatewayError(
+    "too_many_failed_keys",
+    "too many requests with invalid API keys from this address; keys already in use here still work",
+    { "retry-after": String(Math.ceil(waitMs / 1000)) },
+  );
 }

@@ -1,27 +1,25 @@
 import type { Context } from "hono";
 import type { UsageLedger } from "../accounting/ledger.ts";
+import { TrustedProxies } from "../admin/client-address.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
+import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
 import { forward } from "../proxy/forward.ts";
+import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/header-policy.ts";
 import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
-import {
-  canonicalPath,
-  clientHeaders,
-  namesModel,
-  prepareBody,
-  upstreamHeaders,
-  upstreamUrl,
-} from "../proxy/request.ts";
+import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
 import { responseTokens } from "../proxy/usage.ts";
 import { quotaExceededHeaders, quotaHeaders } from "../quota/headers.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import { afterCharge, WINDOW_MS, windowState } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLogEnv } from "./access-log.ts";
+import { requestSource } from "./admin/address.ts";
 import { authenticate } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
+import { defaultFailedKeyLimits, FailedKeyLimiter } from "./failed-keys.ts";
 
 export interface ProxyDeps {
   config: Config;
@@ -30,15 +28,11 @@ export interface ProxyDeps {
   usage: UsageView;
   ledger: UsageLedger;
   clock: () => number;
+  /** Failed key authentications per client address (default: one per handler, counted in metrics). */
+  failedKeys?: FailedKeyLimiter;
 }
 
-export function dialectOf(rawPath: string): Dialect {
-  return dialectOfCanonical(canonicalPath(rawPath));
-}
-
-function dialectOfCanonical(path: string): Dialect {
-  return path === "/v1/messages" || path.startsWith("/v1/messages/") ? "anthropic" : "openai";
-}
+export const dialectOf = dialectOfPath;
 
 const decoder = new TextDecoder();
 
@@ -52,16 +46,40 @@ export function proxyHandler(deps: ProxyDeps) {
     openai: config.upstreamOpenaiUrl,
     anthropic: config.upstreamAnthropicUrl,
   };
+  const extraPaths = new Set(config.extraPaths);
+  const headerPolicy: HeaderPolicy = {
+    extraRequestHeaders: new Set(config.extraRequestHeaders),
+    anthropicBetas: config.allowedAnthropicBetas ? new Set(config.allowedAnthropicBetas) : null,
+  };
+  const proxies = new TrustedProxies(config.trustedProxies);
+  const failedKeys =
+    deps.failedKeys ??
+    new FailedKeyLimiter(defaultFailedKeyLimits, (reason) =>
+      metrics.keyAuthFailures.inc({ reason }),
+    );
 
   return async function proxy(c: Context<AccessLogEnv>): Promise<Response> {
     const req = c.req.raw;
     const url = new URL(req.url);
-    const path = canonicalPath(url.pathname);
-    const dialect = dialectOfCanonical(path);
+    const dialect = dialectOfPath(url.pathname);
     const access = c.get("access");
     const now = deps.clock();
+    // Only endpoints the gateway meters (or the operator added) go upstream.
+    const endpoint = checkPath(req.method, url.pathname, extraPaths);
+    if (!endpoint.ok) {
+      metrics.blockedPaths.inc({
+        reason: endpoint.reason === "malformed" ? "malformed" : "not_found",
+      });
+      throw new GatewayError(
+        endpoint.reason === "malformed" ? "invalid_request" : "not_found",
+        endpoint.message,
+      );
+    }
+    const path = endpoint.path;
 
-    const key = await authenticate(deps.keys, req, url, now);
+    const key = await authenticate(deps.keys, req, url, now, {
+      failures: { limiter: failedKeys, address: requestSource(c, proxies).limiterKey },
+    });
     access.fields.key = key.keyPrefix;
     if (!config.upstreamApiKey) {
       throw new GatewayError(
@@ -107,13 +125,19 @@ export function proxyHandler(deps: ProxyDeps) {
     });
     let streaming = false;
     try {
-      const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey);
+      const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey, headerPolicy);
       if (typeof body === "string") outHeaders.set("content-type", "application/json");
       const sentAt = performance.now();
       const abort = new AbortController();
       const upstream = await forward({
         method: req.method,
-        url: upstreamUrl(dialect, bases[dialect], path, url.search),
+        url: upstreamUrl(
+          dialect,
+          bases[dialect],
+          path,
+          url.search,
+          endpoint.endpoint ? "known" : "any",
+        ),
         headers: outHeaders,
         body,
         timeoutMs: config.upstreamTimeoutMs,
@@ -124,7 +148,7 @@ export function proxyHandler(deps: ProxyDeps) {
       });
       metrics.upstreamTtfb.observe({ dialect }, (performance.now() - sentAt) / 1000);
 
-      const headers = clientHeaders(upstream.headers);
+      const headers = clientHeaders(upstream.headers, upstream.status);
       const isStream = (upstream.headers.get("content-type") ?? "").includes("text/event-stream");
       if (isStream && upstream.body && upstream.ok) {
         for (const [k, v] of Object.entries(quotaHeaders(dialect, state, now))) headers.set(k, v);
@@ -236,6 +260,8 @@ async function requestBody(
     key.model,
     config.defaultModel,
   );
+  const deferred = deferredWork(path, prepared.body);
+  if (deferred) throw new GatewayError("invalid_request", deferred);
   const body = JSON.stringify(prepared.body);
   return {
     body,

@@ -133,4 +133,33 @@ describe("KeyCache", () => {
     expect(performance.now() - started).toBeLessThan(1000);
     expect(seen.at(-1)).toBe("stale");
   });
+
+  test("a flood of unknown keys never evicts a known key; known keys go least recently used first", async () => {
+    const a = (await createKey(real, { name: "a", tokenLimit: 1 }, now)).secret;
+    const b = (await createKey(real, { name: "b", tokenLimit: 1 }, now)).secret;
+    const c = (await createKey(real, { name: "c", tokenLimit: 1 }, now)).secret;
+    const { storage, ctl } = controllable(real);
+    const cache = new KeyCache(storage, clock, {
+      ...defaultKeyCacheOptions,
+      maxEntries: 2,
+      maxMisses: 3,
+    });
+    await cache.lookup(a);
+    await cache.lookup(b);
+    for (let i = 0; i < 50; i++) expect(await cache.lookup(`pk_flood_${i}`)).toBeNull();
+    expect(cache.knownKeys).toBe(2);
+    expect(cache.missingKeys).toBe(3);
+    expect(cache.knows(a) && cache.knows(b)).toBe(true);
+    // a used again, so b is now the least recently used and makes room for c.
+    await cache.lookup(a);
+    await cache.lookup(c);
+    expect(cache.knows(a)).toBe(true);
+    expect(cache.knows(b)).toBe(false);
+    expect(cache.knows(c)).toBe(true);
+    // Database out: both remembered keys still answer from memory.
+    ctl.mode = "down";
+    now += 5000;
+    expect((await cache.lookup(a))?.name).toBe("a");
+    expect((await cache.lookup(c))?.name).toBe("c");
+  });
 });

@@ -4,15 +4,20 @@ import { TimeoutError, withTimeout } from "../util/timeout.ts";
 import { displayPrefix, hashKey } from "./secret.ts";
 
 interface Entry {
-  key: KeyRecord | null;
+  key: KeyRecord;
   at: number;
 }
 
 export interface KeyCacheOptions {
   /** How long a lookup is trusted; a revoked or changed key is obeyed within this. */
   ttlMs: number;
-  /** Bound on remembered keys, known and unknown alike. */
+  /** Bound on remembered known keys; the least recently used goes first. */
   maxEntries: number;
+  /**
+   * Bound on remembered unknown key strings. Kept apart from known keys, so a
+   * flood of made-up keys can never push a real key out of memory.
+   */
+  maxMisses: number;
   /**
    * How long a request waits for a key's refresh before using what is
    * remembered (a busy pool must not stall requests of known keys).
@@ -25,6 +30,7 @@ export interface KeyCacheOptions {
 export const defaultKeyCacheOptions: KeyCacheOptions = {
   ttlMs: 1000,
   maxEntries: 100_000,
+  maxMisses: 10_000,
   refreshWaitMs: 250,
   unknownDuringOutage: "reject",
 };
@@ -36,13 +42,17 @@ export class StorageUnavailableError extends Error {}
 
 /**
  * Keys by hash, so the request path does not pay a database round trip per
- * request. Unknown keys are remembered too (bounded), so a flood of made-up
- * keys costs one lookup per key per TTL, not one per request. Concurrent
+ * request. Unknown keys are remembered too, in their own bounded map, so a
+ * flood of made-up keys costs one lookup per key per TTL, not one per
+ * request, and never evicts a known key. Concurrent
  * lookups of the same key share one query. While the database is out, known
  * keys keep working from memory.
  */
 export class KeyCache {
+  /** Known keys, least recently used first (Maps iterate in insertion order). */
   private readonly entries = new Map<string, Entry>();
+  /** Unknown key hashes and when they were looked up, oldest first. */
+  private readonly misses = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<KeyRecord | null>>();
 
   constructor(
@@ -57,9 +67,19 @@ export class KeyCache {
   async lookup(secret: string): Promise<KeyRecord | null> {
     const hash = hashKey(secret);
     const hit = this.entries.get(hash);
+    if (hit) {
+      // Most recently used goes last.
+      this.entries.delete(hash);
+      this.entries.set(hash, hit);
+    }
     if (hit && this.clock() - hit.at < this.options.ttlMs) {
       this.observe("hit");
       return hit.key;
+    }
+    const missedAt = hit ? undefined : this.misses.get(hash);
+    if (missedAt !== undefined && this.clock() - missedAt < this.options.ttlMs) {
+      this.observe("hit");
+      return null;
     }
     if (this.health?.degraded) {
       this.observe("stale");
@@ -86,6 +106,11 @@ export class KeyCache {
     }
   }
 
+  /** Whether this process holds a record of the key (fresh or not), without asking the database. */
+  knows(secret: string): boolean {
+    return this.entries.has(hashKey(secret));
+  }
+
   /** Forget one key at once (after it was changed through this process). */
   invalidate(keyId: string): void {
     for (const [hash, e] of this.entries) if (e.key?.id === keyId) this.entries.delete(hash);
@@ -93,12 +118,17 @@ export class KeyCache {
 
   /** Keys known to exist, for readiness: with none, nothing can be served during an outage. */
   get knownKeys(): number {
-    let n = 0;
-    for (const e of this.entries.values()) if (e.key) n++;
-    return n;
+    return this.entries.size;
   }
 
-  private unknownDuringOutage(hash: string, secret: string): KeyRecord {
+  /** Unknown key strings remembered. */
+  get missingKeys(): number {
+    return this.misses.size;
+  }
+
+  private unknownDuringOutage(hash: string, secret: string): KeyRecord | null {
+    // Looked up before and not found: still unknown, however long ago.
+    if (this.misses.has(hash)) return null;
     if (this.options.unknownDuringOutage === "reject") {
       throw new StorageUnavailableError(
         "key storage is unavailable and this key is not known here",
@@ -126,13 +156,26 @@ export class KeyCache {
 
   private async load(hash: string): Promise<KeyRecord | null> {
     const key = await this.storage.getKeyByHash(hash);
-    this.entries.delete(hash);
-    if (this.entries.size >= this.options.maxEntries) {
-      // Maps iterate in insertion order: the first entry is the oldest.
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
+    if (key) {
+      this.misses.delete(hash);
+      this.entries.delete(hash);
+      remember(this.entries, hash, { key, at: this.clock() }, this.options.maxEntries);
+    } else {
+      // A key that no longer exists (deleted elsewhere) is forgotten.
+      this.entries.delete(hash);
+      this.misses.delete(hash);
+      remember(this.misses, hash, this.clock(), this.options.maxMisses);
     }
-    this.entries.set(hash, { key, at: this.clock() });
     return key;
   }
+}
+
+/** Adds as most recent; past `max`, the least recently used entries go first. */
+function remember<V>(map: Map<string, V>, hash: string, value: V, max: number): void {
+  while (map.size >= max) {
+    const oldest = map.keys().next().value;
+    if (oldest === undefined) break;
+    map.delete(oldest);
+  }
+  map.set(hash, value);
 }

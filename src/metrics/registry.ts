@@ -83,6 +83,18 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["result"] as const,
       registers,
     }),
+    keyAuthFailures: new client.Counter({
+      name: "tollgate_key_auth_failures_total",
+      help: "Failed API key authentications: unknown (no such key), malformed (cannot be a key), refused (address over its failed-attempt limit, not looked up)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    blockedPaths: new client.Counter({
+      name: "tollgate_blocked_requests_total",
+      help: "Requests answered by the endpoint policy and never forwarded: not_found (no such endpoint here) or malformed (refused path spelling)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     storageDuration: new client.Histogram({
       name: "tollgate_storage_operation_seconds",
       help: "Storage operations on the request and accounting paths",

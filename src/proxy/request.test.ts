@@ -1,12 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import {
-  canonicalPath,
-  clientHeaders,
-  prepareBody,
-  upstreamHeaders,
-  upstreamUrl,
-  withoutKeyParam,
-} from "./request.ts";
+import { clientHeaders, upstreamHeaders } from "./header-policy.ts";
+import { canonicalPath, prepareBody, upstreamUrl, withoutKeyParam } from "./request.ts";
 
 describe("upstreamUrl", () => {
   const oa = "https://api.z.ai/api/coding/paas/v4";

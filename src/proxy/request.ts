@@ -3,48 +3,35 @@ import type { Dialect } from "../errors.ts";
 // Building the upstream request. Pure: no I/O.
 
 /**
- * Hop-by-hop headers (RFC 9110 §7.6.1 and RFC 9112) apply to one connection
- * and must not be forwarded; the others are replaced or recomputed by us.
+ * Query parameters the gateway's own endpoints pass on: Anthropic's SDKs add
+ * `?beta=true` to beta calls. Nothing else steers the upstream from the query.
  */
-const DROP_REQUEST_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "host",
-  "content-length",
-  "accept-encoding",
-  "cookie",
-  // The client's own credentials: the upstream gets the operator's key instead.
-  "authorization",
-  "x-api-key",
-]);
+const KNOWN_QUERY_PARAMS = new Set(["beta"]);
 
-const DROP_RESPONSE_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  // The body reaches us decoded and is re-framed by our server.
-  "content-encoding",
-  "content-length",
-  "set-cookie",
-]);
-
-export function upstreamUrl(dialect: Dialect, base: string, path: string, search: string): string {
+/**
+ * `query`: "known" for the gateway's own endpoints (only known parameters
+ * pass), "any" for paths the operator added (all but the key).
+ */
+export function upstreamUrl(
+  dialect: Dialect,
+  base: string,
+  path: string,
+  search: string,
+  query: "known" | "any" = "any",
+): string {
   // OpenAI-compatible bases already end in their version (…/paas/v4), so the
   // client's /v1 goes; Anthropic-compatible bases expect the full /v1/… path.
   const rest = dialect === "openai" ? path.replace(/^\/v1(?=\/|$)/, "") : path;
-  return base + rest + withoutKeyParam(search);
+  return base + rest + (query === "known" ? knownParams(search) : withoutKeyParam(search));
+}
+
+function knownParams(search: string): string {
+  if (search === "") return search;
+  const params = new URLSearchParams(search);
+  const kept = new URLSearchParams();
+  for (const [k, v] of params) if (KNOWN_QUERY_PARAMS.has(k)) kept.append(k, v);
+  const s = kept.toString();
+  return s ? `?${s}` : "";
 }
 
 /**
@@ -69,33 +56,6 @@ export function withoutKeyParam(search: string): string {
 export function canonicalPath(path: string): string {
   const p = path.replace(/\/{2,}/g, "/");
   return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
-}
-
-export function upstreamHeaders(incoming: Headers, dialect: Dialect, apiKey: string): Headers {
-  const out = new Headers();
-  const connectionListed = listedInConnection(incoming);
-  incoming.forEach((value, name) => {
-    if (!DROP_REQUEST_HEADERS.has(name) && !connectionListed.has(name)) out.set(name, value);
-  });
-  if (dialect === "anthropic") out.set("x-api-key", apiKey);
-  else out.set("authorization", `Bearer ${apiKey}`);
-  return out;
-}
-
-export function clientHeaders(upstream: Headers): Headers {
-  const out = new Headers();
-  const connectionListed = listedInConnection(upstream);
-  upstream.forEach((value, name) => {
-    if (!DROP_RESPONSE_HEADERS.has(name) && !connectionListed.has(name)) out.append(name, value);
-  });
-  return out;
-}
-
-/** Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
-function listedInConnection(h: Headers): Set<string> {
-  const v = h.get("connection");
-  if (!v) return new Set();
-  return new Set(v.split(",").map((s) => s.trim().toLowerCase()));
 }
 
 /** Paths whose body names a model. */

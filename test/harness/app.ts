@@ -13,6 +13,7 @@ import { createMetrics } from "../../src/metrics/registry.ts";
 import { UsageView } from "../../src/quota/usage-view.ts";
 import { StorageHealth } from "../../src/storage/health.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
+import { MOCK_CONTROL_HEADERS } from "./mock-upstream.ts";
 
 /**
  * The app wired as the server wires it (real SQLite file, real journal), for
@@ -24,6 +25,7 @@ export async function makeTestApp(env: Record<string, string> = {}) {
   const config: Config = loadConfig({
     DATABASE_PATH: join(dir, "tollgate.db"),
     UPSTREAM_API_KEY: "master-key-for-tests",
+    EXTRA_REQUEST_HEADERS: MOCK_CONTROL_HEADERS,
     ...env,
   });
   const time = { now: Date.now() };

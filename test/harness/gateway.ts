@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
+import { MOCK_CONTROL_HEADERS } from "./mock-upstream.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -171,6 +172,7 @@ export class GatewayProcess {
         ? {
             UPSTREAM_OPENAI_URL: options.mock.openaiBase,
             UPSTREAM_ANTHROPIC_URL: options.mock.anthropicBase,
+            EXTRA_REQUEST_HEADERS: MOCK_CONTROL_HEADERS,
           }
         : {}),
       ...given,

@@ -18,10 +18,29 @@
  *   x-mock-no-usage: 1            no usage anywhere
  *   x-mock-drop-after: N          cut the connection after at most N content
  *                                 chunks, before any usage
+ *   x-mock-account-headers: 1     add the upstream account's own headers
+ *                                 (rate limits, organisation, set-cookie)
  * Anthropic answers also report cache_creation 3 and cache_read 2 tokens.
  * Control routes: GET /__mock/stats, POST /__mock/reset, GET /__mock/requests.
  */
 import type { Server } from "bun";
+
+/**
+ * The control headers above. The gateway forwards only allowlisted request
+ * headers, so a gateway under test is configured to pass these on
+ * (`EXTRA_REQUEST_HEADERS`), as an operator would add a header of their own.
+ */
+export const MOCK_CONTROL_HEADERS = [
+  "x-mock-status",
+  "x-mock-delay-ms",
+  "x-mock-chunk-delay-ms",
+  "x-mock-pause-ms",
+  "x-mock-prompt-tokens",
+  "x-mock-completion-tokens",
+  "x-mock-no-usage",
+  "x-mock-drop-after",
+  "x-mock-account-headers",
+].join(",");
 
 export interface RecordedRequest {
   method: string;
@@ -500,6 +519,21 @@ async function handle(req: Request, state: State): Promise<Response> {
   return handler(body as Record<string, unknown>, ctl, state);
 }
 
+/**
+ * `x-mock-account-headers: 1`: the answer also carries what a real upstream
+ * says about its own account (rate-limit figures, organisation, a cookie).
+ */
+function withAccountHeaders(req: Request, res: Response): Response {
+  if (req.headers.get("x-mock-account-headers") !== "1") return res;
+  res.headers.set("set-cookie", "upstream_session=secret; Path=/");
+  res.headers.set("openai-organization", "operator-org");
+  res.headers.set("x-ratelimit-limit-requests", "10000");
+  res.headers.set("x-ratelimit-remaining-requests", "9999");
+  res.headers.set("anthropic-ratelimit-requests-remaining", "9999");
+  res.headers.set("retry-after", "7");
+  return res;
+}
+
 export async function startMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
   const state: State = {
     tokensReported: 0,
@@ -514,7 +548,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     development: false,
     // Bun's 10 s default would cut long x-mock-pause-ms streams.
     idleTimeout: 0,
-    fetch: (req) => handle(req, state),
+    fetch: async (req) => withAccountHeaders(req, await handle(req, state)),
   });
   const url = `http://127.0.0.1:${server.port}`;
   return {
