@@ -194,3 +194,34 @@ describe("header policy", () => {
     await res.text();
   });
 });
+
+describe("unknown keys", () => {
+  test("a flood of made-up keys from one address is cut off; known keys from it keep working", async () => {
+    const fresh = (await gw.createKey({ name: "new-here", limit: 1_000_000 })).key;
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const res = await gw.fetch("/v1/models", {
+        headers: { authorization: `Bearer pk_madeUp${i.toString().padStart(40, "x")}` },
+      });
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses.slice(0, 20).every((s) => s === 401)).toBe(true);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(10);
+    // The key in use here is served at once, and the failures are counted.
+    const known = await post("/v1/chat/completions", chat);
+    expect(known.status).toBe(200);
+    const oa = gw.openai(key, { maxRetries: 0 });
+    expect((await oa.models.list()).data.length).toBeGreaterThan(0);
+    // A real key this instance has not seen yet gets through within a retry.
+    const an = gw.anthropic(fresh, { maxRetries: 2 });
+    const msg = await an.messages.create({ ...chat, max_tokens: 16 });
+    expect(msg.type).toBe("message");
+    const scrape = await (await gw.fetch("/metrics")).text();
+    expect(scrape).toMatch(/tollgate_key_auth_failures_total\{reason="unknown"\} [1-9]/);
+    expect(scrape).toMatch(/tollgate_key_auth_failures_total\{reason="refused"\} [1-9]/);
+    // The SDKs see their rate-limit class for the cut-off.
+    const flooded = gw.openai("pk_madeUpOnceMore0000000000000000000000000000", { maxRetries: 0 });
+    expect(await thrown(() => flooded.models.list())).toBeInstanceOf(OpenAI.RateLimitError);
+  });
+});
