@@ -84,3 +84,20 @@ describe("loadConfig", () => {
     });
   }
 });
+
+test("endpoint and header settings are checked at start-up, naming the variable", () => {
+  expect(() => loadConfig({ EXTRA_PATHS: "/v1/files,files" })).toThrow(/EXTRA_PATHS/);
+  expect(() => loadConfig({ EXTRA_REQUEST_HEADERS: "x-forwarded-for" })).toThrow(
+    /EXTRA_REQUEST_HEADERS/,
+  );
+  expect(() => loadConfig({ ALLOWED_ANTHROPIC_BETAS: "a b" })).toThrow(/ALLOWED_ANTHROPIC_BETAS/);
+  const c = loadConfig({
+    EXTRA_PATHS: "/v1/moderations",
+    EXTRA_REQUEST_HEADERS: "X-Team",
+    ALLOWED_ANTHROPIC_BETAS: "b1,b2",
+  });
+  expect(c.extraPaths).toEqual(["/v1/moderations"]);
+  expect(c.extraRequestHeaders).toEqual(["x-team"]);
+  expect(c.allowedAnthropicBetas).toEqual(["b1", "b2"]);
+  expect(loadConfig({}).allowedAnthropicBetas).toBeNull();
+});
