@@ -40,6 +40,8 @@ export const MOCK_CONTROL_HEADERS = [
   "x-mock-no-usage",
   "x-mock-drop-after",
   "x-mock-account-headers",
+  // Tests tag requests to find them among `requests`.
+  "x-test-tag",
 ].join(",");
 
 export interface RecordedRequest {
