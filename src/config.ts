@@ -127,26 +127,7 @@ export const envSchema = z.object({
       .regex(/^\S+$/, "must not contain spaces or other whitespace (it is sent as a Bearer token)")
       .optional(),
   ),
-  TRUSTED_PROXIES: z.preprocess(
-    emptyToUndefined,
-    z
-      .string()
-      .optional()
-      .transform((v, ctx) => {
-        const entries = (v ?? "")
-          .split(",")
-          .map((s) => s.trim())
-          .filter(Boolean);
-        for (const entry of entries) {
-          const problem = checkProxyEntry(entry);
-          if (problem) {
-            ctx.addIssue({ code: "custom", message: problem });
-            return z.NEVER;
-          }
-        }
-        return entries;
-      }),
-  ),
+  TRUSTED_PROXIES: listOf(checkProxyEntry),
   EXTRA_PATHS: listOf(checkExtraPath),
   EXTRA_REQUEST_HEADERS: listOf(checkHeaderName, true),
   ALLOWED_ANTHROPIC_BETAS: listOf(checkBetaName),
