@@ -132,6 +132,15 @@ export const envSchema = z.object({
   EXTRA_REQUEST_HEADERS: listOf(checkHeaderName, true),
   ALLOWED_ANTHROPIC_BETAS: listOf(checkBetaName),
   USAGE_RETENTION_DAYS: intFrom(30, 1),
+  DEFAULT_KEY_CONCURRENCY: z.preprocess(
+    emptyToUndefined,
+    z.coerce.number().int().min(1).optional(),
+  ),
+  OUTPUT_CAP_POLICY: z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : String(v).trim().toLowerCase()),
+    z.enum(["refuse", "clamp"]).default("refuse"),
+  ),
+  DEFAULT_OUTPUT_RESERVATION: intFrom(4096, 1),
   LOG_LEVEL: z.preprocess(
     (v) => (v === "" || v === undefined ? undefined : String(v).toLowerCase()),
     z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -199,6 +208,15 @@ export interface Config {
   extraRequestHeaders: string[];
   /** When set, the only `anthropic-beta` values forwarded; null = all. */
   allowedAnthropicBetas: string[] | null;
+  /** Requests in flight per key (on this instance) for keys that set none; null = unlimited. */
+  defaultKeyConcurrency: number | null;
+  /**
+   * A request whose output cap does not fit what remains of its key's quota:
+   * refused with a 429 ("refuse"), or forwarded with the cap lowered ("clamp").
+   */
+  outputCapPolicy: "refuse" | "clamp";
+  /** Output tokens reserved for a request that names no cap. */
+  defaultOutputReservation: number;
   backup: {
     /** Scheduled backups in the server. */
     enabled: boolean;
@@ -257,6 +275,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     extraPaths: e.EXTRA_PATHS,
     extraRequestHeaders: e.EXTRA_REQUEST_HEADERS,
     allowedAnthropicBetas: e.ALLOWED_ANTHROPIC_BETAS.length > 0 ? e.ALLOWED_ANTHROPIC_BETAS : null,
+    defaultKeyConcurrency: e.DEFAULT_KEY_CONCURRENCY ?? null,
+    outputCapPolicy: e.OUTPUT_CAP_POLICY,
+    defaultOutputReservation: e.DEFAULT_OUTPUT_RESERVATION,
     backup: {
       enabled: e.BACKUP_ENABLED,
       schedule: e.BACKUP_SCHEDULE,

@@ -33,6 +33,10 @@ export const errorCodes = {
     anthropic: "rate_limit_error",
   },
   quota_exceeded: { status: 429, openai: "insufficient_quota", anthropic: "rate_limit_error" },
+  /** What is left of the quota is held by the key's requests in flight; it frees up soon. */
+  quota_reserved: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
+  /** The key already has as many requests in flight as it may. */
+  concurrency_limit: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },
   upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },

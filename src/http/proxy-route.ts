@@ -9,13 +9,16 @@ import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
 import { forward } from "../proxy/forward.ts";
 import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/header-policy.ts";
 import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
+import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
 import { responseTokens } from "../proxy/usage.ts";
-import { quotaExceededHeaders, quotaHeaders } from "../quota/headers.ts";
+import { type Admission, admit } from "../quota/admission.ts";
+import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
+import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, WINDOW_MS, windowState } from "../quota/window.ts";
+import { afterCharge, WINDOW_MS } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
-import type { AccessLogEnv } from "./access-log.ts";
+import type { AccessLog, AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
 import { authenticate } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
@@ -30,6 +33,8 @@ export interface ProxyDeps {
   clock: () => number;
   /** Failed key authentications per client address (default: one per handler, counted in metrics). */
   failedKeys?: FailedKeyLimiter;
+  /** Requests in flight per key and their reservations (default: one per handler). */
+  inFlight?: InFlight;
 }
 
 export const dialectOf = dialectOfPath;
@@ -52,6 +57,7 @@ export function proxyHandler(deps: ProxyDeps) {
     anthropicBetas: config.allowedAnthropicBetas ? new Set(config.allowedAnthropicBetas) : null,
   };
   const proxies = new TrustedProxies(config.trustedProxies);
+  const inFlight = deps.inFlight ?? new InFlight();
   const failedKeys =
     deps.failedKeys ??
     new FailedKeyLimiter(defaultFailedKeyLimits, (reason) =>
@@ -88,41 +94,69 @@ export function proxyHandler(deps: ProxyDeps) {
       );
     }
 
-    const { body, requestBytes, hideUsageChunk, model } = await requestBody(
-      req,
-      path,
-      dialect,
-      key,
-      config,
-    );
-    if (model) access.fields.model = model;
+    const prepared = await requestBody(req, path, dialect, key, config);
+    if (prepared.model) access.fields.model = prepared.model;
 
-    const state = windowState(await deps.usage.buckets(key.id), key.tokenLimit, now);
-    if (!state.allowed) {
-      access.fields.quota = "exceeded";
-      metrics.quotaRejections.inc({ dialect });
+    // Admission: the window's usage plus what the key's other requests in
+    // flight have reserved. Everything from reading the usage to entering
+    // the request runs without a pause, so parallel requests see each other.
+    const mark = inFlight.mark(key.id);
+    const buckets = await deps.usage.buckets(key.id);
+    const concurrency = concurrencyLimitOf(key, config);
+    if (concurrency !== null && inFlight.count(key.id) >= concurrency) {
+      access.fields.quota = "concurrency";
+      metrics.concurrencyRejections.inc({ dialect });
       throw new GatewayError(
-        "quota_exceeded",
-        `token quota of ${key.tokenLimit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
-        quotaExceededHeaders(dialect, state, now, WINDOW_MS),
+        "concurrency_limit",
+        `this key may have ${concurrency} request${concurrency === 1 ? "" : "s"} in flight at once; retry when one finishes (this is not the token quota)`,
+        { "retry-after": "1" },
       );
     }
+    const metered = endpoint.endpoint?.charging === "metered";
+    const output = prepared.json ? outputCap(path, prepared.json) : null;
+    const decision = admit({
+      buckets,
+      limit: key.tokenLimit,
+      now,
+      reservedByOthers: inFlight.reserved(key.id) + inFlight.settledSince(key.id, mark),
+      // Only metered endpoints cost tokens; the rest reserve nothing.
+      input: metered ? estimateTokens(byteLength(prepared.body), 0) : 0,
+      output: metered ? output : null,
+      policy: config.outputCapPolicy,
+      defaultOutput: config.defaultOutputReservation,
+    });
+    if (!decision.ok) throw refusal(decision, dialect, output, now, access, metrics);
+    const state = decision.state;
+    let body = prepared.body;
+    if (decision.forwardCap !== null && prepared.json) {
+      body = JSON.stringify(withOutputCap(path, prepared.json, decision.forwardCap));
+      access.fields.output_cap = decision.forwardCap;
+    }
+    const requestBytes = byteLength(body);
+    const hideUsageChunk = prepared.hideUsageChunk;
+    const ticket = inFlight.enter(key.id, decision.reservation);
 
     // From here the request may cost tokens. It is charged exactly once:
     // when its usage is known, or, if shutdown cannot wait that long, then
     // with what is known by that time (for a whole answer, an estimate).
+    // Its reservation gives way to the charge in the same step.
     let charged = false;
     const charge = (tokens: number) => {
       if (charged) return false;
       charged = true;
       ledger.record(key.id, tokens);
+      ticket.settle(tokens);
       return true;
     };
     let forceStream: (() => void) | undefined;
-    const release = ledger.hold(() => {
+    const releaseHold = ledger.hold(() => {
       if (forceStream) forceStream();
       else charge(estimateTokens(requestBytes, 0));
     });
+    const release = () => {
+      releaseHold();
+      ticket.release();
+    };
     let streaming = false;
     try {
       const outHeaders = upstreamHeaders(req.headers, dialect, config.upstreamApiKey, headerPolicy);
@@ -220,12 +254,19 @@ export function proxyHandler(deps: ProxyDeps) {
   };
 }
 
+type JsonObject = Record<string, unknown>;
+
 interface RequestBody {
+  /** What goes upstream as it stands. */
   body: string | Uint8Array | null;
-  requestBytes: number;
+  /** The JSON object it was made from, when it is one of ours to read. */
+  json: JsonObject | null;
   hideUsageChunk: boolean;
   model: string | undefined;
 }
+
+const byteLength = (body: string | Uint8Array | null): number =>
+  typeof body === "string" ? body.length : (body?.byteLength ?? 0);
 
 /** Reads the client's body and applies the key's rules to it when it is JSON. */
 async function requestBody(
@@ -236,7 +277,7 @@ async function requestBody(
   config: Config,
 ): Promise<RequestBody> {
   if (req.method === "GET" || req.method === "HEAD") {
-    return { body: null, requestBytes: 0, hideUsageChunk: false, model: undefined };
+    return { body: null, json: null, hideUsageChunk: false, model: undefined };
   }
   const bytes = await readBody(req, config.maxBodyBytes);
   const type = (req.headers.get("content-type") ?? "").toLowerCase();
@@ -246,12 +287,7 @@ async function requestBody(
   const forceJson = namesModel(dialect, path) || (key.model !== null && looksLikeJson(bytes));
   if (!type.includes("json") && !forceJson) {
     // Not ours to read (uploads and the like): forwarded as it came.
-    return {
-      body: bytes,
-      requestBytes: bytes?.byteLength ?? 0,
-      hideUsageChunk: false,
-      model: undefined,
-    };
+    return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
   }
   const prepared = prepareBody(
     dialect,
@@ -262,13 +298,56 @@ async function requestBody(
   );
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
-  const body = JSON.stringify(prepared.body);
   return {
-    body,
-    requestBytes: body.length,
+    body: JSON.stringify(prepared.body),
+    json: prepared.body,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
   };
+}
+
+/** Key-level limit on requests in flight: the key's own, else the default (null: none). */
+function concurrencyLimitOf(key: KeyRecord, config: Config): number | null {
+  return key.maxConcurrent ?? config.defaultKeyConcurrency;
+}
+
+/** The 429 for a request admission turned down, in the words of why. */
+function refusal(
+  decision: Extract<Admission, { ok: false }>,
+  dialect: Dialect,
+  output: OutputCap | null,
+  now: number,
+  access: AccessLog,
+  metrics: Metrics,
+): GatewayError {
+  const { state } = decision;
+  access.fields.quota = decision.reason === "spent" ? "exceeded" : decision.reason;
+  metrics.quotaRejections.inc({ dialect });
+  if (decision.reason === "spent") {
+    return new GatewayError(
+      "quota_exceeded",
+      `token quota of ${state.limit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
+      quotaExceededHeaders(dialect, state, now, WINDOW_MS),
+    );
+  }
+  if (decision.reason === "reserved") {
+    return new GatewayError(
+      "quota_reserved",
+      `the rest of this key's token quota (${state.limit - state.used} of ${state.limit}) is reserved by its other requests in flight; retry when they finish`,
+      waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+    );
+  }
+  const field = output?.field ?? "max_tokens";
+  const never = !Number.isFinite(decision.retryAfterMs);
+  const advice = never
+    ? `, and ${decision.needed} is more than its whole limit`
+    : "; it fits once enough usage ages out";
+  const what = `this request may use up to ${decision.needed} tokens (${field} ${output?.named}${output && output.answers > 1 ? ` for each of ${output.answers} answers` : ""}, plus its input estimate), so lower ${field}`;
+  return new GatewayError(
+    "quota_exceeded",
+    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens remain${advice}`,
+    waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+  );
 }
 
 function looksLikeJson(bytes: Uint8Array | null): boolean {

@@ -77,6 +77,12 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["dialect"] as const,
       registers,
     }),
+    concurrencyRejections: new client.Counter({
+      name: "tollgate_concurrency_rejections_total",
+      help: "Requests refused with 429 because their key already had as many requests in flight as it may",
+      labelNames: ["dialect"] as const,
+      registers,
+    }),
     keyCache: new client.Counter({
       name: "tollgate_key_cache_lookups_total",
       help: "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",

@@ -95,6 +95,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     if (last) events.push(last);
     let out = "";
     for (const ev of events) if (!usage.observe(ev) || !opts.hideUsageChunk) out += ev.raw;
+    usage.end();
     return opts.hideUsageChunk && out !== "" ? encoder.encode(out) : null;
   };
 

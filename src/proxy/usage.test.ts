@@ -88,6 +88,29 @@ describe("StreamUsage", () => {
     expect(hidden).toHaveLength(0);
   });
 
+  test("openai: continuous usage on every chunk is charged from the last report, not the first", () => {
+    const chunk = (n: number) =>
+      `data: {"choices":[{"delta":{"content":"t"}}],"usage":{"prompt_tokens":4,"completion_tokens":${n},"total_tokens":${4 + n}}}\n\n`;
+    const { u } = feed("openai", chunk(1) + chunk(2) + chunk(3));
+    expect(u.tokens).toBe(7);
+    // Content chunks' usage is not final: the stream still owes its usage chunk.
+    expect(u.complete).toBe(false);
+    const done = feed(
+      "openai",
+      `${chunk(1) + chunk(1000)}data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1000,"total_tokens":1004}}\n\ndata: [DONE]\n\n`,
+    );
+    expect(done.u.tokens).toBe(1004);
+    expect(done.u.complete).toBe(true);
+  });
+
+  test("openai: a stream that ends normally with usage only on its chunks is complete at its end", () => {
+    const { u } = feed("openai", 'data: {"choices":[{"delta":{}}],"usage":{"total_tokens":9}}\n\n');
+    expect(u.complete).toBe(false);
+    u.end();
+    expect(u.complete).toBe(true);
+    expect(u.tokens).toBe(9);
+  });
+
   test("openai Responses API: usage inside response.completed counts", () => {
     const { u, hidden } = feed(
       "openai",

@@ -41,13 +41,15 @@ export function responseTokens(dialect: Dialect, body: unknown): number | null {
 /**
  * Follows a stream's events and keeps what they say about usage.
  * OpenAI sends one chunk with `usage` at the end (when asked for it with
- * `stream_options.include_usage`). Anthropic sends input and cache counts in
+ * `stream_options.include_usage`); some upstreams also put the cumulative
+ * usage on every chunk, and the last report wins. Anthropic sends input and cache counts in
  * `message_start` and the cumulative output count in `message_delta`; later
  * values of a field replace earlier ones.
  */
 export class StreamUsage {
   private readonly fields = new Map<string, number>();
   private openaiTotal: number | null = null;
+  private openaiFinal = false;
   private finalSeen = false;
   /** Events carrying data: one per generated token or so, used only for an estimate. */
   dataEvents = 0;
@@ -79,8 +81,13 @@ export class StreamUsage {
       const usage = json.usage ?? (isObject(json.response) ? json.response.usage : undefined);
       const tokens = openaiTokens(usage);
       if (tokens === null) return false;
+      // Usage may come on every chunk (continuous usage statistics), each
+      // report cumulative: the last one counts. It is final on the usage-only
+      // chunk (`choices: []`) or the Responses API's closing event.
       this.openaiTotal = tokens;
-      return Array.isArray(json.choices) && json.choices.length === 0;
+      const usageOnly = Array.isArray(json.choices) && json.choices.length === 0;
+      if (usageOnly || !Array.isArray(json.choices)) this.openaiFinal = true;
+      return usageOnly;
     }
     const usage =
       json.type === "message_start" && isObject(json.message) ? json.message.usage : json.usage;
@@ -92,9 +99,17 @@ export class StreamUsage {
     return false;
   }
 
+  /**
+   * The stream ended normally: an OpenAI stream that reported usage only on
+   * its content chunks is complete with the last of them.
+   */
+  end(): void {
+    if (this.openaiTotal !== null) this.openaiFinal = true;
+  }
+
   /** Whether the upstream has reported final usage. */
   get complete(): boolean {
-    return this.dialect === "openai" ? this.openaiTotal !== null : this.finalSeen;
+    return this.dialect === "openai" ? this.openaiFinal : this.finalSeen;
   }
 
   /** Tokens reported so far (partial for an unfinished Anthropic stream), or null. */

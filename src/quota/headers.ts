@@ -49,11 +49,33 @@ export function quotaExceededHeaders(
   windowMs: number,
 ): Record<string, string> {
   // A limit of 0 never admits anything: say so with the longest honest wait.
-  const waitMs = state.retryAfterMs > 0 ? state.retryAfterMs : windowMs;
+  return waitHeaders(
+    dialect,
+    state,
+    now,
+    state.retryAfterMs > 0 ? state.retryAfterMs : windowMs,
+    windowMs,
+  );
+}
+
+/**
+ * Headers of a 429 whose wait is `waitMs` (Infinity: the request can never be
+ * admitted as it is). The usual rule: `Retry-After` in whole seconds, and
+ * `x-should-retry: false` when retrying by itself cannot help soon.
+ */
+export function waitHeaders(
+  dialect: Dialect,
+  state: WindowState,
+  now: number,
+  waitMs: number,
+  windowMs: number,
+): Record<string, string> {
+  const never = !Number.isFinite(waitMs);
+  const wait = never ? windowMs : waitMs;
   const headers: Record<string, string> = {
     ...quotaHeaders(dialect, state, now),
-    "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))),
+    "retry-after": String(Math.max(1, Math.ceil(wait / 1000))),
   };
-  if (waitMs > RETRY_BY_ITSELF_MS) headers["x-should-retry"] = "false";
+  if (never || wait > RETRY_BY_ITSELF_MS) headers["x-should-retry"] = "false";
   return headers;
 }

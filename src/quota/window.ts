@@ -66,17 +66,9 @@ export function windowState(buckets: Iterable<Bucket>, limit: number, now: numbe
   let used = 0;
   for (const b of inside) used += b.tokens;
   const allowed = used < limit;
-  let retryAfterMs = 0;
-  if (!allowed) {
-    let left = used;
-    for (const b of inside) {
-      left -= b.tokens;
-      if (left < limit) {
-        retryAfterMs = b.bucketStart + WINDOW_MS - now;
-        break;
-      }
-    }
-  }
+  // A limit of 0 never admits anything: no wait helps (0, as "unknown").
+  const wait = allowed ? 0 : untilAtMost(inside, used, limit - 1, now);
+  const retryAfterMs = Number.isFinite(wait) ? wait : 0;
   const newest = inside.at(-1);
   const oldest = inside[0];
   return {
@@ -88,6 +80,30 @@ export function windowState(buckets: Iterable<Bucket>, limit: number, now: numbe
     resetAt: newest ? newest.bucketStart + WINDOW_MS : now,
     oldestStart: oldest ? oldest.bucketStart : now,
   };
+}
+
+/**
+ * Ms until the oldest in-window buckets (`inside`, oldest first, summing to
+ * `used`) have aged out far enough that usage is at most `target`; 0 when it
+ * already is, Infinity when it never will be (a negative target).
+ */
+function untilAtMost(inside: readonly Bucket[], used: number, target: number, now: number): number {
+  if (used <= target) return 0;
+  if (target < 0) return Number.POSITIVE_INFINITY;
+  let left = used;
+  for (const b of inside) {
+    left -= b.tokens;
+    if (left <= target) return Math.max(0, b.bucketStart + WINDOW_MS - now);
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+/** Ms until the window's usage is at most `target` (Infinity if it never will be). */
+export function msUntilUsageAtMost(buckets: Iterable<Bucket>, target: number, now: number): number {
+  const inside = windowBuckets(buckets, now);
+  let used = 0;
+  for (const b of inside) used += b.tokens;
+  return untilAtMost(inside, used, target, now);
 }
 
 /** The state once a response that cost `tokens` at `now` is charged. */

@@ -9,6 +9,8 @@ export interface KeyRecord {
   /** Epoch ms; null = never expires. */
   expiresAt: number | null;
   disabled: boolean;
+  /** Requests in flight at once (per instance); null = the default (DEFAULT_KEY_CONCURRENCY). */
+  maxConcurrent?: number | null;
   createdAt: number;
   updatedAt: number;
   lastUsedAt: number | null;

@@ -395,7 +395,7 @@ describe("upstream failures", () => {
   }, 15_000);
 
   test("upstream dropping mid-stream: the client gets an error, never a clean-looking end", async () => {
-    const k = await gw.createKey({ name: "dropped", limit: 1000 });
+    const k = await gw.createKey({ name: "dropped", limit: "1M" });
     // Meanwhile another stream through the same gateway must not notice a thing.
     const bystander = (async () => {
       const stream = await gw

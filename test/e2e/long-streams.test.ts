@@ -203,7 +203,7 @@ describe("a long thinking pause (longer than Bun's 10 s idle timeout)", () => {
 
 describe("graceful shutdown", () => {
   test("SIGTERM during a slow stream and a slow answer: both complete, exit 0, usage kept", async () => {
-    const k = await gw.createKey({ name: "shutdown-stream", limit: 1000 });
+    const k = await gw.createKey({ name: "shutdown-stream", limit: "1M" });
     const client = gw.openai(k.key, { maxRetries: 0 });
     // A non-streamed answer the upstream takes 1.5 s to give, in flight at the gateway.
     const tag = newTag();

@@ -17,7 +17,8 @@ import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.t
 
 const FIVE_HOURS_S = 5 * 60 * 60;
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
-const message = { ...chat, max_tokens: 32 };
+// A cap small enough to fit beside the input estimate in the small keys below.
+const message = { ...chat, max_tokens: 8 };
 
 let mock: MockUpstream;
 let gw: GatewayProcess;
@@ -78,14 +79,18 @@ describe("OpenAI routes", () => {
     const client = gw.openai(k.key, { fetch: counter.fetch });
     const upstreamBefore = mock.requestCount;
 
-    // 16 tokens each: 0 -> 16 -> 32 are all under 40, so three are admitted.
+    // 0 -> 16 -> 32 are all under 40, so three are admitted; the third, with
+    // less room than its input estimate, goes upstream capped to one output
+    // token, so it costs 12, not 16.
     const remaining: Array<string | null> = [];
+    const totals: Array<number | undefined> = [];
     for (let i = 0; i < 3; i++) {
       const { data, response } = await client.chat.completions.create(chat).withResponse();
-      expect(data.usage?.total_tokens).toBe(16);
+      totals.push(data.usage?.total_tokens);
       expect(response.headers.get("x-ratelimit-limit-tokens")).toBe("40");
       remaining.push(response.headers.get("x-ratelimit-remaining-tokens"));
     }
+    expect(totals).toEqual([16, 16, 12]);
     expect(remaining).toEqual(["24", "8", "0"]);
     expect(counter.calls).toBe(3);
 
@@ -114,9 +119,9 @@ describe("OpenAI routes", () => {
     expect(mock.requestCount - upstreamBefore).toBe(3);
 
     const s = await gw.stats(k.key);
-    expect(s.total_lifetime_tokens).toBe(48);
+    expect(s.total_lifetime_tokens).toBe(44);
     expect(s.total_requests).toBe(3);
-    expect(s.current_usage.tokens_used_in_current_window).toBe(48);
+    expect(s.current_usage.tokens_used_in_current_window).toBe(44);
     expect(s.current_usage.remaining_tokens).toBe(0);
 
     // The operator raises the limit: the key works again within about a second.
@@ -138,24 +143,22 @@ describe("OpenAI routes", () => {
     );
     const after = await gw.stats(k.key);
     expect(after.token_limit_per_5h).toBe(100);
-    expect(after.current_usage.tokens_used_in_current_window).toBe(64);
-    expect(after.current_usage.remaining_tokens).toBe(36);
+    expect(after.current_usage.tokens_used_in_current_window).toBe(60);
+    expect(after.current_usage.remaining_tokens).toBe(40);
   });
 
   test("streamed usage counts towards the quota", async () => {
     const k = await gw.createKey({ name: "quota-stream", limit: 40 });
     const client = gw.openai(k.key, { maxRetries: 0 });
-    for (let i = 0; i < 2; i++) {
-      const { data, response } = await client.chat.completions
-        .create({ ...chat, stream: true }, { headers: mockHeaders({ promptTokens: 15 }) })
-        .withResponse();
-      expect(response.headers.get("x-ratelimit-limit-tokens")).toBe("40");
-      for await (const _ of data) {
-        // read to the end
-      }
+    const { data, response } = await client.chat.completions
+      .create({ ...chat, stream: true }, { headers: mockHeaders({ promptTokens: 35 }) })
+      .withResponse();
+    expect(response.headers.get("x-ratelimit-limit-tokens")).toBe("40");
+    for await (const _ of data) {
+      // read to the end
     }
-    // 2 x 20 = 40: at the limit, so the next one is refused.
-    await gw.statsWhen(k.key, { tokens: 40, requests: 2 }, 1000);
+    // 35 + 5 = 40: at the limit, so the next one is refused.
+    await gw.statsWhen(k.key, { tokens: 40, requests: 1 }, 1000);
     const err = await thrown(() => client.chat.completions.create({ ...chat, stream: true }));
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
   });
@@ -174,15 +177,16 @@ describe("OpenAI routes", () => {
 
 describe("Anthropic routes", () => {
   test("admitted while usage < limit, then RateLimitError at once, with no retry", async () => {
-    const k = await gw.createKey({ name: "quota-anthropic", limit: 40 });
+    const k = await gw.createKey({ name: "quota-anthropic", limit: 60 });
     const counter = countingFetch();
     const client = gw.anthropic(k.key, { fetch: counter.fetch });
     const upstreamBefore = mock.requestCount;
 
-    // 21 tokens each: 0 -> 21 are under 40, so two are admitted.
+    // 21 tokens each: two fit in 60 beside their reservation (input estimate
+    // plus max_tokens 8); the third's does not fit in the 18 left.
     const first = await client.messages.create(message).withResponse();
-    expect(first.response.headers.get("anthropic-ratelimit-tokens-limit")).toBe("40");
-    expect(first.response.headers.get("anthropic-ratelimit-tokens-remaining")).toBe("19");
+    expect(first.response.headers.get("anthropic-ratelimit-tokens-limit")).toBe("60");
+    expect(first.response.headers.get("anthropic-ratelimit-tokens-remaining")).toBe("39");
     const stream = client.messages.stream(message);
     await stream.finalMessage();
 
@@ -196,8 +200,8 @@ describe("Anthropic routes", () => {
       type: "error",
       error: { type: "rate_limit_error", message: expect.any(String) },
     });
-    expect(e.headers.get("anthropic-ratelimit-tokens-limit")).toBe("40");
-    expect(e.headers.get("anthropic-ratelimit-tokens-remaining")).toBe("0");
+    expect(e.headers.get("anthropic-ratelimit-tokens-limit")).toBe("60");
+    expect(e.headers.get("anthropic-ratelimit-tokens-remaining")).toBe("18");
     expect(Date.parse(e.headers.get("anthropic-ratelimit-tokens-reset") ?? "")).toBeGreaterThan(
       Date.now() + 60_000,
     );
@@ -209,12 +213,12 @@ describe("Anthropic routes", () => {
 
     const s = await gw.stats(k.key);
     expect(s.total_lifetime_tokens).toBe(42);
-    expect(s.current_usage.remaining_tokens).toBe(0);
+    expect(s.current_usage.remaining_tokens).toBe(18);
   });
 
   test("the quota is per key: one key's use leaves another's untouched", async () => {
-    const a = await gw.createKey({ name: "quota-a", limit: 20 });
-    const b = await gw.createKey({ name: "quota-b", limit: 20 });
+    const a = await gw.createKey({ name: "quota-a", limit: 30 });
+    const b = await gw.createKey({ name: "quota-b", limit: 30 });
     await gw.anthropic(a.key).messages.create(message);
     expect(
       await thrown(() => gw.anthropic(a.key, { maxRetries: 0 }).messages.create(message)),

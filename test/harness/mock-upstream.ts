@@ -14,12 +14,16 @@
  *   x-mock-chunk-delay-ms: N      wait between stream frames
  *   x-mock-pause-ms: N            one pause after the first content chunk
  *   x-mock-prompt-tokens: N       prompt / input tokens (default 11)
- *   x-mock-completion-tokens: N   completion / output tokens = content chunks (5)
+ *   x-mock-completion-tokens: N   completion / output tokens = content chunks (5),
+ *                                 never more than the body's max_tokens (or
+ *                                 max_completion_tokens / max_output_tokens)
  *   x-mock-no-usage: 1            no usage anywhere
  *   x-mock-drop-after: N          cut the connection after at most N content
  *                                 chunks, before any usage
  *   x-mock-account-headers: 1     add the upstream account's own headers
  *                                 (rate limits, organisation, set-cookie)
+ * A chat stream asked for `stream_options.continuous_usage_stats` (as vLLM
+ * offers) carries the cumulative usage on every chunk.
  * Anthropic answers also report cache_creation 3 and cache_read 2 tokens.
  * Control routes: GET /__mock/stats, POST /__mock/reset, GET /__mock/requests.
  */
@@ -257,6 +261,16 @@ function sseResponse(frames: Frame[], ctl: Controls, state: State): Response {
   return new Response(stream, { headers: SSE_HEADERS });
 }
 
+/** Like a real model, never more output than the request's cap allows. */
+function withinCap(body: Record<string, unknown>, tokens: number): number {
+  let out = tokens;
+  for (const f of ["max_tokens", "max_completion_tokens", "max_output_tokens"]) {
+    const v = body[f];
+    if (typeof v === "number" && Number.isInteger(v) && v > 0) out = Math.min(out, v);
+  }
+  return out;
+}
+
 function modelOf(body: Record<string, unknown>): string {
   return typeof body.model === "string" ? body.model : "mock-model";
 }
@@ -268,7 +282,7 @@ function openaiChat(body: Record<string, unknown>, ctl: Controls, state: State):
   const created = Math.floor(Date.now() / 1000);
   const model = modelOf(body);
   const prompt = ctl.promptTokens ?? DEFAULTS.promptTokens;
-  const completion = ctl.completionTokens ?? DEFAULTS.completionTokens;
+  const completion = withinCap(body, ctl.completionTokens ?? DEFAULTS.completionTokens);
   const total = prompt + completion;
   const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
 
@@ -291,22 +305,28 @@ function openaiChat(body: Record<string, unknown>, ctl: Controls, state: State):
     });
   }
 
-  const options = body.stream_options as { include_usage?: unknown } | undefined;
+  const options = body.stream_options as
+    | { include_usage?: unknown; continuous_usage_stats?: unknown }
+    | undefined;
   const withUsage = options?.include_usage === true && !ctl.noUsage;
   // OpenAI puts "usage": null on every chunk once the client asked for usage.
+  // With `continuous_usage_stats` (vLLM), every chunk carries the usage so far.
+  const continuous = withUsage && options?.continuous_usage_stats === true;
   const usageNull = withUsage ? ',"usage":null' : "";
+  const usageSoFar = (n: number) =>
+    `,"usage":{"prompt_tokens":${prompt},"completion_tokens":${n},"total_tokens":${prompt + n}}`;
   const head = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":null,"choices":[`;
   const frames: Frame[] = [];
   for (let i = 0; i < completion; i++) {
     const role = i === 0 ? '"role":"assistant",' : "";
     frames.push({
-      text: `${head}{"index":0,"delta":{${role}"content":"${tokenText(i)}"},"logprobs":null,"finish_reason":null}]${usageNull}}\n\n`,
+      text: `${head}{"index":0,"delta":{${role}"content":"${tokenText(i)}"},"logprobs":null,"finish_reason":null}]${continuous ? usageSoFar(i + 1) : usageNull}}\n\n`,
       kind: "content",
       tokens: 0,
     });
   }
   frames.push({
-    text: `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]${usageNull}}\n\n`,
+    text: `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]${continuous ? usageSoFar(completion) : usageNull}}\n\n`,
     kind: "post",
     tokens: 0,
   });
@@ -362,7 +382,7 @@ function anthropicMessages(body: Record<string, unknown>, ctl: Controls, state: 
   const id = `msg_mock${++state.seq}`;
   const model = modelOf(body);
   const input = ctl.promptTokens ?? DEFAULTS.promptTokens;
-  const output = ctl.completionTokens ?? DEFAULTS.completionTokens;
+  const output = withinCap(body, ctl.completionTokens ?? DEFAULTS.completionTokens);
   const cacheCreation = DEFAULTS.cacheCreation;
   const cacheRead = DEFAULTS.cacheRead;
   const total = input + output + cacheCreation + cacheRead;

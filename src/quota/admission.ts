@@ -1,0 +1,115 @@
+import { type Bucket, msUntilUsageAtMost, type WindowState, windowState } from "./window.ts";
+
+// Whether a request may start, and what it reserves of its key's quota. Pure.
+//
+// A request reserves its input estimate plus its output cap (each answer it
+// asks for may reach the cap) until its real usage is charged. It is admitted
+// while the window's usage plus the key's other reservations is under the
+// limit, and only when its own reservation fits in what remains: a request
+// whose cap does not fit is refused, or has its cap lowered (the operator's
+// choice). A request that names no cap reserves a default; it is never
+// refused for it, but when less than the default remains it is forwarded
+// with a cap of what remains (at least one token), so that it cannot run
+// far past the limit either.
+
+export type CapPolicy = "refuse" | "clamp";
+
+export interface AdmissionRequest {
+  buckets: Iterable<Bucket>;
+  limit: number;
+  now: number;
+  /** Tokens the key's other requests in flight hold (plus any charged while usage was read). */
+  reservedByOthers: number;
+  /** Estimated input tokens. */
+  input: number;
+  /** Output side: null for endpoints that generate none. */
+  output: { named: number | null; answers: number } | null;
+  policy: CapPolicy;
+  /** Output tokens reserved per answer when the request names no cap. */
+  defaultOutput: number;
+}
+
+export type Admission =
+  | {
+      ok: true;
+      state: WindowState;
+      /** Tokens held until the request's usage is charged. */
+      reservation: number;
+      /** A cap to forward instead of the request's own (per answer), or null to leave it. */
+      forwardCap: number | null;
+    }
+  | {
+      ok: false;
+      /**
+       * - `spent`: the window's usage is at the limit.
+       * - `reserved`: what is left is held by the key's requests in flight.
+       * - `cap`: the cap this request names does not fit, beside its input,
+       *   in what remains.
+       */
+      reason: "spent" | "reserved" | "cap";
+      state: WindowState;
+      /** What remains for this request: limit - usage - others' reservations. */
+      remaining: number;
+      /** Tokens this request would reserve (`cap` only). */
+      needed: number;
+      /** Ms until it could be admitted; Infinity when it never can be. */
+      retryAfterMs: number;
+    };
+
+/** The wait when only other requests' reservations stand in the way: they end soon. */
+export const RESERVED_RETRY_MS = 1000;
+
+export function admit(r: AdmissionRequest): Admission {
+  const state = windowState(r.buckets, r.limit, r.now);
+  const remaining = r.limit - state.used - r.reservedByOthers;
+  if (!state.allowed) {
+    return {
+      ok: false,
+      reason: "spent",
+      state,
+      remaining: 0,
+      needed: 0,
+      retryAfterMs: state.retryAfterMs,
+    };
+  }
+  if (remaining <= 0) {
+    return {
+      ok: false,
+      reason: "reserved",
+      state,
+      remaining: 0,
+      needed: 0,
+      retryAfterMs: RESERVED_RETRY_MS,
+    };
+  }
+  const input = Math.max(0, Math.ceil(r.input));
+  const answers = Math.max(1, r.output?.answers ?? 1);
+  // Output tokens per answer that fit beside the input in what remains.
+  const room = Math.floor((remaining - input) / answers);
+  const named = r.output?.named ?? null;
+  if (r.output === null) return { ok: true, state, reservation: input, forwardCap: null };
+  if (named === null) {
+    if (room >= r.defaultOutput) {
+      return { ok: true, state, reservation: input + r.defaultOutput * answers, forwardCap: null };
+    }
+    // Never refused for its default: capped to what remains (at least one token).
+    const cap = Math.max(1, room);
+    return { ok: true, state, reservation: input + cap * answers, forwardCap: cap };
+  }
+  if (named <= room) {
+    return { ok: true, state, reservation: input + named * answers, forwardCap: null };
+  }
+  if (r.policy === "clamp" && room >= 1) {
+    return { ok: true, state, reservation: input + room * answers, forwardCap: room };
+  }
+  const needed = input + named * answers;
+  // Admitted once enough usage ages out (the other requests in flight will
+  // have ended by then); if nothing needs to age out, it is their
+  // reservations that stand in the way, and those go soon.
+  let retryAfterMs =
+    needed > r.limit
+      ? Number.POSITIVE_INFINITY
+      : msUntilUsageAtMost(r.buckets, r.limit - needed, r.now);
+  if (retryAfterMs === 0) retryAfterMs = RESERVED_RETRY_MS;
+  return { ok: false, reason: "cap", state, remaining, needed, retryAfterMs };
+}
