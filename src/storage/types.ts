@@ -8,6 +8,8 @@ export interface KeyRecord {
   model: string | null;
   /** Epoch ms; null = never expires. */
   expiresAt: number | null;
+  /** Requests in flight at once; null = no limit of its own (the gateway default applies). */
+  maxConcurrent: number | null;
   disabled: boolean;
   createdAt: number;
   updatedAt: number;
@@ -24,6 +26,7 @@ export interface NewKey {
   tokenLimit: number;
   model: string | null;
   expiresAt: number | null;
+  maxConcurrent: number | null;
   createdAt: number;
 }
 
@@ -32,6 +35,7 @@ export interface KeyPatch {
   tokenLimit?: number;
   model?: string | null;
   expiresAt?: number | null;
+  maxConcurrent?: number | null;
   disabled?: boolean;
 }
 
