@@ -165,7 +165,8 @@ describe("changes through the CLI while the server runs", () => {
     expect((await show()).max_concurrent).toBeNull();
     expect(await cliOk(["keys", "show", k.id])).toContain("(the gateway default)");
     expect(await openaiStatus(k.key)).toBe(200);
-  });
+    // Many CLI runs, each a process start: slow on a busy machine.
+  }, 30_000);
 
   test("a bad --concurrency is refused with a clear error and changes nothing", async () => {
     const k = await gw.createKey({ name: "steady-cli", limit: 1000, concurrency: 2 });
@@ -193,7 +194,8 @@ describe("changes through the CLI while the server runs", () => {
     });
     const none = JSON.parse(await cliOk(["keys", "list", "--search", "never-made", "--json"]));
     expect(none.total).toBe(0);
-  });
+    // Many CLI runs, each a process start: slow on a busy machine.
+  }, 30_000);
 
   test("a key stops working when its expiry passes", async () => {
     const expires = new Date(Date.now() + 2500).toISOString();
