@@ -34,6 +34,7 @@ export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObj
     token_limit_per_5h: k.tokenLimit,
     model: k.model,
     expires_at: iso(k.expiresAt),
+    max_concurrent: k.maxConcurrent,
     disabled: k.disabled,
     created_at: new Date(k.createdAt).toISOString(),
     last_used: iso(k.lastUsedAt),

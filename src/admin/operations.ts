@@ -21,6 +21,7 @@ export interface NewKeyInput {
   tokenLimit: number;
   model?: string | null;
   expiresAt?: number | null;
+  maxConcurrent?: number | null;
 }
 
 /** Input problems the key service finds become the API's validation errors. */

@@ -56,6 +56,16 @@ const model = z
   .nullable()
   .meta({ description: "Model forced on every request made with the key; null = none" });
 const expiresAt = instant.nullable().meta({ description: "Expiry; null = never" });
+const maxConcurrent = z
+  .number({ error: required("must be a whole number of requests, or null") })
+  .int("must be a whole number of requests")
+  .min(1, "must be at least 1 (use null for no limit of its own)")
+  .max(2_147_483_647, "is too large")
+  .nullable()
+  .meta({
+    description:
+      "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
+  });
 
 export const createKeyBody = z
   .strictObject({
@@ -63,6 +73,7 @@ export const createKeyBody = z
     token_limit_per_5h: tokenLimit,
     model: model.optional(),
     expires_at: expiresAt.optional(),
+    max_concurrent: maxConcurrent.optional(),
   })
   .meta({ id: "CreateKey" });
 
@@ -72,10 +83,12 @@ export const updateKeyBody = z
     token_limit_per_5h: tokenLimit.optional(),
     model: model.optional(),
     expires_at: expiresAt.optional(),
+    max_concurrent: maxConcurrent.optional(),
     disabled: z.boolean({ error: required("must be true or false") }).optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), {
-    message: "give at least one of name, token_limit_per_5h, model, expires_at, disabled",
+    message:
+      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, disabled",
   })
   .meta({ id: "UpdateKey" });
 
@@ -139,6 +152,10 @@ export const keyObject = z
     token_limit_per_5h: z.number().int(),
     model: z.string().nullable(),
     expires_at: nullableIso("Expiry; null = never"),
+    max_concurrent: z.number().int().nullable().meta({
+      description:
+        "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
+    }),
     disabled: z.boolean(),
     created_at: iso("Creation time"),
     last_used: nullableIso("Last request; null = never used"),

@@ -7,7 +7,7 @@ import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
 import { CliError, confirm, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
-import { parseExpiry, parseTokens } from "./parse.ts";
+import { parseConcurrency, parseExpiry, parseTokens } from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
 
 // Every command runs the admin API's own operation, so `--json` prints what
@@ -36,15 +36,28 @@ export function keysCommand(withStorage: WithStorage): Command {
     )
     .option("--model <model>", "force this model on every request made with the key")
     .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", expiryOption)
+    .option(
+      "--concurrency <n>",
+      "requests the key may have in flight at once (default: DEFAULT_KEY_CONCURRENCY)",
+      parseConcurrency,
+    )
     .option("--json", "print JSON")
     .action(
-      (o: { name: string; limit: number; model?: string; expires?: Expiry; json?: boolean }) =>
+      (o: {
+        name: string;
+        limit: number;
+        model?: string;
+        expires?: Expiry;
+        concurrency?: number;
+        json?: boolean;
+      }) =>
         withStorage(async (storage) => {
           const created = await ops.createKey(deps(storage), {
             name: o.name,
             tokenLimit: o.limit,
             model: o.model ?? null,
             expiresAt: o.expires?.at ?? null,
+            maxConcurrent: o.concurrency ?? null,
           });
           if (o.json) return printJson(created);
           const { key, ...shown } = created;
@@ -92,7 +105,17 @@ export function keysCommand(withStorage: WithStorage): Command {
             return;
           }
           printTable(
-            ["ID", "NAME", "KEY", "STATUS", "USED (5h)", "LIMIT", "LIFETIME", "EXPIRES"],
+            [
+              "ID",
+              "NAME",
+              "KEY",
+              "STATUS",
+              "USED (5h)",
+              "LIMIT",
+              "CONCURRENCY",
+              "LIFETIME",
+              "EXPIRES",
+            ],
             page.keys.map((k) => [
               k.id,
               k.name,
@@ -100,6 +123,7 @@ export function keysCommand(withStorage: WithStorage): Command {
               k.status,
               String(k.usage.tokens_used_in_current_window),
               String(k.token_limit_per_5h),
+              k.max_concurrent === null ? "default" : String(k.max_concurrent),
               String(k.total_lifetime_tokens),
               k.expires_at ?? "never",
             ]),
@@ -124,12 +148,18 @@ export function keysCommand(withStorage: WithStorage): Command {
 
   keys
     .command("update <key>")
-    .description("change a key's name, limit, model, expiry or state")
+    .description("change a key's name, limit, model, expiry, concurrency or state")
     .option("--name <name>", "new name")
     .option("--limit <tokens>", "new token quota per 5 hours", parseTokens)
     .option("--model <model>", "force this model (use --no-model to remove the override)")
     .option("--no-model", "remove the model override")
     .option("--expires <when>", "new expiry: ISO date or date-time, 30d, or never", expiryOption)
+    .option(
+      "--concurrency <n>",
+      "requests in flight at once (use --no-concurrency to remove the key's own limit)",
+      parseConcurrency,
+    )
+    .option("--no-concurrency", "remove the key's own limit (DEFAULT_KEY_CONCURRENCY applies)")
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -141,6 +171,7 @@ export function keysCommand(withStorage: WithStorage): Command {
           limit?: number;
           model?: string | false;
           expires?: Expiry;
+          concurrency?: number | boolean;
           disable?: boolean;
           enable?: boolean;
           json?: boolean;
@@ -156,6 +187,13 @@ export function keysCommand(withStorage: WithStorage): Command {
             // commander: --model X gives "X", --no-model gives false, neither gives true (the default).
             model: o.model === false ? null : typeof o.model === "string" ? o.model : undefined,
             expiresAt: o.expires?.at,
+            // As --model: a number, false for --no-concurrency, true (the default) for neither.
+            maxConcurrent:
+              o.concurrency === false
+                ? null
+                : typeof o.concurrency === "number"
+                  ? o.concurrency
+                  : undefined,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
           const updated = await ops.updateKey(deps(storage), k.id, patch);

@@ -32,6 +32,12 @@ export function describeKey(k: KeyObject): string {
     ],
     ["model", k.model ?? "(request's model, else the default)"],
     ["expires", k.expires_at ?? "never"],
+    [
+      "in flight",
+      k.max_concurrent === null
+        ? "(the gateway default)"
+        : `at most ${n(k.max_concurrent)} requests at once`,
+    ],
     ["created", k.created_at],
     ["last used", k.last_used ?? "never"],
     ["lifetime", `${n(k.total_lifetime_tokens)} tokens, ${n(k.total_requests)} requests`],

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { InvalidArgumentError } from "commander";
 import { instant } from "../admin/schemas.ts";
-import { parseExpiry, parseTokens } from "./parse.ts";
+import { parseConcurrency, parseExpiry, parseTokens } from "./parse.ts";
 
 describe("parseTokens", () => {
   const ok: Array<[string, number]> = [
@@ -16,6 +16,21 @@ describe("parseTokens", () => {
   for (const v of ["", "-5", "ten", "1.5", "1e6", "5x", "99999999999999999999"]) {
     test(`rejects ${JSON.stringify(v)}`, () =>
       expect(() => parseTokens(v)).toThrow(InvalidArgumentError));
+  }
+});
+
+describe("parseConcurrency", () => {
+  for (const [v, n] of [
+    ["1", 1],
+    ["8", 8],
+    [" 32 ", 32],
+    ["2147483647", 2_147_483_647],
+  ] as const) {
+    test(v, () => expect(parseConcurrency(v)).toBe(n));
+  }
+  for (const v of ["", "0", "-1", "1.5", "1e3", "0x10", "four", "2147483648"]) {
+    test(`rejects ${JSON.stringify(v)}`, () =>
+      expect(() => parseConcurrency(v)).toThrow(InvalidArgumentError));
   }
 });
 

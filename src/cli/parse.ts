@@ -14,6 +14,16 @@ export function parseTokens(value: string): number {
   return n;
 }
 
+/** Requests in flight at once: a whole number from 1, as the admin API's `max_concurrent`. */
+export function parseConcurrency(value: string): number {
+  const v = value.trim();
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 2_147_483_647) {
+    throw new InvalidArgumentError("expected a whole number of requests, at least 1");
+  }
+  return n;
+}
+
 /**
  * Expiry: a duration from now (`30d`, `12h`, `2w`), `never`, or an ISO 8601
  * date or date-time read exactly as the admin API reads `expires_at` (the

@@ -145,6 +145,7 @@ export class KeyCache {
       tokenLimit: Number.MAX_SAFE_INTEGER,
       model: null,
       expiresAt: null,
+      maxConcurrent: null,
       disabled: false,
       createdAt: now,
       updatedAt: now,

@@ -14,12 +14,20 @@ const limit = z
   .max(Number.MAX_SAFE_INTEGER, "limit is too large");
 const model = z.string().trim().min(1).max(200).nullable();
 const expiresAt = z.number().int().nullable();
+/** Requests in flight at once; null = none of its own (the gateway default applies). */
+const maxConcurrent = z
+  .number()
+  .int("concurrency must be a whole number of requests")
+  .min(1, "concurrency must be at least 1")
+  .max(2_147_483_647, "concurrency is too large")
+  .nullable();
 
 export const createKeyInput = z.object({
   name,
   tokenLimit: limit,
   model: model.default(null),
   expiresAt: expiresAt.default(null),
+  maxConcurrent: maxConcurrent.default(null),
 });
 export type CreateKeyInput = z.input<typeof createKeyInput>;
 
@@ -29,6 +37,7 @@ export const updateKeyInput = z
     tokenLimit: limit.optional(),
     model: model.optional(),
     expiresAt: expiresAt.optional(),
+    maxConcurrent: maxConcurrent.optional(),
     disabled: z.boolean().optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), "nothing to update");
@@ -73,6 +82,7 @@ export async function createKey(
     tokenLimit: v.tokenLimit,
     model: v.model,
     expiresAt: v.expiresAt,
+    maxConcurrent: v.maxConcurrent,
     createdAt: now,
   });
   return { record, secret };

@@ -67,6 +67,8 @@ function legacyToRow(k: LegacyKey): KeyExport {
   const createdAt = Date.parse(k.created_at);
   const extra = k as Record<string, unknown>;
   const requests = extra.total_requests;
+  // The old format has no such field; a file written by Tollgate's file backend may.
+  const concurrent = extra.max_concurrent;
   return {
     key: {
       id: legacyKeyId(keyHash),
@@ -76,6 +78,10 @@ function legacyToRow(k: LegacyKey): KeyExport {
       tokenLimit: k.token_limit_per_5h,
       model: k.model ? k.model : null,
       expiresAt: new Date(expires).getUTCFullYear() >= NEVER_YEAR ? null : expires,
+      maxConcurrent:
+        Number.isSafeInteger(concurrent) && (concurrent as number) >= 1
+          ? (concurrent as number)
+          : null,
       disabled: extra.disabled === true,
       createdAt,
       updatedAt: createdAt,

@@ -42,6 +42,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         tokenLimit: 1000,
         model: null,
         expiresAt: null,
+        maxConcurrent: null,
         disabled: false,
         createdAt: T0,
         lastUsedAt: null,
@@ -57,6 +58,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         tokenLimit: 1,
         model: null,
         expiresAt: null,
+        maxConcurrent: null,
         createdAt: T0,
       };
       await s.createKey({ ...base, id: "k1", keyHash: "h" });
@@ -90,6 +92,30 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       expect(await s.deleteKey(record.id)).toBe(true);
       expect(await s.deleteKey(record.id)).toBe(false);
       expect(await s.getKeyById(record.id)).toBeNull();
+    });
+
+    test("a key's own concurrency limit is kept, changed and removed", async () => {
+      const { record, secret } = await createKey(
+        s,
+        { name: "busy", tokenLimit: 10, maxConcurrent: 3 },
+        T0,
+      );
+      expect(record.maxConcurrent).toBe(3);
+      expect((await s.getKeyByHash(hashKey(secret)))?.maxConcurrent).toBe(3);
+      const listed = await s.listKeys({ limit: 10, offset: 0, now: T0 });
+      expect(listed.keys.map((k) => k.maxConcurrent)).toEqual([3]);
+
+      const raised = await s.updateKey(record.id, { maxConcurrent: 8 }, T0 + 1);
+      expect(raised).toMatchObject({ maxConcurrent: 8, name: "busy", tokenLimit: 10 });
+      // A change to another field leaves it alone.
+      expect((await s.updateKey(record.id, { name: "busier" }, T0 + 2))?.maxConcurrent).toBe(8);
+      const removed = await s.updateKey(record.id, { maxConcurrent: null }, T0 + 3);
+      expect(removed?.maxConcurrent).toBeNull();
+      expect((await s.getKeyById(record.id))?.maxConcurrent).toBeNull();
+      // Rotation keeps whatever it is.
+      await s.updateKey(record.id, { maxConcurrent: 2 }, T0 + 4);
+      const rotated = await s.rotateKey(record.id, hashKey("pk_rot"), "pk_rot", T0 + 5);
+      expect(rotated?.maxConcurrent).toBe(2);
     });
 
     test("findKeys matches id, prefix or name", async () => {

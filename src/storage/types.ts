@@ -8,6 +8,8 @@ export interface KeyRecord {
   model: string | null;
   /** Epoch ms; null = never expires. */
   expiresAt: number | null;
+  /** Requests in flight at once; null = no limit of its own (the gateway default applies). */
+  maxConcurrent: number | null;
   disabled: boolean;
   /** Requests in flight at once (per instance); null = the default (DEFAULT_KEY_CONCURRENCY). */
   maxConcurrent?: number | null;
@@ -26,6 +28,7 @@ export interface NewKey {
   tokenLimit: number;
   model: string | null;
   expiresAt: number | null;
+  maxConcurrent: number | null;
   createdAt: number;
 }
 
@@ -34,6 +37,7 @@ export interface KeyPatch {
   tokenLimit?: number;
   model?: string | null;
   expiresAt?: number | null;
+  maxConcurrent?: number | null;
   disabled?: boolean;
 }
 

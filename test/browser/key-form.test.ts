@@ -3,6 +3,7 @@
  * that may not spend, as the admin API and the CLI allow) is accepted on
  * create and on edit, and the gateway then refuses the key's requests with
  * 429; a negative limit is refused by the form before it reaches the API.
+ * The key's own concurrency limit is set, shown and removed the same way.
  */
 
 import { expect, test } from "bun:test";
@@ -63,6 +64,53 @@ describeInBrowser("dashboard key form in a browser", () => {
       await page.getByRole("button", { name: "Save" }).click();
       await page.locator("#key-form-error", { hasText: "0 or more" }).waitFor();
       expect((await byName("thawed"))?.token_limit_per_5h).toBe(0);
+      expect(problems).toEqual([]);
+      await context.close();
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
+  test(
+    "concurrent requests: set on create, shown in the detail view, refused when bad, emptied on edit",
+    async () => {
+      const { page, context, problems } = await newPage(browser, gw.url);
+      await signIn(page);
+      const concurrencyOf = async (name: string) => {
+        const list = await admin<{ keys: Array<ApiKey & { max_concurrent: number | null }> }>(
+          gw,
+          "GET",
+          "/admin/keys?limit=500",
+        );
+        return list.keys.find((k) => k.name === name)?.max_concurrent;
+      };
+
+      await page.getByRole("button", { name: "New key" }).click();
+      await page.getByLabel("Name").fill("parallel");
+      await page.getByLabel("Tokens per 5 hours").fill("1000");
+      await page.getByLabel("Concurrent requests").fill("3");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("dialog", { name: "Key created: parallel" }).waitFor();
+      gw.secrets.push((await page.locator("#secret-value").textContent()) ?? "");
+      await page.getByRole("button", { name: "Done" }).click();
+      expect(await concurrencyOf("parallel")).toBe(3);
+
+      await row(page, "parallel").getByRole("button", { name: "Usage parallel" }).click();
+      const detail = page.getByRole("dialog", { name: "parallel" });
+      await detail.getByText("at most 3", { exact: true }).waitFor();
+      await detail.getByRole("button", { name: "Close" }).click();
+
+      await row(page, "parallel").getByRole("button", { name: "Edit parallel" }).click();
+      const field = page.getByLabel("Concurrent requests");
+      expect(await field.inputValue()).toBe("3");
+      await field.fill("0");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.locator("#key-form-error", { hasText: "1 or more" }).waitFor();
+      expect(await concurrencyOf("parallel")).toBe(3);
+
+      await field.fill("");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByRole("dialog", { name: "Edit parallel" }).waitFor({ state: "hidden" });
+      expect(await concurrencyOf("parallel")).toBeNull();
       expect(problems).toEqual([]);
       await context.close();
     },

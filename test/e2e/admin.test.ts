@@ -51,6 +51,7 @@ const KEY_FIELDS = [
   "token_limit_per_5h",
   "model",
   "expires_at",
+  "max_concurrent",
   "disabled",
   "created_at",
   "last_used",
@@ -69,6 +70,7 @@ describe("keys through the admin API", () => {
       token_limit_per_5h: 1000,
       model: "glm-4.6",
       expires_at: "2099-01-31T00:00:00.000Z",
+      max_concurrent: null,
       disabled: false,
       last_used: null,
       total_lifetime_tokens: 0,
@@ -166,6 +168,56 @@ describe("keys through the admin API", () => {
     expect(await proxyStatus(String(k.key))).toBe(403);
   });
 
+  test("a concurrency limit is set at creation, changed, kept by other changes and removed with null", async () => {
+    const k = await create({ name: "busy", max_concurrent: 3 });
+    expect(k.max_concurrent).toBe(3);
+    expect((await gw.admin("GET", `/admin/keys/${k.id}`)).body.max_concurrent).toBe(3);
+    const listed = await gw.admin<{ keys: KeyObj[] }>("GET", "/admin/keys?search=busy");
+    expect(listed.body.keys.find((x) => x.id === k.id)?.max_concurrent).toBe(3);
+
+    const raised = await gw.admin("PATCH", `/admin/keys/${k.id}`, { max_concurrent: 10 });
+    expect(raised.body).toMatchObject({ max_concurrent: 10, name: "busy" });
+    const renamed = await gw.admin("PATCH", `/admin/keys/${k.id}`, { name: "busier" });
+    expect(renamed.body).toMatchObject({ max_concurrent: 10, name: "busier" });
+    const removed = await gw.admin("PATCH", `/admin/keys/${k.id}`, { max_concurrent: null });
+    expect(removed.status).toBe(200);
+    expect(removed.body.max_concurrent).toBeNull();
+    expect((await gw.admin("GET", `/admin/keys/${k.id}`)).body.max_concurrent).toBeNull();
+  });
+
+  test("the OpenAPI document describes max_concurrent on create, update and the key object", async () => {
+    const doc = (await (await gw.fetch("/admin/openapi.json")).json()) as {
+      components: { schemas: Record<string, { properties: Record<string, Json> }> };
+    };
+    const { CreateKey, UpdateKey, Key } = doc.components.schemas;
+    for (const schema of [CreateKey, UpdateKey]) {
+      expect(JSON.stringify(schema?.properties.max_concurrent)).toContain('"minimum":1');
+      expect(JSON.stringify(schema?.properties.max_concurrent)).toContain("null");
+    }
+    expect(Key?.properties.max_concurrent).toBeDefined();
+  });
+
+  test("a bad concurrency limit in an update is refused and changes nothing", async () => {
+    const k = await create({ name: "steady", max_concurrent: 2 });
+    for (const [value, message] of [
+      [0, /^max_concurrent: must be at least 1/],
+      [-3, /^max_concurrent: must be at least 1/],
+      [1.5, /^max_concurrent: must be a whole number of requests$/],
+      ["4", /^max_concurrent: must be a whole number of requests, or null$/],
+      [2 ** 31, /^max_concurrent: is too large$/],
+    ] as const) {
+      const r = await gw.admin("PATCH", `/admin/keys/${k.id}`, {
+        name: "changed",
+        max_concurrent: value,
+      });
+      expect(r.status).toBe(400);
+      expect(r.body.error).toMatchObject({ code: "validation_error" });
+      expect(String((r.body.error as Json).message)).toMatch(message);
+    }
+    const after = await gw.admin("GET", `/admin/keys/${k.id}`);
+    expect(after.body).toMatchObject({ name: "steady", max_concurrent: 2 });
+  });
+
   test("list filters by status, model and search, pages, and counts the total", async () => {
     const tag = `f${Date.now().toString(36)}`;
     // Newest first: keys made in the same millisecond would tie (then order by
@@ -232,6 +284,18 @@ describe("bad input gets a clear 400 naming the field, and changes nothing", () 
       "/admin/keys",
       { name: "x", token_limit_per_5h: 1, limit: 5 },
       /^limit: unknown field$/,
+    ],
+    [
+      "POST",
+      "/admin/keys",
+      { name: "x", token_limit_per_5h: 1, max_concurrent: 0 },
+      /^max_concurrent: must be at least 1/,
+    ],
+    [
+      "POST",
+      "/admin/keys",
+      { name: "x", token_limit_per_5h: 1, max_concurrent: "two" },
+      /^max_concurrent: must be a whole number of requests, or null$/,
     ],
     ["POST", "/admin/keys", [1, 2], /./],
     ["GET", "/admin/keys?limit=0", undefined, /^limit: must be at least 1$/],

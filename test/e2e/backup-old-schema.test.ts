@@ -3,11 +3,10 @@ import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createKey } from "../../src/keys/service.ts";
+import { displayPrefix, generateKey, hashKey } from "../../src/keys/secret.ts";
 import { createBackup } from "../../src/ops/backup/create.ts";
 import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
 import { bucketStartOf } from "../../src/quota/window.ts";
-import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
 import { GatewayProcess } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
@@ -63,27 +62,39 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   sqliteAtMigration(old, 1);
   expect(schemaOf(old)).toEqual({ migrations: 1, bucketStartIndex: false });
   const now = Date.now();
-  const storage = openSqliteStorage(old);
-  const { record, secret } = await createKey(
-    storage,
-    { name: "veteran", tokenLimit: 100_000 },
-    now - 86_400_000,
-  );
-  await storage.applyUsage({
-    instanceId: "old-instance",
-    firstSeq: 1,
-    lastSeq: 1,
-    keys: [
-      {
-        keyId: record.id,
-        tokens: 500,
-        requests: 2,
-        lastUsedAt: now,
-        buckets: [{ bucketStart: bucketStartOf(now), tokens: 500, requests: 2 }],
-      },
-    ],
-  });
-  await storage.close();
+  // Written as that version wrote it: today's storage code expects columns
+  // (such as max_concurrent) that schema 0000 does not have.
+  const secret = generateKey();
+  const record = { id: "key_veteran" };
+  const oldDb = new Database(old);
+  try {
+    oldDb
+      .query(
+        `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at,
+           disabled, created_at, updated_at, last_used_at, total_tokens, total_requests)
+         VALUES (?, ?, ?, 'veteran', 100000, NULL, NULL, 0, ?, ?, ?, 500, 2)`,
+      )
+      .run(
+        record.id,
+        hashKey(secret),
+        displayPrefix(secret),
+        now - 86_400_000,
+        now - 86_400_000,
+        now,
+      );
+    oldDb
+      .query(
+        "INSERT INTO usage_buckets (key_id, bucket_start, tokens, requests) VALUES (?, ?, 500, 2)",
+      )
+      .run(record.id, bucketStartOf(now));
+    oldDb
+      .query(
+        "INSERT INTO usage_checkpoints (instance_id, last_seq, updated_at) VALUES ('old-instance', 1, ?)",
+      )
+      .run(now);
+  } finally {
+    oldDb.close();
+  }
   const backup = await createBackup({
     target: { type: "sqlite", path: old },
     dir: tempDir(),
@@ -105,7 +116,10 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   const restored = await g.cli(["restore", backup.path, "--force"]);
   expect(restored.stdout).toContain("Restored 1 key");
   expect(restored.code).toBe(0);
-  expect(schemaOf(g.dbPath)).toEqual({ migrations: 2, bucketStartIndex: true });
+  expect(schemaOf(g.dbPath)).toEqual({ migrations: 3, bucketStartIndex: true });
+  // A column the old schema lacked comes back empty: no per-key concurrency limit.
+  const shown = await g.cli(["keys", "show", "veteran", "--json"]);
+  expect(JSON.parse(shown.stdout)).toMatchObject({ id: record.id, max_concurrent: null });
 
   // Served: the old key with its usage and quota window, the replaced one gone.
   await g.start();

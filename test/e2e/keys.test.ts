@@ -140,6 +140,63 @@ describe("changes through the CLI while the server runs", () => {
     );
   });
 
+  test("keys create|update --concurrency sets the key's own limit, --no-concurrency removes it", async () => {
+    const k = await gw.createKey({ name: "parallel", limit: 1000, concurrency: 4 });
+    expect(k).toMatchObject({ max_concurrent: 4 });
+    const show = async () => JSON.parse(await cliOk(["keys", "show", k.id, "--json"]));
+    expect((await show()).max_concurrent).toBe(4);
+    expect(await cliOk(["keys", "show", k.id])).toContain("at most 4 requests at once");
+
+    const raised = JSON.parse(
+      await cliOk(["keys", "update", k.id, "--concurrency", "12", "--json"]),
+    );
+    expect(raised.max_concurrent).toBe(12);
+    await cliOk(["keys", "update", k.id, "--name", "parallel-renamed"]);
+    expect((await show()).max_concurrent).toBe(12);
+    const table = await cliOk(["keys", "list", "--search", "parallel-renamed"]);
+    expect(table.split("\n")[0]).toContain("CONCURRENCY");
+    expect(table.split("\n")[1]).toMatch(/ 1000 +12 /);
+    const listed = JSON.parse(await cliOk(["keys", "list", "--search", "parallel", "--json"]));
+    expect(listed.keys.map((x: { max_concurrent: number | null }) => x.max_concurrent)).toEqual([
+      12,
+    ]);
+
+    await cliOk(["keys", "update", k.id, "--no-concurrency"]);
+    expect((await show()).max_concurrent).toBeNull();
+    expect(await cliOk(["keys", "show", k.id])).toContain("(the gateway default)");
+    expect(await openaiStatus(k.key)).toBe(200);
+    // Many CLI runs, each a process start: slow on a busy machine.
+  }, 30_000);
+
+  test("a bad --concurrency is refused with a clear error and changes nothing", async () => {
+    const k = await gw.createKey({ name: "steady-cli", limit: 1000, concurrency: 2 });
+    for (const bad of ["0", "-1", "2.5", "many", "1e3"]) {
+      const r = await gw.cli(["keys", "update", k.id, "--concurrency", bad, "--name", "changed"]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("expected a whole number of requests, at least 1");
+      expect(r.stderr).not.toMatch(/\.ts:\d+|\n\s+at /);
+    }
+    const made = await gw.cli([
+      "keys",
+      "create",
+      "--name",
+      "never-made",
+      "--limit",
+      "1",
+      "--concurrency",
+      "0",
+    ]);
+    expect(made.code).not.toBe(0);
+    expect(made.stderr).toContain("expected a whole number of requests, at least 1");
+    expect(JSON.parse(await cliOk(["keys", "show", k.id, "--json"]))).toMatchObject({
+      name: "steady-cli",
+      max_concurrent: 2,
+    });
+    const none = JSON.parse(await cliOk(["keys", "list", "--search", "never-made", "--json"]));
+    expect(none.total).toBe(0);
+    // Many CLI runs, each a process start: slow on a busy machine.
+  }, 30_000);
+
   test("a key stops working when its expiry passes", async () => {
     const expires = new Date(Date.now() + 2500).toISOString();
     const k = await gw.createKey({ name: "expiring", limit: 1000, expires });

@@ -112,6 +112,18 @@ describe("tollgate migrate", () => {
     expect((await g.cli(["keys", "show", "user 3", "--json"])).stdout).toBe(before);
   }, 20_000);
 
+  test("legacy keys have no concurrency limit; one kept in a file written by the file backend comes along", async () => {
+    const g = gateway();
+    const legacy = makeLegacyFile({ keys: 2, now: Date.now() });
+    (legacy.keys[1] as Record<string, unknown>).max_concurrent = 5;
+    const file = writeLegacy(g, legacy);
+    expect((await g.cli(["migrate", "--file", file, "--force"])).code).toBe(0);
+    const show = async (name: string) =>
+      JSON.parse((await g.cli(["keys", "show", name, "--json"])).stdout) as Record<string, unknown>;
+    expect((await show("user 0")).max_concurrent).toBeNull();
+    expect((await show("user 1")).max_concurrent).toBe(5);
+  }, 20_000);
+
   test("--dry-run reports counts, prefixes and totals, and writes nothing", async () => {
     const g = gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 12, now: Date.now() }));

@@ -48,6 +48,8 @@ export interface CreateKeyOptions {
   limit: number | string;
   model?: string;
   expires?: string;
+  /** `--concurrency`: requests the key may have in flight at once. */
+  concurrency?: number;
 }
 
 /** What `keys create --json` prints. */
@@ -342,6 +344,7 @@ export class GatewayProcess {
     const args = ["keys", "create", "--name", options.name, "--limit", String(options.limit)];
     if (options.model !== undefined) args.push("--model", options.model);
     if (options.expires !== undefined) args.push("--expires", options.expires);
+    if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
     args.push("--json");
     const r = await this.cli(args);
     if (r.code !== 0) throw new Error(`keys create failed (${r.code}): ${r.stderr}`);

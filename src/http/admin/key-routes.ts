@@ -54,6 +54,7 @@ export function keyRoutes(
         tokenLimit: b.token_limit_per_5h,
         model: b.model ?? null,
         expiresAt: b.expires_at ?? null,
+        maxConcurrent: b.max_concurrent ?? null,
       });
       return c.json(created, 201);
     },
@@ -76,7 +77,7 @@ export function keyRoutes(
       ...common,
       method: "patch",
       path: "/keys/{id}",
-      summary: "Change a key's name, limit, model, expiry or state; applied at once",
+      summary: "Change a key's name, limit, model, expiry, concurrency or state; applied at once",
       request: { params: keyIdParam, ...body(updateKeyBody) },
       responses: {
         200: json(keyObject, "The changed key"),
@@ -91,6 +92,7 @@ export function keyRoutes(
         tokenLimit: b.token_limit_per_5h,
         model: b.model,
         expiresAt: b.expires_at,
+        maxConcurrent: b.max_concurrent,
         disabled: b.disabled,
       });
       return c.json(updated, 200);

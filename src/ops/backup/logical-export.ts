@@ -68,6 +68,8 @@ interface KeyRow {
   token_limit: string;
   model: string | null;
   expires_at: string | null;
+  /** int4, so already a number; absent from a database not yet migrated to it. */
+  max_concurrent?: number | null;
   disabled: boolean;
   created_at: string;
   updated_at: string;
@@ -87,6 +89,7 @@ function keyRecord(r: KeyRow): KeyRecord {
     tokenLimit: Number(r.token_limit),
     model: r.model,
     expiresAt: num(r.expires_at),
+    maxConcurrent: r.max_concurrent ?? null,
     disabled: r.disabled,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),

@@ -40,6 +40,8 @@ const keyLine = z.object({
     tokenLimit: count,
     model: z.string().nullable(),
     expiresAt: int.nullable(),
+    // Absent from backups made before keys had a concurrency limit.
+    maxConcurrent: int.min(1).nullable().default(null),
     disabled: z.boolean(),
     createdAt: int,
     updatedAt: int,

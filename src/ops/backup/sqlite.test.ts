@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Journal } from "../../accounting/journal.ts";
 import { UsageLedger } from "../../accounting/ledger.ts";
@@ -181,6 +182,32 @@ describe("SQLite backup and restore", () => {
     copyFileSync(logical.path, native.path);
     const v = await verifyBackup(native.path);
     expect(v.ok).toBe(false);
+  });
+
+  test("a logical backup from before keys had a concurrency limit restores them with none", async () => {
+    const fx = await fixture(6);
+    const before = await snapshot(fx);
+    expect(before.keys.some((r) => r.key.maxConcurrent !== null)).toBe(true);
+    const b = await backup(fx, { format: "logical", compress: false });
+    // The key lines as an older version wrote them: no maxConcurrent field at all.
+    const old = readFileSync(b.path, "utf8").replace(/"maxConcurrent":(null|\d+),/g, "");
+    expect(old).not.toContain("maxConcurrent");
+    writeFileSync(b.path, old);
+    const bytes = readFileSync(b.path);
+    writeManifest(b.manifestPath, {
+      ...b.manifest,
+      payload: { bytes: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") },
+    });
+    expect((await verifyBackup(b.path)).ok).toBe(true);
+    await change(fx);
+    await restore(fx, b.path);
+    const after = await snapshot(fx);
+    expect(after.keys.map((r) => r.key.maxConcurrent)).toEqual(before.keys.map(() => null));
+    const withoutLimit = (r: (typeof before.keys)[number]) => ({
+      ...r,
+      key: { ...r.key, maxConcurrent: null },
+    });
+    expect(after.keys).toEqual(before.keys.map(withoutLimit));
   });
 
   test("restore refuses while a gateway holds the journal lock, and --force goes ahead safely", async () => {

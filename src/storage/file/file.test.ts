@@ -84,6 +84,24 @@ describe("file storage: keys created by Tollgate", () => {
     expect(file().keys[0].expiry_date).toBe(NEVER_EXPIRES);
   });
 
+  test("a concurrency limit is written only while the key has one", async () => {
+    const { record } = await createKey(s, { name: "c", tokenLimit: 1, maxConcurrent: 4 }, T0);
+    expect(file().keys[0].max_concurrent).toBe(4);
+    await s.updateKey(record.id, { maxConcurrent: null }, T0 + 1);
+    expect("max_concurrent" in file().keys[0]).toBe(false);
+    expect((await openFileStorage(path).getKeyById(record.id))?.maxConcurrent).toBeNull();
+  });
+
+  test("a file with an invalid concurrency limit is refused with the key named", async () => {
+    const { record } = await createKey(s, { name: "bad", tokenLimit: 1 }, T0);
+    const f = file();
+    f.keys[0].max_concurrent = 0;
+    writeFileSync(path, JSON.stringify(f));
+    await expect(openFileStorage(path).getKeyById(record.id)).rejects.toThrow(
+      /keys\[0\] \("bad"\) max_concurrent/,
+    );
+  });
+
   test("rotation replaces hash and prefix, keeps id and totals", async () => {
     const { record, secret } = await createKey(s, { name: "r", tokenLimit: 1 }, T0);
     const other = await createKey(s, { name: "o", tokenLimit: 1 }, T0);

@@ -90,6 +90,8 @@ class FileStorage implements Storage {
       if (patch.model === null) delete entry.model;
       else if (patch.model !== undefined) entry.model = patch.model;
       if (patch.expiresAt !== undefined) entry.expiry_date = expiryToFile(patch.expiresAt);
+      if (patch.maxConcurrent === null) delete entry.max_concurrent;
+      else if (patch.maxConcurrent !== undefined) entry.max_concurrent = patch.maxConcurrent;
       if (patch.disabled !== undefined) entry.disabled = patch.disabled;
       entry.updated_at = iso(now);
     });

@@ -62,6 +62,7 @@ export function toRecord(k: FileKey): KeyRecord {
     tokenLimit: k.token_limit_per_5h,
     model: k.model ?? null,
     expiresAt: expiryFromFile(k.expiry_date),
+    maxConcurrent: k.max_concurrent ?? null,
     disabled: k.disabled ?? false,
     createdAt,
     updatedAt: k.updated_at ? Date.parse(k.updated_at) : createdAt,
@@ -89,6 +90,7 @@ export function newEntry(key: NewKey): RawKey {
     usage_windows: [],
   };
   if (key.model !== null) entry.model = key.model;
+  if (key.maxConcurrent !== null) entry.max_concurrent = key.maxConcurrent;
   return entry;
 }
 

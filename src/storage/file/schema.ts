@@ -20,6 +20,8 @@ export const fileKey = legacyKey
     key_sha256: z.string().min(1).max(256).optional(),
     key_prefix: z.string().max(64).optional(),
     disabled: z.boolean().optional(),
+    /** Requests in flight at once; absent = no limit of its own. */
+    max_concurrent: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     total_requests: count.optional(),
     updated_at: isoDate.optional(),
     rolling_window_cache: legacyRollingCache.extend({ buckets: z.array(fileBucket) }).nullish(),

@@ -64,6 +64,7 @@ const keyColumns = {
   tokenLimit: apiKeys.tokenLimit,
   model: apiKeys.model,
   expiresAt: apiKeys.expiresAt,
+  maxConcurrent: apiKeys.maxConcurrent,
   disabled: apiKeys.disabled,
   createdAt: apiKeys.createdAt,
   updatedAt: apiKeys.updatedAt,

@@ -1,4 +1,4 @@
-import { bigint, boolean, index, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
 
 // Token counts and times are bigint (int8). Times are epoch milliseconds, as
 // in the SQLite schema, so window arithmetic is the same in both dialects.
@@ -16,6 +16,7 @@ export const apiKeys = pgTable(
     tokenLimit: int8("token_limit").notNull(),
     model: text("model"),
     expiresAt: int8("expires_at"),
+    maxConcurrent: integer("max_concurrent"),
     disabled: boolean("disabled").notNull().default(false),
     createdAt: int8("created_at").notNull(),
     updatedAt: int8("updated_at").notNull(),

@@ -14,6 +14,7 @@ export const apiKeys = sqliteTable(
     tokenLimit: integer("token_limit", { mode: "number" }).notNull(),
     model: text("model"),
     expiresAt: integer("expires_at", { mode: "number" }),
+    maxConcurrent: integer("max_concurrent", { mode: "number" }),
     disabled: integer("disabled", { mode: "boolean" }).notNull().default(false),
     createdAt: integer("created_at", { mode: "number" }).notNull(),
     updatedAt: integer("updated_at", { mode: "number" }).notNull(),

@@ -11,6 +11,10 @@ function facts(key, now) {
     ["Remaining", formatInt(key.usage.remaining_tokens)],
     ["Model override", key.model ?? "none"],
     [
+      "Concurrent requests",
+      key.max_concurrent === null ? "gateway default" : `at most ${formatInt(key.max_concurrent)}`,
+    ],
+    [
       "Expiry",
       key.expires_at
         ? `${expiryText(key.expires_at, now)} (${formatDateTime(key.expires_at)})`

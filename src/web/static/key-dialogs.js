@@ -67,14 +67,30 @@ function readForm(editing) {
   const limit = parseTokenAmount(byId("key-limit").value);
   const model = byId("key-model").value.trim() || null;
   const expiresText = byId("key-expires").value;
+  const concurrencyText = byId("key-concurrency").value.trim();
   if (name === "") return { error: "Give the key a name." };
   // 0 is a valid limit (a key that may not spend), as in the API and the CLI.
   if (!(Number.isSafeInteger(limit) && limit >= 0)) {
     return { error: "The limit must be a whole number of tokens, 0 or more, like 200000 or 200k." };
   }
+  // Empty: no limit of its own, so the gateway's default applies.
+  const maxConcurrent = concurrencyText === "" ? null : Number(concurrencyText);
+  if (maxConcurrent !== null && !(/^\d+$/.test(concurrencyText) && maxConcurrent >= 1)) {
+    return {
+      error: "Concurrent requests must be a whole number, 1 or more, or empty for the default.",
+    };
+  }
   const expiresAt = expiresText === "" ? null : new Date(expiresText).toISOString();
   if (editing === null) {
-    return { fields: { name, token_limit_per_5h: limit, model, expires_at: expiresAt } };
+    return {
+      fields: {
+        name,
+        token_limit_per_5h: limit,
+        model,
+        expires_at: expiresAt,
+        max_concurrent: maxConcurrent,
+      },
+    };
   }
   // Only what changed: an untouched expiry keeps its seconds.
   const fields = {};
@@ -82,6 +98,7 @@ function readForm(editing) {
   if (limit !== editing.token_limit_per_5h) fields.token_limit_per_5h = limit;
   if (model !== editing.model) fields.model = model;
   if (expiresText !== localInputValue(editing.expires_at)) fields.expires_at = expiresAt;
+  if (maxConcurrent !== editing.max_concurrent) fields.max_concurrent = maxConcurrent;
   const disabled = byId("key-disabled").checked;
   if (disabled !== editing.disabled) fields.disabled = disabled;
   return { fields };
@@ -107,6 +124,7 @@ export function createKeyDialogs({ api, onChanged, announce, report }) {
       byId("key-limit").value = String(key.token_limit_per_5h);
       byId("key-model").value = key.model ?? "";
       byId("key-expires").value = localInputValue(key.expires_at);
+      byId("key-concurrency").value = key.max_concurrent === null ? "" : String(key.max_concurrent);
       byId("key-disabled").checked = key.disabled;
     }
     dialog.showModal();
