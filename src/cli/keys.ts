@@ -5,7 +5,7 @@ import { listKeysQuery } from "../admin/schemas.ts";
 import { maskedKey } from "../keys/secret.ts";
 import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
-import { CliError, confirm, type WithStorage } from "./context.ts";
+import { CliError, confirm, skipQuestion, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
 import { parseExpiry, parseTokens } from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
@@ -185,12 +185,13 @@ export function keysCommand(withStorage: WithStorage): Command {
   keys
     .command("delete <key>")
     .description("delete a key and its usage history")
-    .option("--force", "do not ask for confirmation")
+    .option("-y, --yes", "do not ask for confirmation")
+    .addOption(new Option("--force", "deprecated: use --yes").hideHelp())
     .option("--json", "print JSON")
-    .action((ref: string, o: { force?: boolean; json?: boolean }) =>
+    .action((ref: string, o: { yes?: boolean; force?: boolean; json?: boolean }) =>
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
-        if (!o.force) {
+        if (!skipQuestion(o)) {
           await confirm(
             `Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`,
           );
