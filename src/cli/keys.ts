@@ -7,7 +7,7 @@ import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
 import { CliError, confirm, skipQuestion, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
-import { parseExpiry, parseTokens } from "./parse.ts";
+import { parseExpiry, parseLimit, parseNewExpiry, parseTokens } from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
 
 // Every command runs the admin API's own operation, so `--json` prints what
@@ -19,6 +19,7 @@ import { keyUsageCommand } from "./usage.ts";
  */
 type Expiry = { at: number | null };
 const expiryOption = (v: string): Expiry => ({ at: parseExpiry(v) });
+const newExpiryOption = (v: string): Expiry => ({ at: parseNewExpiry(v) });
 
 const deps = (storage: Storage): ops.AdminDeps => ({ storage, clock: Date.now });
 
@@ -32,10 +33,10 @@ export function keysCommand(withStorage: WithStorage): Command {
     .requiredOption(
       "--limit <tokens>",
       "token quota per rolling 5 hours (e.g. 100000, 100k, 2M)",
-      parseTokens,
+      parseLimit,
     )
     .option("--model <model>", "force this model on every request made with the key")
-    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", expiryOption)
+    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", newExpiryOption)
     .option("--json", "print JSON")
     .action(
       (o: { name: string; limit: number; model?: string; expires?: Expiry; json?: boolean }) =>

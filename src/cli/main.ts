@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, Help, Option } from "commander";
 import pkg from "../../package.json" with { type: "json" };
 import { backupCommands } from "./backup.ts";
 import { isUserError, withStorage } from "./context.ts";
@@ -34,7 +34,18 @@ program.addCommand(migrateCommand());
 program.addCommand(dbCommand());
 program.addCommand(healthCommand());
 for (const command of backupCommands()) program.addCommand(command);
+program.configureHelp(markRequired());
 acceptEverywhere(program, "--env-file <path>");
+
+/** Help says which options a command cannot do without. */
+function markRequired(): Partial<Help> {
+  return {
+    optionDescription: (option: Option) => {
+      const text = new Help().optionDescription(option);
+      return option.mandatory ? `(required) ${text}` : text;
+    },
+  };
+}
 
 /**
  * A global option that may also follow the command's name (`tollgate keys
@@ -43,6 +54,7 @@ acceptEverywhere(program, "--env-file <path>");
  */
 function acceptEverywhere(parent: Command, flags: string): void {
   for (const command of parent.commands) {
+    command.configureHelp(markRequired());
     command.addOption(new Option(flags).hideHelp());
     if (command.commands.length > 0) command.enablePositionalOptions();
     acceptEverywhere(command, flags);

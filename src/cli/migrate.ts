@@ -80,6 +80,7 @@ async function migrate(o: MigrateOptions) {
   if (!parsed.ok) {
     const lines = parsed.problems.slice(0, 50).map((p) => `  - ${p}`);
     if (parsed.problems.length > 50) lines.push(`  … and ${parsed.problems.length - 50} more`);
+    if (parsed.shape) lines.push(`A legacy key file looks like this:\n${parsed.shape}`);
     throw new MigrateExit(
       MIGRATE_EXIT.invalidFile,
       `error: ${file} is not a valid legacy key file (${parsed.problems.length} problem(s)); nothing was written:\n${lines.join("\n")}`,
