@@ -163,3 +163,148 @@ test("db copy into a SQLite file that does not exist refuses and says how to cre
   expect(r.stderr).toContain("DATABASE_PATH=copy.db tollgate db migrate");
   expect(existsSync(join(cwd, "copy.db"))).toBe(false);
 }, 20_000);
+
+/** A folder with a database, made as an operator would. */
+async function site(): Promise<string> {
+  const cwd = folder();
+  const r = await tollgate(["db", "migrate"], { cwd });
+  expect(r.code).toBe(0);
+  return cwd;
+}
+
+/** Every field name at any depth, to check that --json speaks snake_case. */
+function fieldNames(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(fieldNames);
+  if (value === null || typeof value !== "object") return [];
+  return Object.entries(value).flatMap(([k, v]) => [k, ...fieldNames(v)]);
+}
+
+describe("a consistent CLI", () => {
+  test("--yes skips the question; the old --force still does, with a warning", async () => {
+    const cwd = await site();
+    const make = async (name: string) =>
+      JSON.parse(
+        (await tollgate(["keys", "create", "--name", name, "--limit", "1k", "--json"], { cwd }))
+          .stdout,
+      ) as { id: string };
+    const a = await make("a");
+    const b = await make("b");
+    const yes = await tollgate(["keys", "delete", a.id, "--yes"], { cwd });
+    expect(yes.stderr).toBe("");
+    expect(yes.code).toBe(0);
+    const old = await tollgate(["keys", "delete", b.id, "--force"], { cwd });
+    expect(old.code).toBe(0);
+    expect(oneLine(old)).toStartWith("warning: --force no longer skips the question");
+    expect(old.stderr).toContain("use --yes");
+  }, 30_000);
+
+  test("every --json output is JSON in snake_case, backup verify included", async () => {
+    const cwd = await site();
+    const legacy = join(cwd, "apikeys.json");
+    writeFileSync(legacy, JSON.stringify({ keys: [] }));
+    const backup = await tollgate(["backup", "--json"], { cwd });
+    expect(backup.code).toBe(0);
+    const made = JSON.parse(backup.stdout) as { path: string };
+    const outputs = [
+      backup.stdout,
+      (await tollgate(["backup", "verify", made.path, "--json"], { cwd })).stdout,
+      (await tollgate(["backups", "list", "--json"], { cwd })).stdout,
+      (await tollgate(["migrate", "--file", legacy, "--dry-run", "--json"], { cwd })).stdout,
+      (await tollgate(["db", "copy", "--to", "other.db", "--dry-run", "--json"], { cwd })).stdout,
+    ];
+    // db copy wants its target to exist: make it, then ask again.
+    expect(
+      (await tollgate(["db", "migrate"], { cwd, env: { DATABASE_PATH: "other.db" } })).code,
+    ).toBe(0);
+    outputs[4] = (
+      await tollgate(["db", "copy", "--to", "other.db", "--dry-run", "--json"], { cwd })
+    ).stdout;
+    for (const out of outputs) {
+      const names = fieldNames(JSON.parse(out));
+      expect(names.length).toBeGreaterThan(0);
+      expect(names.filter((n) => /[A-Z]/.test(n))).toEqual([]);
+    }
+    expect(JSON.parse(outputs[1] as string)).toMatchObject({ ok: true, restorable_here: true });
+  }, 60_000);
+
+  test("keys create refuses a limit of 0 and a past expiry, pointing at --disable", async () => {
+    const cwd = await site();
+    for (const extra of [
+      ["--limit", "0"],
+      ["--limit", "1000", "--expires", "2020-01-01"],
+    ]) {
+      const r = await tollgate(["keys", "create", "--name", "x", ...extra], { cwd });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("--disable");
+    }
+    const list = await tollgate(["keys", "list", "--json"], { cwd });
+    expect((JSON.parse(list.stdout) as { total: number }).total).toBe(0);
+  }, 30_000);
+
+  test("relative times work for usage --from, --version prints the version, help marks required options", async () => {
+    const cwd = await site();
+    const usage = await tollgate(["usage", "--from", "30d", "--step", "1d", "--json"], { cwd });
+    expect(usage.stderr).toBe("");
+    expect(usage.code).toBe(0);
+    const range = JSON.parse(usage.stdout) as { from: string };
+    expect(Math.abs(Date.parse(range.from) - (Date.now() - 30 * 86_400_000))).toBeLessThan(
+      86_400_000 + 60_000,
+    );
+
+    const version = await tollgate(["--version"], { cwd });
+    const pkg = (await Bun.file(join(REPO_ROOT, "package.json")).json()) as { version: string };
+    expect(version.stdout.trim()).toBe(pkg.version);
+    expect(version.code).toBe(0);
+
+    const help = await tollgate(["keys", "create", "--help"], { cwd });
+    expect(help.stdout).toMatch(/--name <name>\s+\(required\)/);
+    expect(help.stdout).toMatch(/--limit <tokens>\s+\(required\)/);
+    expect(help.stdout).not.toMatch(/--model <model>\s+\(required\)/);
+  }, 30_000);
+});
+
+describe("clear messages", () => {
+  test("PORT=abc says PORT must be a number; a bad upstream URL says what is wrong", async () => {
+    const cwd = folder();
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ PORT: "abc" }, "error: invalid configuration: PORT: must be a number"],
+      [
+        { UPSTREAM_OPENAI_URL: "https://user:pw@api.example.com/v1" },
+        "error: invalid configuration: UPSTREAM_OPENAI_URL: must not hold credentials",
+      ],
+      [
+        { UPSTREAM_ANTHROPIC_URL: "ftp://api.example.com/a" },
+        "error: invalid configuration: UPSTREAM_ANTHROPIC_URL: must start with http:// or https://",
+      ],
+      [
+        { UPSTREAM_OPENAI_URL: "https://api.example.com/v1?key=1" },
+        "error: invalid configuration: UPSTREAM_OPENAI_URL: must not have a query",
+      ],
+    ];
+    for (const [env, start] of cases) {
+      const r = await tollgate(["serve"], { cwd, env: { HOST: "127.0.0.1", ...env } });
+      expect(r.code).toBe(1);
+      expect(oneLine(r)).toStartWith(start);
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+  }, 30_000);
+
+  test("a legacy file: a syntax error gives line and column, a wrong outline shows the expected one", async () => {
+    const cwd = await site();
+    const broken = join(cwd, "broken.json");
+    writeFileSync(broken, '{\n  "keys": [\n    {"key": "pk_secret", "name": "a",}\n  ]\n}\n');
+    const r1 = await tollgate(["migrate", "--file", broken, "--yes"], { cwd });
+    expect(r1.code).toBe(2);
+    expect(r1.stderr).toContain("not valid JSON: line 3, column 38:");
+    expect(r1.stderr).not.toContain("pk_secret");
+
+    const wrong = join(cwd, "wrong.json");
+    writeFileSync(wrong, JSON.stringify([{ key: "pk_secret", name: "a" }]));
+    const r2 = await tollgate(["migrate", "--file", wrong, "--yes"], { cwd });
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain("A legacy key file looks like this:");
+    expect(r2.stderr).toContain('"token_limit_per_5h": 100000');
+    expect(r2.stderr).toContain("docs/migration.md");
+    expect(r2.stderr).not.toContain("pk_secret");
+  }, 30_000);
+});
