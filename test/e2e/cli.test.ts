@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CliResult, REPO_ROOT } from "../harness/gateway.ts";
+import { type CliResult, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
 
 const MAIN = join(REPO_ROOT, "src", "cli", "main.ts");
 const folders: string[] = [];
@@ -197,6 +197,25 @@ describe("a consistent CLI", () => {
     expect(oneLine(old)).toStartWith("warning: --force no longer skips the question");
     expect(old.stderr).toContain("use --yes");
   }, 30_000);
+
+  test("restore --yes asks nothing and still refuses while a gateway serves; --force overrides that", async () => {
+    const g = new GatewayProcess({ env: { BACKUP_DIR: join(folder(), "backups") } });
+    try {
+      await g.start();
+      const backup = await g.cli(["backup", "--json"]);
+      expect(backup.code).toBe(0);
+      const file = (JSON.parse(backup.stdout) as { path: string }).path;
+      const refused = await g.cli(["restore", file, "--yes"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("stop it first");
+      expect(refused.stderr).not.toMatch(/\n\s+at /);
+      const forced = await g.cli(["restore", file, "--yes", "--force"]);
+      expect(forced.code).toBe(0);
+      expect(forced.stderr).not.toContain("--force no longer");
+    } finally {
+      await g.close();
+    }
+  }, 60_000);
 
   test("every --json output is JSON in snake_case, backup verify included", async () => {
     const cwd = await site();
