@@ -58,6 +58,8 @@ describe("loadConfig", () => {
     [{ PORT: "70000" }, "PORT"],
     [{ MAX_BODY_BYTES: "-1" }, "MAX_BODY_BYTES"],
     [{ UPSTREAM_OPENAI_URL: "not a url" }, "UPSTREAM_OPENAI_URL"],
+    [{ UPSTREAM_OPENAI_URL: "file:///etc/passwd" }, "UPSTREAM_OPENAI_URL"],
+    [{ UPSTREAM_ANTHROPIC_URL: "https://user:pw@host/a" }, "UPSTREAM_ANTHROPIC_URL"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ STORAGE_TYPE: "mongo" }, "STORAGE_TYPE"],
     [{ STORAGE_TYPE: "postgres" }, "DATABASE_URL"],
@@ -72,6 +74,33 @@ describe("loadConfig", () => {
     [{ TRUSTED_PROXIES: "10.0.0.1, proxy.internal" }, "TRUSTED_PROXIES"],
     [{ TRUSTED_PROXIES: "10.0.0.256" }, "TRUSTED_PROXIES"],
   ];
+  // What each says, in words a person can act on.
+  const said: Array<[Record<string, string>, string]> = [
+    [{ PORT: "abc" }, "invalid configuration: PORT: must be a number (a whole number, e.g. 3000)"],
+    [{ PORT: "70000" }, "invalid configuration: PORT: must be a port number up to 65535"],
+    [{ MAX_BODY_BYTES: "-1" }, "invalid configuration: MAX_BODY_BYTES: must be at least 1"],
+    [
+      { UPSTREAM_OPENAI_URL: "ftp://x/v1" },
+      "UPSTREAM_OPENAI_URL: must start with http:// or https://",
+    ],
+    [{ UPSTREAM_OPENAI_URL: "https://u:p@x/v1" }, "UPSTREAM_OPENAI_URL: must not hold credentials"],
+    [
+      { UPSTREAM_ANTHROPIC_URL: "https://x/a?k=1" },
+      "UPSTREAM_ANTHROPIC_URL: must not have a query",
+    ],
+    [
+      { UPSTREAM_ANTHROPIC_URL: "https://x/a#top" },
+      "UPSTREAM_ANTHROPIC_URL: must not have a fragment",
+    ],
+    [{ DATABASE_URL: "mysql://u@h/db" }, "DATABASE_URL: the scheme mysql:// is not supported"],
+  ];
+  for (const [env, text] of said) {
+    test(`${JSON.stringify(env)} says: ${text}`, () => {
+      expect(() => loadConfig(env)).toThrow(text);
+      expect(() => loadConfig(env)).not.toThrow("STORAGE_TYPE");
+    });
+  }
+
   for (const [env, name] of bad) {
     test(`invalid ${name} stops start-up with a line naming it (${JSON.stringify(env)})`, () => {
       expect(() => loadConfig(env)).toThrow(ConfigError);

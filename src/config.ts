@@ -12,16 +12,49 @@ const MiB = 1024 * 1024;
 
 const emptyToUndefined = (v: unknown) => (v === "" ? undefined : v);
 
+const wholeNumber = (v: unknown) =>
+  typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v;
+
+/** A whole number; anything else says so rather than "expected number, received NaN". */
 const intFrom = (def: number, min = 0) =>
-  z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).default(def));
+  z.preprocess(
+    (v) => wholeNumber(emptyToUndefined(v)),
+    z
+      .number({ error: `must be a number (a whole number, e.g. ${def})` })
+      .int({ error: `must be a number (a whole number, e.g. ${def})` })
+      .min(min, { error: `must be at least ${min}` })
+      .default(def),
+  );
+
+/** Why an upstream base URL is unfit, or null: http(s) only, nothing a request would leak or lose. */
+export function upstreamUrlProblem(text: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return `not a URL ("${text}"); expected e.g. https://api.example.com/v1`;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    return `must start with http:// or https:// (got ${u.protocol}//)`;
+  }
+  if (u.username || u.password) {
+    return "must not hold credentials (user:password@); the upstream key goes in UPSTREAM_API_KEY";
+  }
+  if (u.search || text.includes("?")) return "must not have a query (?…)";
+  if (u.hash || text.includes("#")) return "must not have a fragment (#…)";
+  return null;
+}
 
 const url = (def: string) =>
   z.preprocess(
     emptyToUndefined,
     z
       .string()
-      .url()
       .default(def)
+      .superRefine((s, ctx) => {
+        const problem = upstreamUrlProblem(s);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      })
       .transform((s) => s.replace(/\/+$/, "")),
   );
 
@@ -90,7 +123,7 @@ const cronSchedule = z.preprocess(
 );
 
 export const envSchema = z.object({
-  PORT: intFrom(3000).pipe(z.number().max(65535)),
+  PORT: intFrom(3000).pipe(z.number().max(65535, { error: "must be a port number up to 65535" })),
   HOST: z.preprocess(emptyToUndefined, z.string().default("0.0.0.0")),
   UPSTREAM_API_KEY: optionalString,
   ZAI_API_KEY: optionalString,
@@ -291,9 +324,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 function pickStorage(e: Env): Config["storage"] {
   const type = e.STORAGE_TYPE ?? (e.DATABASE_URL ? "postgres" : "sqlite");
   if (type === "postgres") {
-    if (!e.DATABASE_URL || !/^postgres(ql)?:\/\//.test(e.DATABASE_URL)) {
+    if (!e.DATABASE_URL) {
       throw new ConfigError(
         "invalid configuration: DATABASE_URL: STORAGE_TYPE=postgres needs DATABASE_URL=postgres://…",
+      );
+    }
+    if (!/^postgres(ql)?:\/\//i.test(e.DATABASE_URL)) {
+      const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(e.DATABASE_URL)?.[1];
+      throw new ConfigError(
+        `invalid configuration: DATABASE_URL: ${scheme ? `the scheme ${scheme}:// is not supported` : "not a database URL"}; ` +
+          "Tollgate speaks PostgreSQL (postgres://user:password@host:5432/name), or SQLite when DATABASE_URL is unset (DATABASE_PATH)",
       );
     }
     return { type, url: e.DATABASE_URL };

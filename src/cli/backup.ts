@@ -12,7 +12,7 @@ import type { BackupCounts, Manifest } from "../ops/backup/manifest.ts";
 import { restorableInto, restoreBackup } from "../ops/backup/restore.ts";
 import { describeSchema } from "../ops/backup/schema-version.ts";
 import { verifyBackup } from "../ops/backup/verify.ts";
-import { CliError, confirm } from "./context.ts";
+import { CliError, confirm, requireExisting, skipQuestion } from "./context.ts";
 import { printJson, printTable } from "./output.ts";
 
 /** Exit codes of `backup verify` and `restore`, as documented. */
@@ -127,6 +127,7 @@ function backupCommand(): Command {
           json?: boolean;
         }) => {
           const config = loadConfig();
+          requireExisting(config);
           const b = await createBackup({
             target: databaseTarget(config),
             dir: o.out ?? config.backup.dir,
@@ -275,20 +276,25 @@ function restoreCommand(): Command {
       "replace the configured database's keys and usage with a backup's, after a backup of them",
     )
     .argument("<file>", "the backup (or its .manifest.json)")
-    .option("--force", "do not ask; also restore while a gateway is serving the database")
+    .option("-y, --yes", "do not ask for confirmation")
+    .option(
+      "--force",
+      "restore even while a gateway serves the database (one transaction; see docs/backup.md)",
+    )
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
-      "\nVerifies the backup first, refuses one of another kind (unless logical) and, without\n" +
-        "--force, refuses while a gateway serves the database. The current data is backed up\n" +
-        "first; the output names that backup, which undoes the restore.\n" +
+      "\nVerifies the backup first and refuses one of another kind (unless logical). Refuses\n" +
+        "while a gateway serves the database unless --force; asks first unless --yes. The current\n" +
+        "data is backed up first; the output names that backup, which undoes the restore.\n" +
         "Exit codes: 0 restored, 1 failed or refused (nothing changed), 2 the backup is damaged\n" +
         "or cannot go into this database (nothing changed), 3 not confirmed.",
     )
     .action(
-      run(async (file: string, o: { force?: boolean; json?: boolean }) => {
+      run(async (file: string, o: { yes?: boolean; force?: boolean; json?: boolean }) => {
         const config = loadConfig();
         const target = databaseTarget(config);
+        requireExisting(config);
         const say = (line: string) => {
           if (!o.json) process.stderr.write(`${line}\n`);
         };
@@ -301,7 +307,7 @@ function restoreCommand(): Command {
           force: Boolean(o.force),
           onStep: (m) => say(`${m}…`),
           confirm: async (plan) => {
-            if (o.force) return;
+            if (skipQuestion(o)) return;
             const now = plan.current ? what(plan.current) : "nothing readable";
             try {
               await confirm(
@@ -313,7 +319,7 @@ function restoreCommand(): Command {
           },
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
-        const undo = r.preRestore ? `npx tollgate restore ${r.preRestore.path} --force` : null;
+        const undo = r.preRestore ? `npx tollgate restore ${r.preRestore.path} --yes` : null;
         if (o.json) {
           return printJson({
             restored: r.restored,

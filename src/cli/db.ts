@@ -1,8 +1,10 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { Command } from "commander";
 import { loadConfig } from "../config.ts";
 import { CopyError, copyDatabase, copyTarget } from "../ops/copy.ts";
 import { describeStorage, openStorage } from "../storage/open.ts";
-import { CliError } from "./context.ts";
+import { CliError, openExisting, requireExisting } from "./context.ts";
 import { printJson } from "./output.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
@@ -42,7 +44,14 @@ export function dbCommand(): Command {
       if (describeStorage(targetConfig) === describeStorage(config)) {
         throw new CliError("the target is the configured database itself");
       }
-      const from = await openStorage(config);
+      requireExisting(config);
+      if (target.type === "sqlite" && !existsSync(target.path)) {
+        throw new CliError(
+          `no database at ${resolve(target.path)} (--to); nothing was created. ` +
+            `To copy into a new SQLite file, create it first: DATABASE_PATH=${target.path} tollgate db migrate`,
+        );
+      }
+      const from = await openExisting(config);
       try {
         const to = await openStorage(targetConfig);
         try {

@@ -5,9 +5,9 @@ import { listKeysQuery } from "../admin/schemas.ts";
 import { maskedKey } from "../keys/secret.ts";
 import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
-import { CliError, confirm, type WithStorage } from "./context.ts";
+import { CliError, confirm, skipQuestion, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
-import { parseConcurrency, parseExpiry, parseTokens } from "./parse.ts";
+import { parseConcurrency, parseExpiry, parseLimit, parseNewExpiry, parseTokens } from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
 
 // Every command runs the admin API's own operation, so `--json` prints what
@@ -19,6 +19,7 @@ import { keyUsageCommand } from "./usage.ts";
  */
 type Expiry = { at: number | null };
 const expiryOption = (v: string): Expiry => ({ at: parseExpiry(v) });
+const newExpiryOption = (v: string): Expiry => ({ at: parseNewExpiry(v) });
 
 const deps = (storage: Storage): ops.AdminDeps => ({ storage, clock: Date.now });
 
@@ -32,10 +33,10 @@ export function keysCommand(withStorage: WithStorage): Command {
     .requiredOption(
       "--limit <tokens>",
       "token quota per rolling 5 hours (e.g. 100000, 100k, 2M)",
-      parseTokens,
+      parseLimit,
     )
     .option("--model <model>", "force this model on every request made with the key")
-    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", expiryOption)
+    .option("--expires <when>", "expiry: ISO date or date-time, 30d, or never", newExpiryOption)
     .option(
       "--concurrency <n>",
       "requests the key may have in flight at once (default: DEFAULT_KEY_CONCURRENCY)",
@@ -223,12 +224,13 @@ export function keysCommand(withStorage: WithStorage): Command {
   keys
     .command("delete <key>")
     .description("delete a key and its usage history")
-    .option("--force", "do not ask for confirmation")
+    .option("-y, --yes", "do not ask for confirmation")
+    .addOption(new Option("--force", "deprecated: use --yes").hideHelp())
     .option("--json", "print JSON")
-    .action((ref: string, o: { force?: boolean; json?: boolean }) =>
+    .action((ref: string, o: { yes?: boolean; force?: boolean; json?: boolean }) =>
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
-        if (!o.force) {
+        if (!skipQuestion(o)) {
           await confirm(
             `Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`,
           );

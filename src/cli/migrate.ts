@@ -1,13 +1,13 @@
 import { constants, copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { loadConfig } from "../config.ts";
 import { maskedKey } from "../keys/secret.ts";
 import { legacyToRows, parseLegacy, summarize } from "../legacy/convert.ts";
 import { compareRows } from "../storage/compare-rows.ts";
-import { describeStorage, openStorage } from "../storage/open.ts";
+import { describeStorage } from "../storage/open.ts";
 import { ImportVerificationError } from "../storage/types.ts";
-import { CliError, confirm } from "./context.ts";
+import { CliError, confirm, openExisting, skipQuestion } from "./context.ts";
 import { printJson } from "./output.ts";
 
 /** Exit codes of `tollgate migrate`, as documented. */
@@ -31,7 +31,8 @@ export function migrateCommand(): Command {
     )
     .option("--file <path>", "legacy file to import (default: DATA_FILE)")
     .option("--dry-run", "report what would be imported; write nothing")
-    .option("--force", "do not ask for confirmation")
+    .option("-y, --yes", "do not ask for confirmation")
+    .addOption(new Option("--force", "deprecated: use --yes").hideHelp())
     .option("--json", "print the report as JSON")
     .addHelpText(
       "after",
@@ -39,7 +40,7 @@ export function migrateCommand(): Command {
         "2 the file is invalid and nothing was written, 3 not confirmed.\n" +
         "Re-running is safe: keys already in the database are skipped, never updated or charged twice.",
     )
-    .action(async (o: { file?: string; dryRun?: boolean; force?: boolean; json?: boolean }) => {
+    .action(async (o: MigrateOptions) => {
       try {
         await migrate(o);
       } catch (err) {
@@ -52,7 +53,15 @@ export function migrateCommand(): Command {
     });
 }
 
-async function migrate(o: { file?: string; dryRun?: boolean; force?: boolean; json?: boolean }) {
+interface MigrateOptions {
+  file?: string;
+  dryRun?: boolean;
+  yes?: boolean;
+  force?: boolean;
+  json?: boolean;
+}
+
+async function migrate(o: MigrateOptions) {
   const config = loadConfig();
   const file = o.file ?? config.dataFile;
   if (config.storage.type === "file") {
@@ -71,6 +80,7 @@ async function migrate(o: { file?: string; dryRun?: boolean; force?: boolean; js
   if (!parsed.ok) {
     const lines = parsed.problems.slice(0, 50).map((p) => `  - ${p}`);
     if (parsed.problems.length > 50) lines.push(`  … and ${parsed.problems.length - 50} more`);
+    if (parsed.shape) lines.push(`A legacy key file looks like this:\n${parsed.shape}`);
     throw new MigrateExit(
       MIGRATE_EXIT.invalidFile,
       `error: ${file} is not a valid legacy key file (${parsed.problems.length} problem(s)); nothing was written:\n${lines.join("\n")}`,
@@ -83,7 +93,7 @@ async function migrate(o: { file?: string; dryRun?: boolean; force?: boolean; js
     if (!o.json) process.stdout.write(`${line}\n`);
   };
 
-  const storage = await openStorage(config);
+  const storage = await openExisting(config);
   try {
     const present = new Set<string>();
     for (const r of rows) if (await storage.getKeyByHash(r.key.keyHash)) present.add(r.key.id);
@@ -120,7 +130,7 @@ async function migrate(o: { file?: string; dryRun?: boolean; force?: boolean; js
       else say("Nothing to import: every key is already in the database.");
       return;
     }
-    if (!o.force) {
+    if (!skipQuestion(o)) {
       try {
         await confirm(`Import ${n(fresh.length)} keys into ${describeStorage(config)}?`);
       } catch (err) {

@@ -1,8 +1,21 @@
 import type { KeyObject } from "../admin/schemas.ts";
 import { maskedKey } from "../keys/secret.ts";
 
+/** Every `--json` output names its fields in snake_case, as the admin API does. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(snakeCaseKeys(value), null, 2)}\n`);
+}
+
+/** `lifetimeTokens` -> `lifetime_tokens`, in every object at any depth; values untouched. */
+export function snakeCaseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseKeys);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      k.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase(),
+      snakeCaseKeys(v),
+    ]),
+  );
 }
 
 /** A plain aligned table; no colours, so it pipes and greps cleanly. */

@@ -1,7 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { InvalidArgumentError } from "commander";
 import { instant } from "../admin/schemas.ts";
-import { parseConcurrency, parseExpiry, parseTokens } from "./parse.ts";
+import {
+  parseConcurrency,
+  parseExpiry,
+  parseLimit,
+  parseNewExpiry,
+  parsePastTime,
+  parseTokens,
+} from "./parse.ts";
 
 describe("parseTokens", () => {
   const ok: Array<[string, number]> = [
@@ -79,4 +86,31 @@ describe("parseExpiry", () => {
     test(`rejects ${JSON.stringify(v)}`, () =>
       expect(() => parseExpiry(v, now)).toThrow(InvalidArgumentError));
   }
+});
+
+describe("times: one parser, forward for expiry, back for ranges", () => {
+  const now = Date.UTC(2026, 10, 28, 12);
+  test("a duration counts back for --from and --to", () => {
+    expect(parsePastTime("30d", now)).toBe(new Date(now - 30 * 86_400_000).toISOString());
+    expect(parsePastTime("12h", now)).toBe(new Date(now - 12 * 3_600_000).toISOString());
+    expect(parsePastTime("2026-11-01", now)).toBe("2026-11-01T00:00:00.000Z");
+  });
+  test("a bad time says what is expected", () => {
+    expect(() => parsePastTime("yesterday", now)).toThrow(
+      "or a duration such as 30d, 12h or 2w ago",
+    );
+  });
+  test("a new key's expiry must be in the future, with a hint", () => {
+    expect(parseNewExpiry("30d", now)).toBe(now + 30 * 86_400_000);
+    expect(parseNewExpiry("never", now)).toBeNull();
+    expect(() => parseNewExpiry("2020-01-01", now)).toThrow(
+      "2020-01-01T00:00:00.000Z is in the past, so the key would never work",
+    );
+    expect(() => parseNewExpiry("2020-01-01", now)).toThrow("keys update KEY --disable");
+  });
+  test("a new key's limit must be at least 1, with a hint", () => {
+    expect(parseLimit("1")).toBe(1);
+    expect(() => parseLimit("0")).toThrow("a limit of 0 would refuse every request");
+    expect(() => parseLimit("0k")).toThrow("--disable");
+  });
 });

@@ -23,27 +23,64 @@ export function parseConcurrency(value: string): number {
   }
   return n;
 }
+const UNIT_MS = { h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 
 /**
- * Expiry: a duration from now (`30d`, `12h`, `2w`), `never`, or an ISO 8601
- * date or date-time read exactly as the admin API reads `expires_at` (the
- * same schema: without an offset it is UTC, whatever the machine's time zone;
- * a day the month lacks is refused), so one text means one instant in both.
+ * A time as the CLI takes it everywhere: a duration counted from now (`30d`,
+ * `12h`, `2w`) into the future (`direction` 1) or the past (-1), or an ISO
+ * 8601 date or date-time read exactly as the admin API reads one (the same
+ * schema: without an offset it is UTC, whatever the machine's time zone; a
+ * day the month lacks is refused), so one text means one instant in both.
  */
-export function parseExpiry(value: string, now = Date.now()): number | null {
+export function parseTime(value: string, direction: 1 | -1, now = Date.now()): number {
   const v = value.trim();
-  if (/^(never|none)$/i.test(v)) return null;
   const rel = /^(\d+)([dhw])$/i.exec(v);
   if (rel?.[1] && rel[2]) {
-    const unit = { h: 3_600_000, d: 86_400_000, w: 604_800_000 }[
-      rel[2].toLowerCase() as "h" | "d" | "w"
-    ];
-    return now + Number(rel[1]) * unit;
+    return now + direction * Number(rel[1]) * UNIT_MS[rel[2].toLowerCase() as keyof typeof UNIT_MS];
   }
   const parsed = instant.safeParse(v);
   if (!parsed.success) {
     const problem = parsed.error.issues[0]?.message ?? "not a valid date";
-    throw new InvalidArgumentError(`${problem}, or a duration such as 30d, 12h, 2w, or never`);
+    const ago = direction < 0 ? " ago" : "";
+    throw new InvalidArgumentError(`${problem}, or a duration such as 30d, 12h or 2w${ago}`);
   }
   return parsed.data;
+}
+
+/** Expiry: a time (durations count forward), or `never`. */
+export function parseExpiry(value: string, now = Date.now()): number | null {
+  if (/^(never|none)$/i.test(value.trim())) return null;
+  try {
+    return parseTime(value, 1, now);
+  } catch (err) {
+    throw new InvalidArgumentError(`${(err as Error).message}, or never`);
+  }
+}
+
+/** The expiry of a new key: a past one would make a key that never works. */
+export function parseNewExpiry(value: string, now = Date.now()): number | null {
+  const at = parseExpiry(value, now);
+  if (at !== null && at <= now) {
+    throw new InvalidArgumentError(
+      `${new Date(at).toISOString()} is in the past, so the key would never work; give a later time (e.g. 30d). ` +
+        "To stop a key: tollgate keys update KEY --disable",
+    );
+  }
+  return at;
+}
+
+/** A key's quota: 0 would refuse every request, which is what --disable is for. */
+export function parseLimit(value: string): number {
+  const n = parseTokens(value);
+  if (n === 0) {
+    throw new InvalidArgumentError(
+      "a limit of 0 would refuse every request; give at least 1. To stop a key: tollgate keys update KEY --disable",
+    );
+  }
+  return n;
+}
+
+/** A start or end in the past (`--from 30d` is 30 days ago), as the ISO text the usage query takes. */
+export function parsePastTime(value: string, now = Date.now()): string {
+  return new Date(parseTime(value, -1, now)).toISOString();
 }

@@ -8,6 +8,7 @@ import { resolveKey } from "../keys/service.ts";
 import type { Storage } from "../storage/types.ts";
 import { CliError, type WithStorage } from "./context.ts";
 import { printJson, printTable } from "./output.ts";
+import { parsePastTime } from "./parse.ts";
 
 // Usage history from the command line: the admin API's operations and query
 // parsing, so `--json` equals the API's answer for the same query.
@@ -21,8 +22,16 @@ interface RangeOptions {
 
 function withRange(command: Command): Command {
   return command
-    .option("--from <when>", "start, ISO date or date-time (default: 24 hours before --to)")
-    .option("--to <when>", "end, exclusive (default: the end of the current step)")
+    .option(
+      "--from <when>",
+      "start: ISO date or date-time, or a time ago such as 30d, 12h (default: 24 hours before --to)",
+      (v) => parsePastTime(v),
+    )
+    .option(
+      "--to <when>",
+      "end, exclusive: as --from (default: the end of the current step)",
+      (v) => parsePastTime(v),
+    )
     .option("--step <step>", `one of ${STEPS.join(", ")}`, "1h")
     .option("--json", "print JSON");
 }

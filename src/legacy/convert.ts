@@ -2,12 +2,33 @@ import { displayPrefix, hashKey } from "../keys/secret.ts";
 import { bucketStartOf, windowUsage } from "../quota/window.ts";
 import type { BucketUsage, KeyExport } from "../storage/types.ts";
 import { type LegacyFile, type LegacyKey, legacyFile } from "./format.ts";
-import { jsonErrorMessage } from "./json-error.ts";
+import { describeJsonError } from "./json-error.ts";
 
 /** Expiry dates from this year on mean "never" (the old format requires a date). */
 const NEVER_YEAR = 9999;
 
-export type LegacyParse = { ok: true; file: LegacyFile } | { ok: false; problems: string[] };
+export type LegacyParse =
+  | { ok: true; file: LegacyFile }
+  /** `shape`: what the file should look like, when its outline is wrong. */
+  | { ok: false; problems: string[]; shape?: string };
+
+/** The outline of a legacy file, shown when a file does not have it. */
+export const LEGACY_SHAPE = `{
+  "keys": [
+    {
+      "key": "pk_…",
+      "name": "alice",
+      "token_limit_per_5h": 100000,
+      "expiry_date": "2027-01-31T00:00:00.000Z",
+      "created_at": "2026-01-01T00:00:00.000Z",
+      "model": "glm-4.7",
+      "last_used": null,
+      "total_lifetime_tokens": 0,
+      "usage_windows": []
+    }
+  ]
+}
+(model, last_used, total_lifetime_tokens and usage_windows may be left out; see docs/migration.md)`;
 
 /** The id a legacy key gets: stable, so a re-run and the file backend agree on it. */
 export function legacyKeyId(keyHash: string): string {
@@ -23,13 +44,21 @@ export function parseLegacy(text: string): LegacyParse {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    return { ok: false, problems: [`not valid JSON: ${jsonErrorMessage(err)}`] };
+    return { ok: false, problems: [`not valid JSON: ${describeJsonError(text, err)}`] };
   }
   const r = legacyFile.safeParse(json);
   if (!r.success) {
     const keys = (json as { keys?: unknown[] } | null)?.keys;
+    // The outline itself is wrong (no keys list, or an entry that is no object).
+    const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+    const outline = r.error.issues.some(
+      (issue) =>
+        issue.path.length < 2 ||
+        (issue.path.length === 2 && !isObject(keys?.[issue.path[1] as number])),
+    );
     return {
       ok: false,
+      ...(outline ? { shape: LEGACY_SHAPE } : {}),
       problems: r.error.issues.map((issue) => {
         const [top, index, ...rest] = issue.path;
         if (top === "keys" && typeof index === "number") {

@@ -4,6 +4,18 @@ import type { Storage } from "./types.ts";
 
 export class StorageUnreachableError extends Error {}
 
+/**
+ * PostgreSQL errors that no retry can mend: the database does not exist
+ * (3D000), the password is wrong (28P01), the role may not log in (28000).
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+const PERMANENT_PG_CODES = new Set(["3D000", "28P01", "28000"]);
+
+export function isPermanentPgError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && PERMANENT_PG_CODES.has(code);
+}
+
 /** Longest wait between two connection attempts at start-up. */
 const MAX_BACKOFF_MS = 10_000;
 
@@ -39,10 +51,16 @@ export async function openStorage(
       baseMs: config.database.connectBackoffMs,
       maxMs: MAX_BACKOFF_MS,
       onRetry: (n, wait, err) => options.onRetry?.(n, wait, reason(err)),
+      isPermanent: isPermanentPgError,
     });
     await storage.migrate();
   } catch (err) {
     await storage.close().catch(() => {});
+    if (isPermanentPgError(err)) {
+      throw new StorageUnreachableError(
+        `PostgreSQL at ${safeUrl(s.url)} refused the connection: ${reason(err)}; not retried, fix DATABASE_URL (or create the database)`,
+      );
+    }
     throw new StorageUnreachableError(
       `could not reach PostgreSQL at ${safeUrl(s.url)} after ${config.database.connectAttempts} attempts: ${reason(err)}`,
     );

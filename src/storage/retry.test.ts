@@ -45,3 +45,26 @@ describe("retry", () => {
     expect(calls).toBe(3);
   });
 });
+
+describe("retry with permanent errors", () => {
+  test("a permanent error is thrown at once, without waiting", async () => {
+    let calls = 0;
+    const waits: number[] = [];
+    const p = retry(
+      async () => {
+        calls++;
+        throw Object.assign(new Error("database does not exist"), { code: "3D000" });
+      },
+      {
+        attempts: 10,
+        baseMs: 1,
+        maxMs: 1,
+        sleep: async (ms) => void waits.push(ms),
+        isPermanent: (err) => (err as { code?: string }).code === "3D000",
+      },
+    );
+    await expect(p).rejects.toThrow("database does not exist");
+    expect(calls).toBe(1);
+    expect(waits).toEqual([]);
+  });
+});

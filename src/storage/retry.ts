@@ -4,6 +4,8 @@ export interface RetryOptions {
   baseMs: number;
   maxMs: number;
   onRetry?: (attempt: number, waitMs: number, err: unknown) => void;
+  /** An error no retry can mend: thrown at once. */
+  isPermanent?: (err: unknown) => boolean;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
 }
@@ -28,7 +30,7 @@ export async function retry<T>(fn: () => Promise<T>, o: RetryOptions): Promise<T
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= o.attempts) throw err;
+      if (attempt >= o.attempts || o.isPermanent?.(err)) throw err;
       const wait = backoffMs(attempt, o, o.random);
       o.onRetry?.(attempt, wait, err);
       await sleep(wait);

@@ -11,8 +11,6 @@ export interface KeyRecord {
   /** Requests in flight at once; null = no limit of its own (the gateway default applies). */
   maxConcurrent: number | null;
   disabled: boolean;
-  /** Requests in flight at once (per instance); null = the default (DEFAULT_KEY_CONCURRENCY). */
-  maxConcurrent?: number | null;
   createdAt: number;
   updatedAt: number;
   lastUsedAt: number | null;

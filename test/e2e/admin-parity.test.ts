@@ -183,7 +183,7 @@ describe("CLI and API agree", () => {
     expect(bad.stderr).toBe("error: step: must be one of 5m, 15m, 1h, 6h, 1d\n");
     const badList = await gw.cli(["keys", "list", "--limit", "501"]);
     expect(badList.stderr).toBe("error: limit: must be at most 500\n");
-    expect(await cliJson(["keys", "delete", cliKey.id, "--force"])).toEqual({
+    expect(await cliJson(["keys", "delete", cliKey.id, "--yes"])).toEqual({
       id: cliKey.id,
       deleted: true,
     });

@@ -113,7 +113,7 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   const verified = await g.cli(["backup", "verify", backup.path]);
   expect(verified.stdout).toContain("restorable into the configured SQLite database");
   expect(verified.code).toBe(0);
-  const restored = await g.cli(["restore", backup.path, "--force"]);
+  const restored = await g.cli(["restore", backup.path, "--yes"]);
   expect(restored.stdout).toContain("Restored 1 key");
   expect(restored.code).toBe(0);
   expect(schemaOf(g.dbPath)).toEqual({ migrations: 3, bucketStartIndex: true });

@@ -169,20 +169,20 @@ describe("backup and restore of a SQLite gateway", () => {
     // 4. Life goes on: more usage, a new key, a deleted key.
     for (let i = 0; i < 5; i++) expect(await chat(g, a.key)).toBe(200);
     const c = await g.createKey({ name: "carol", limit: "1M" });
-    expect((await g.cli(["keys", "delete", b.id, "--force"])).code).toBe(0);
+    expect((await g.cli(["keys", "delete", b.id, "--yes"])).code).toBe(0);
     expect(await g.stop()).toBe(0);
     const later = await totals(g, a.id);
     expect(later?.tokens).toBe(before.a.tokens + 5 * 16);
 
-    // 5. Restore: asks first (refuses without a terminal), then with --force.
+    // 5. Restore: asks first (refuses without a terminal), then with --yes.
     const unconfirmed = await g.cli(["restore", quiet.path]);
     expect(unconfirmed.code).toBe(3);
-    expectOneLine(unconfirmed, /not on a terminal.*--force/);
-    const restored = await g.cli(["restore", quiet.path, "--force"]);
+    expectOneLine(unconfirmed, /not on a terminal.*--yes/);
+    const restored = await g.cli(["restore", quiet.path, "--yes"]);
     expect(restored.code).toBe(0);
     const [, pre] = /^Backup of the data replaced: (\S+)$/m.exec(restored.stdout) ?? [];
     expect(pre).toContain("-pre-restore.db.gz");
-    expect(restored.stdout).toContain(`To undo: npx tollgate restore ${pre} --force`);
+    expect(restored.stdout).toContain(`To undo: npx tollgate restore ${pre} --yes`);
     expect(restored.stdout).toContain("Restored 2 keys");
 
     // 6. A started gateway serves exactly the backed-up keys and usage.
@@ -197,7 +197,7 @@ describe("backup and restore of a SQLite gateway", () => {
     expect(await g.stop()).toBe(0);
 
     // 7. Restoring the pre-restore backup undoes the restore.
-    const undone = await g.cli(["restore", pre as string, "--force"]);
+    const undone = await g.cli(["restore", pre as string, "--yes"]);
     expect(undone.code).toBe(0);
     expect(await totals(g, c.id)).not.toBeNull();
     expect(await totals(g, b.id)).toBeNull();
@@ -254,7 +254,7 @@ describe("backup and restore of a SQLite gateway", () => {
       expectOneLine(v, message);
       // Restore refuses each of them too (src/ops/backup tests every kind); two here for the CLI.
       if (what === "truncated" || what === "unknown format") {
-        const r = await g.cli(["restore", copy, "--force"]);
+        const r = await g.cli(["restore", copy, "--yes"]);
         expect(r.code).toBe(2);
         expectOneLine(r, message);
         expect(r.stderr).toContain("nothing was changed");
@@ -339,7 +339,7 @@ describe.skipIf(!pg?.shared)("backup and restore of a PostgreSQL gateway", () =>
       expect(await g.stop()).toBe(0);
       expect((await totals(db.url, a.id))?.tokens).toBe(before.tokens + 3 * 16);
 
-      const restored = await g.cli(["restore", quiet.path, "--force"]);
+      const restored = await g.cli(["restore", quiet.path, "--yes"]);
       expect(restored.code).toBe(0);
       expect(restored.stdout).toMatch(/Backup of the data replaced: \S+-pre-restore\.dump/);
       await g.start();
@@ -350,7 +350,8 @@ describe.skipIf(!pg?.shared)("backup and restore of a PostgreSQL gateway", () =>
       // The other kind: a pg_dump archive is refused by SQLite (a logical
       // export would go in: src/ops/backup/postgres.test.ts).
       const sqlite = gateway();
-      const wrong = await sqlite.cli(["restore", quiet.path, "--force"]);
+      expect((await sqlite.cli(["db", "migrate"])).code).toBe(0);
+      const wrong = await sqlite.cli(["restore", quiet.path, "--yes"]);
       expect(wrong.code).toBe(2);
       expectOneLine(
         wrong,

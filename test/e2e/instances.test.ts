@@ -98,7 +98,7 @@ describe.skipIf(!pg.shared)("two instances on one PostgreSQL database", () => {
   test("a deleted key is refused by both within a second", async () => {
     const k = await b.createKey({ name: "delete-me", limit: "1M" });
     expect((await chat(a, k.key)).status).toBe(200);
-    expect((await b.cli(["keys", "delete", k.id, "--force"])).code).toBe(0);
+    expect((await b.cli(["keys", "delete", k.id, "--yes"])).code).toBe(0);
     await within(1000, async () => (await chat(a, k.key)).status === 401);
     await within(1000, async () => (await chat(b, k.key)).status === 401);
   }, 15_000);

@@ -87,10 +87,10 @@ describe("revocation through the CLI while the server runs", () => {
     await gw.statsWhen(k.key, { tokens: 16 * ok, requests: ok }, 1000);
   });
 
-  test("keys delete --force refuses the key (401) within ~1 s", async () => {
+  test("keys delete --yes refuses the key (401) within ~1 s", async () => {
     const k = await gw.createKey({ name: "to-delete", limit: 1000 });
     expect(await openaiStatus(k.key)).toBe(200);
-    const out = await cliOk(["keys", "delete", k.id, "--force", "--json"]);
+    const out = await cliOk(["keys", "delete", k.id, "--yes", "--json"]);
     expect(JSON.parse(out)).toEqual({ id: k.id, deleted: true });
     await obeyed(k.key, 401);
     const stats = await gw.fetch("/stats", { headers: { authorization: `Bearer ${k.key}` } });

@@ -23,9 +23,12 @@ afterAll(async () => {
   await mock.stop();
 });
 
-function gateway(env: Record<string, string> = {}): GatewayProcess {
+/** A gateway (not started) with its database created, as `migrate` wants one that exists. */
+async function gateway(env: Record<string, string> = {}): Promise<GatewayProcess> {
   const g = new GatewayProcess({ mock, env });
   open.push(g);
+  const created = await g.cli(["db", "migrate"]);
+  if (created.code !== 0) throw new Error(`db migrate failed: ${created.stderr}`);
   return g;
 }
 
@@ -46,13 +49,13 @@ const backups = (g: GatewayProcess) =>
 
 describe("tollgate migrate", () => {
   test("imports hundreds of keys, verified; holders keep their keys and their window usage", async () => {
-    const g = gateway();
+    const g = await gateway();
     const now = Date.now();
     const legacy = makeLegacyFile({ keys: 300, now });
     const file = writeLegacy(g, legacy);
     const source = readFileSync(file, "utf8");
 
-    const r = await g.cli(["migrate", "--file", file, "--force"]);
+    const r = await g.cli(["migrate", "--file", file, "--yes"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("Imported 300 keys (0 skipped), every field verified");
@@ -101,11 +104,11 @@ describe("tollgate migrate", () => {
   }, 30_000);
 
   test("a re-run skips what is there: no duplicate keys, no usage counted twice", async () => {
-    const g = gateway();
+    const g = await gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 20, now: Date.now() }));
-    expect((await g.cli(["migrate", "--file", file, "--force"])).code).toBe(0);
+    expect((await g.cli(["migrate", "--file", file, "--yes"])).code).toBe(0);
     const before = (await g.cli(["keys", "show", "user 3", "--json"])).stdout;
-    const again = await g.cli(["migrate", "--file", file, "--force"]);
+    const again = await g.cli(["migrate", "--file", file, "--yes"]);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("0 to import, 20 already there (skipped)");
     expect(await keyCount(g)).toBe(20);
@@ -113,11 +116,11 @@ describe("tollgate migrate", () => {
   }, 20_000);
 
   test("legacy keys have no concurrency limit; one kept in a file written by the file backend comes along", async () => {
-    const g = gateway();
+    const g = await gateway();
     const legacy = makeLegacyFile({ keys: 2, now: Date.now() });
     (legacy.keys[1] as Record<string, unknown>).max_concurrent = 5;
     const file = writeLegacy(g, legacy);
-    expect((await g.cli(["migrate", "--file", file, "--force"])).code).toBe(0);
+    expect((await g.cli(["migrate", "--file", file, "--yes"])).code).toBe(0);
     const show = async (name: string) =>
       JSON.parse((await g.cli(["keys", "show", name, "--json"])).stdout) as Record<string, unknown>;
     expect((await show("user 0")).max_concurrent).toBeNull();
@@ -125,7 +128,7 @@ describe("tollgate migrate", () => {
   }, 20_000);
 
   test("--dry-run reports counts, prefixes and totals, and writes nothing", async () => {
-    const g = gateway();
+    const g = await gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 12, now: Date.now() }));
     const r = await g.cli(["migrate", "--file", file, "--dry-run", "--json"]);
     expect(r.code).toBe(0);
@@ -138,12 +141,12 @@ describe("tollgate migrate", () => {
     expect(backups(g)).toEqual([]);
   }, 15_000);
 
-  test("refuses without --force when there is no terminal to ask on (exit 3), writing nothing", async () => {
-    const g = gateway();
+  test("refuses without --yes when there is no terminal to ask on (exit 3), writing nothing", async () => {
+    const g = await gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 3, now: Date.now() }));
     const r = await g.cli(["migrate", "--file", file]);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain("--force");
+    expect(r.stderr).toContain("--yes");
     expect(await keyCount(g)).toBe(0);
     expect(backups(g)).toEqual([]);
   }, 15_000);
@@ -171,9 +174,9 @@ describe("tollgate migrate", () => {
   ];
   for (const [what, damage, message] of invalid) {
     test(`an invalid file (${what}) exits 2, names the key without showing it, and writes nothing`, async () => {
-      const g = gateway();
+      const g = await gateway();
       const file = writeLegacy(g, damage(makeLegacyFile({ keys: 8, now: Date.now() })));
-      const r = await g.cli(["migrate", "--file", file, "--force"]);
+      const r = await g.cli(["migrate", "--file", file, "--yes"]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr).toContain("nothing was written");
@@ -185,12 +188,12 @@ describe("tollgate migrate", () => {
   }
 
   test("an unwritable backup folder stops the import before anything is written", async () => {
-    const g = gateway();
+    const g = await gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 5, now: Date.now() }));
     // A plain file where the backups folder should be: it cannot be created
     // or written into, even by root.
     writeFileSync(join(g.dir, "backups"), "not a folder");
-    const r = await g.cli(["migrate", "--file", file, "--force"]);
+    const r = await g.cli(["migrate", "--file", file, "--yes"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("cannot write the backup");
     expect(r.stderr).toContain("nothing was imported");
@@ -198,10 +201,10 @@ describe("tollgate migrate", () => {
   }, 15_000);
 
   test("an import killed half-way leaves the database as it was", async () => {
-    const g = gateway();
+    const g = await gateway();
     const file = writeLegacy(g, makeLegacyFile({ keys: 5_000, now: Date.now() }));
     const proc = Bun.spawn(
-      [process.execPath, "src/cli/main.ts", "migrate", "--file", file, "--force"],
+      [process.execPath, "src/cli/main.ts", "migrate", "--file", file, "--yes"],
       {
         cwd: REPO_ROOT,
         env: { ...process.env, DATABASE_PATH: g.dbPath },
@@ -222,13 +225,13 @@ describe("tollgate migrate", () => {
     await proc.exited;
     expect(await keyCount(g)).toBe(0);
     // And a clean run afterwards imports everything.
-    const r = await g.cli(["migrate", "--file", file, "--force"]);
+    const r = await g.cli(["migrate", "--file", file, "--yes"]);
     expect(r.code).toBe(0);
     expect(await keyCount(g)).toBe(5_000);
   }, 60_000);
 
   test("the server points at the migrate command when the database is empty and a legacy file exists", async () => {
-    const g = gateway();
+    const g = await gateway();
     writeLegacy(g, makeLegacyFile({ keys: 2, now: Date.now() }));
     const withFile = new GatewayProcess({
       mock,
@@ -257,9 +260,9 @@ describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
     async () => {
       const db = await pg.create();
       try {
-        const g = gateway({ DATABASE_URL: db.url });
+        const g = await gateway({ DATABASE_URL: db.url });
         const file = writeLegacy(g, makeLegacyFile({ keys: 150, now: Date.now() }));
-        const r = await g.cli(["migrate", "--file", file, "--force"]);
+        const r = await g.cli(["migrate", "--file", file, "--yes"]);
         expect(r.stderr).toBe("");
         expect(r.code).toBe(0);
         expect(r.stdout).toContain("Imported 150 keys");

@@ -10,7 +10,7 @@
  *   await gw.close();
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -339,8 +339,17 @@ export class GatewayProcess {
     return { code, stdout, stderr };
   }
 
-  /** `keys create … --json`; the secret is in `key`. */
+  /**
+   * `keys create … --json`; the secret is in `key`. Before the first start
+   * there is no database yet, so it runs `db migrate` first, as an operator
+   * would (only `serve` and `db migrate` create one).
+   */
   async createKey(options: CreateKeyOptions): Promise<CreatedKey> {
+    if (!this.env.DATABASE_URL && this.env.STORAGE_TYPE !== "file" && !existsSync(this.dbPath)) {
+      const created = await this.cli(["db", "migrate"]);
+      if (created.code !== 0)
+        throw new Error(`db migrate failed (${created.code}): ${created.stderr}`);
+    }
     const args = ["keys", "create", "--name", options.name, "--limit", String(options.limit)];
     if (options.model !== undefined) args.push("--model", options.model);
     if (options.expires !== undefined) args.push("--expires", options.expires);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { legacyBucket, legacyFile, legacyKey, legacyRollingCache } from "../../legacy/format.ts";
-import { jsonErrorMessage } from "../../legacy/json-error.ts";
+import { describeJsonError } from "../../legacy/json-error.ts";
 
 // The legacy `apikeys.json` as Tollgate reads and writes it: the old format,
 // plus fields of our own that the old gateway never reads (the schemas are
@@ -61,9 +61,9 @@ export function parseKeyFile(text: string, path: string): { raw: RawFile; parsed
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    const why = jsonErrorMessage(err);
-    const hint = text.trim() === "" ? "the file is empty" : why;
-    throw new KeyFileError(`legacy key file ${path} is not valid JSON: ${hint}`);
+    throw new KeyFileError(
+      `legacy key file ${path} is not valid JSON: ${describeJsonError(text, err)}`,
+    );
   }
   const r = keyFile.safeParse(raw);
   if (!r.success) {
