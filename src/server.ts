@@ -144,8 +144,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     hostname: config.host,
     fetch: app.fetch,
     development: false,
-    // LLM streams can stay quiet for minutes while a model thinks.
-    idleTimeout: 0,
+    // Idle keep-alive connections go; proxied calls, which can stay quiet for
+    // minutes while a model thinks, are exempt (see idleExemption).
+    idleTimeout: config.idleTimeoutSeconds,
     // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   });

@@ -238,7 +238,7 @@ async function requestBody(
   if (req.method === "GET" || req.method === "HEAD") {
     return { body: null, requestBytes: 0, hideUsageChunk: false, model: undefined };
   }
-  const bytes = await readBody(req, config.maxBodyBytes);
+  const bytes = await readBody(req, config.maxBodyBytes, config.bodyTimeoutMs);
   const type = (req.headers.get("content-type") ?? "").toLowerCase();
   // Endpoints that name a model are always read as JSON, whatever the client
   // claims, so a key's model override cannot be dodged with a content type;
