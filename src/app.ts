@@ -76,7 +76,11 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
   app.get(
     "/health/ready",
-    readyHandler({ ...deps, unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage }),
+    readyHandler({
+      ...deps,
+      unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage,
+      upstreamConfigured: Boolean(deps.config.upstreamApiKey),
+    }),
   );
   app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
   app.get(
