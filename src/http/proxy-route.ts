@@ -262,13 +262,22 @@ async function requestBody(
   );
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
-  const body = JSON.stringify(prepared.body);
+  const body = serialize(prepared.body);
   return {
     body,
     requestBytes: body.length,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
   };
+}
+
+/** JSON.parse takes nesting that JSON.stringify cannot give back (a RangeError): the client's mistake. */
+function serialize(body: unknown): string {
+  try {
+    return JSON.stringify(body);
+  } catch {
+    throw new GatewayError("invalid_request", "request body is nested too deeply");
+  }
 }
 
 function looksLikeJson(bytes: Uint8Array | null): boolean {
