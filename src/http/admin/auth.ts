@@ -81,7 +81,9 @@ export function authFailures(deps: AdminAuthDeps) {
       const source = sourceOf(c, deps.proxies);
       const failures = counts ? deps.limiter.fail(source.limiterKey, deps.clock()) : undefined;
       // The presented key is never logged, not even in part.
-      deps.log.warn({ ...where(c), reason, failures }, "admin authentication failed");
+      // A page opened before signing in asks without credentials: routine, not a warning.
+      const level = reason === "missing credentials" ? "info" : "warn";
+      deps.log[level]({ ...where(c), reason, failures }, "admin authentication failed");
       const headers: Record<string, string> = { "www-authenticate": "Bearer" };
       if (reason === "session expired" || reason.startsWith("session cookie")) {
         headers["set-cookie"] = clearedSessionCookie(source.https);
