@@ -6,6 +6,7 @@ import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
 import { adminRoutes } from "./http/admin/routes.ts";
 import { health } from "./http/health-route.ts";
+import { idleExemption } from "./http/idle-exemption.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
 import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
 import { readyHandler } from "./http/ready-route.ts";
@@ -75,13 +76,18 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
   app.get(
     "/health/ready",
-    readyHandler({ ...deps, unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage }),
+    readyHandler({
+      ...deps,
+      unknownKeysDuringOutage: deps.config.unknownKeysDuringOutage,
+      upstreamConfigured: Boolean(deps.config.upstreamApiKey),
+    }),
   );
   app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
   app.get(
     "/stats/usage",
     statsUsageHandler({ ...deps, retentionMs: deps.config.usageRetentionDays * 86_400_000 }),
   );
+  app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
   app.all("/v1/*", proxyHandler(deps));
   // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an unknown route.
   if (deps.config.adminApiKey) {

@@ -144,6 +144,11 @@ export const envSchema = z.object({
   DATA_FILE: z.preprocess(emptyToUndefined, z.string().default("./data/apikeys.json")),
   JOURNAL_DIR: optionalString,
   MAX_BODY_BYTES: intFrom(32 * MiB, 1),
+  BODY_TIMEOUT_MS: intFrom(60_000, 1),
+  // Bun counts its idle timeout in whole seconds, at most 255.
+  IDLE_TIMEOUT_SECONDS: intFrom(60, 0).pipe(
+    z.number().max(255, "must be at most 255 (seconds; 0 turns it off)"),
+  ),
   UPSTREAM_TIMEOUT_MS: intFrom(600_000, 1),
   UPSTREAM_IDLE_TIMEOUT_MS: intFrom(600_000, 1),
   STREAM_DRAIN_MS: intFrom(120_000, 0),
@@ -215,6 +220,10 @@ export interface Config {
   /** While the database is out, keys this instance has never seen: refused (503) or let through. */
   unknownKeysDuringOutage: "reject" | "allow";
   maxBodyBytes: number;
+  /** Longest time a client may take to send its whole request body (408 after). */
+  bodyTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this many seconds (0: never). */
+  idleTimeoutSeconds: number;
   upstreamTimeoutMs: number;
   /** Longest silence tolerated once an upstream response has started (stream or body). */
   upstreamIdleTimeoutMs: number;
@@ -292,6 +301,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     usageSyncMs: e.USAGE_SYNC_MS,
     unknownKeysDuringOutage: e.UNKNOWN_KEYS_DURING_OUTAGE,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    bodyTimeoutMs: e.BODY_TIMEOUT_MS,
+    idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     streamDrainMs: e.STREAM_DRAIN_MS,

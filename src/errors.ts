@@ -22,6 +22,11 @@ export const errorCodes = {
   key_expired: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   key_disabled: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   not_found: { status: 404, openai: "invalid_request_error", anthropic: "not_found_error" },
+  request_timeout: {
+    status: 408,
+    openai: "invalid_request_error",
+    anthropic: "invalid_request_error",
+  },
   request_too_large: {
     status: 413,
     openai: "invalid_request_error",

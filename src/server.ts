@@ -28,7 +28,16 @@ export interface Gateway {
   url: string;
   /** Stop accepting, let in-flight requests finish (bounded), flush usage, close. */
   stop(): Promise<void>;
+  /**
+   * Leave now (the operator insisted): whatever is still running is charged
+   * what is known so far, and pending usage gets a brief chance to reach the
+   * database. The journal holds every charge either way.
+   */
+  exitNow(): Promise<void>;
 }
+
+/** How long leaving at once waits for the database to take pending usage. */
+const EXIT_NOW_FLUSH_MS = 2000;
 
 /** config -> storage -> journal replay -> app -> serve. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
@@ -135,8 +144,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     hostname: config.host,
     fetch: app.fetch,
     development: false,
-    // LLM streams can stay quiet for minutes while a model thinks.
-    idleTimeout: 0,
+    // Idle keep-alive connections go; proxied calls, which can stay quiet for
+    // minutes while a model thinks, are exempt (see idleExemption).
+    idleTimeout: config.idleTimeoutSeconds,
     // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   });
@@ -193,7 +203,21 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     })();
     return stopping;
   };
-  return { server, url, stop };
+  const exitNow = async () => {
+    accepting = false;
+    ledger.chargeInFlight();
+    const flushed = health.degraded
+      ? false
+      : await withTimeout(ledger.flush(), EXIT_NOW_FLUSH_MS).catch(() => false);
+    if (!flushed) {
+      log.error(
+        { journal: journal.file },
+        "usage left in the journal; it is replayed on next start",
+      );
+    }
+    instance.release();
+  };
+  return { server, url, stop, exitNow };
 }
 
 /** Points an operator of the old gateway at the one command that moves them over. */

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { PRIVATE_DIR, PRIVATE_FILE } from "../util/private-files.ts";
 
 export class InstanceLockError extends Error {}
 
@@ -15,14 +16,14 @@ export interface InstanceClaim {
  * lock file keeps a second process from appending to the same journal.
  */
 export function claimInstance(dir: string): InstanceClaim {
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
   const lock = join(dir, "instance.lock");
   takeLock(lock);
   const idFile = join(dir, "instance-id");
   let id = readText(idFile);
   if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
     id = `i_${randomBytes(8).toString("hex")}`;
-    writeFileSync(idFile, `${id}\n`);
+    writeFileSync(idFile, `${id}\n`, { mode: PRIVATE_FILE });
   }
   return {
     id,
@@ -35,7 +36,7 @@ export function claimInstance(dir: string): InstanceClaim {
 function takeLock(lock: string): void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      writeFileSync(lock, String(process.pid), { flag: "wx" });
+      writeFileSync(lock, String(process.pid), { flag: "wx", mode: PRIVATE_FILE });
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;

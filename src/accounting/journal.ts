@@ -11,6 +11,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { PRIVATE_DIR, PRIVATE_FILE } from "../util/private-files.ts";
 
 /**
  * One usage event: a response's tokens charged to a key. `seq` is unique and
@@ -48,9 +49,9 @@ export class Journal {
   }
 
   static open(dir: string, instanceId: string): Journal {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
     const path = join(dir, `${instanceId}.journal`);
-    const fd = openSync(path, "a+");
+    const fd = openSync(path, "a+", PRIVATE_FILE);
     // A record torn by a crash has no newline: end it, so the next record
     // starts on a line of its own and stays readable.
     const size = fstatSync(fd).size;
@@ -99,7 +100,7 @@ export class Journal {
    */
   compact(events: UsageEvent[]): void {
     const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, "w");
+    const fd = openSync(tmp, "w", PRIVATE_FILE);
     try {
       writeSync(fd, events.map(formatLine).join(""));
     } finally {
@@ -107,7 +108,7 @@ export class Journal {
     }
     renameSync(tmp, this.path);
     closeSync(this.fd);
-    this.fd = openSync(this.path, "a+");
+    this.fd = openSync(this.path, "a+", PRIVATE_FILE);
   }
 
   close(): void {

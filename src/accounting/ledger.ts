@@ -145,8 +145,23 @@ export class UsageLedger {
   async close(waitMs = 0): Promise<boolean> {
     const deadline = Date.now() + waitMs;
     while (this.holds.size > 0 && Date.now() < deadline) await Bun.sleep(20);
-    // Out of time: whatever is still running is charged what it is known to
-    // have cost (an estimate where the upstream has not said), never nothing.
+    this.chargeInFlight();
+    if (this.timer) clearInterval(this.timer);
+    // With the database known to be out, do not wait on it: the journal keeps
+    // everything and the next start replays it.
+    let ok = (this.deps.canFlush?.() ?? true) && (await this.flush());
+    if (!ok && (this.deps.canFlush?.() ?? true)) ok = await this.flush();
+    this.closed = true;
+    this.deps.journal.close();
+    return ok;
+  }
+
+  /**
+   * Out of time: whatever is still running is charged what it is known to
+   * have cost (an estimate where the upstream has not said), never nothing.
+   * The charges are in the journal when this returns.
+   */
+  chargeInFlight(): void {
     for (const h of [...this.holds]) {
       try {
         h.force();
@@ -158,14 +173,6 @@ export class UsageLedger {
       }
       this.holds.delete(h);
     }
-    if (this.timer) clearInterval(this.timer);
-    // With the database known to be out, do not wait on it: the journal keeps
-    // everything and the next start replays it.
-    let ok = (this.deps.canFlush?.() ?? true) && (await this.flush());
-    if (!ok && (this.deps.canFlush?.() ?? true)) ok = await this.flush();
-    this.closed = true;
-    this.deps.journal.close();
-    return ok;
   }
 
   private add(e: UsageEvent): void {

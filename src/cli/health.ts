@@ -21,6 +21,7 @@ export function healthCommand(): Command {
         status?: string;
         storage?: { reachable?: boolean; latency_ms?: number | null; error?: string | null };
         usage?: { unsynced_events?: number };
+        upstream?: { error?: string | null };
       };
       try {
         const res = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(5000) });
@@ -35,8 +36,9 @@ export function healthCommand(): Command {
         const db = s.reachable
           ? `database reachable (${s.latency_ms ?? "?"} ms)`
           : `database unreachable: ${s.error ?? "unknown"}`;
+        const upstream = body.upstream?.error ? `; ${body.upstream.error}` : "";
         process.stdout.write(
-          `${body.status ?? "unknown"}: ${db}; ${body.usage?.unsynced_events ?? 0} usage events not yet in the database\n`,
+          `${body.status ?? "unknown"}: ${db}; ${body.usage?.unsynced_events ?? 0} usage events not yet in the database${upstream}\n`,
         );
       }
       process.exit(body.status === "ok" || body.status === "degraded" ? EXIT.serving : EXIT.down);

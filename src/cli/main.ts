@@ -11,6 +11,10 @@ import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
 import { usageCommand } from "./usage.ts";
 
+// What Tollgate writes (database, journal, backups) is its user's alone,
+// whatever the shell's umask; the places that create files also say so.
+process.umask(0o077);
+
 const program = new Command("tollgate")
   .description("Self-hosted LLM API gateway: per-person keys, rolling 5-hour token quotas.")
   .version(pkg.version, "-V, --version", "print the version")

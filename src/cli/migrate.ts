@@ -7,6 +7,7 @@ import { legacyToRows, parseLegacy, summarize } from "../legacy/convert.ts";
 import { compareRows } from "../storage/compare-rows.ts";
 import { describeStorage } from "../storage/open.ts";
 import { ImportVerificationError } from "../storage/types.ts";
+import { PRIVATE_DIR } from "../util/private-files.ts";
 import { CliError, confirm, openExisting, skipQuestion } from "./context.ts";
 import { printJson } from "./output.ts";
 
@@ -187,7 +188,7 @@ function backupSource(file: string): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const target = join(dir, `${basename(file, ".json")}-${stamp}.json`);
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
     copyFileSync(file, target, constants.COPYFILE_EXCL);
   } catch (err) {
     throw new MigrateExit(

@@ -3,6 +3,7 @@ import { loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { startGateway } from "../server.ts";
 import { isDriverSocketGlitch } from "../storage/postgres/driver-glitch.ts";
+import { stopSignals } from "../util/stop-signals.ts";
 
 export function serveCommand(): Command {
   return new Command("serve")
@@ -24,15 +25,19 @@ export function serveCommand(): Command {
         log.flush();
         process.exit(1);
       });
-      let signals = 0;
+      const stopSignal = stopSignals();
       const onSignal = (signal: string) => {
-        signals++;
-        if (signals > 1) {
-          // A second signal: leave now. The journal is written event by event,
-          // so whatever is not in the database is replayed on the next start.
-          log.warn({ signal }, "second signal: exiting at once");
-          log.flush();
-          process.exit(130);
+        const action = stopSignal(Date.now());
+        // The same stop delivered twice (process group plus a forwarding
+        // parent) is one stop.
+        if (action === "repeat") return;
+        if (action === "exit-now") {
+          log.warn({ signal }, "signal again: exiting now, charging what is still running");
+          void gateway.exitNow().finally(() => {
+            log.flush();
+            process.exit(130);
+          });
+          return;
         }
         log.info({ signal }, "shutting down");
         void gateway.stop().then(

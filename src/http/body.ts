@@ -2,28 +2,50 @@ import { GatewayError } from "../errors.ts";
 
 /**
  * Reads a request body, refusing it with 413 as soon as it passes `max`
- * bytes: a declared Content-Length is checked before reading anything, and a
- * chunked body is counted as it arrives, so a huge body is never held whole.
+ * bytes: a declared Content-Length is checked before reading anything, and
+ * the body is counted as it arrives, so a huge body is never held whole. A
+ * body not complete within `deadlineMs` gets a 408 (a client that declares
+ * 1,000 bytes and sends one must not hold a connection for ever).
  */
-export async function readBody(req: Request, max: number): Promise<Uint8Array | null> {
+export async function readBody(
+  req: Request,
+  max: number,
+  deadlineMs = Number.POSITIVE_INFINITY,
+): Promise<Uint8Array | null> {
   const tooLarge = () =>
     new GatewayError("request_too_large", `request body is larger than the limit of ${max} bytes`);
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > max) throw tooLarge();
   if (!req.body) return null;
-  if (declared !== null) return new Uint8Array(await req.arrayBuffer());
   const reader = req.body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    if (Number.isFinite(deadlineMs)) timer = setTimeout(() => resolve("late"), deadlineMs);
+  });
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge();
+  try {
+    for (;;) {
+      const read = await Promise.race([reader.read(), late]);
+      if (read === "late") {
+        void reader.cancel().catch(() => {});
+        // The rest of the body may still be on its way: this connection is done.
+        throw new GatewayError(
+          "request_timeout",
+          `request body not received within ${deadlineMs} ms`,
+          { connection: "close" },
+        );
+      }
+      if (read.done) break;
+      total += read.value.byteLength;
+      if (total > max) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(read.value);
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(total);
   let at = 0;

@@ -129,7 +129,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const state = decision.state;
     let body = prepared.body;
     if (decision.forwardCap !== null && prepared.json) {
-      body = JSON.stringify(withOutputCap(path, prepared.json, decision.forwardCap));
+      body = serialize(withOutputCap(path, prepared.json, decision.forwardCap));
       access.fields.output_cap = decision.forwardCap;
     }
     const requestBytes = byteLength(body);
@@ -279,7 +279,7 @@ async function requestBody(
   if (req.method === "GET" || req.method === "HEAD") {
     return { body: null, json: null, hideUsageChunk: false, model: undefined };
   }
-  const bytes = await readBody(req, config.maxBodyBytes);
+  const bytes = await readBody(req, config.maxBodyBytes, config.bodyTimeoutMs);
   const type = (req.headers.get("content-type") ?? "").toLowerCase();
   // Endpoints that name a model are always read as JSON, whatever the client
   // claims, so a key's model override cannot be dodged with a content type;
@@ -299,7 +299,7 @@ async function requestBody(
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
   return {
-    body: JSON.stringify(prepared.body),
+    body: serialize(prepared.body),
     json: prepared.body,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
@@ -348,6 +348,15 @@ function refusal(
     `${what}: only ${decision.remaining} of the key's ${state.limit} tokens remain${advice}`,
     waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
   );
+}
+
+/** JSON.parse takes nesting that JSON.stringify cannot give back (a RangeError): the client's mistake. */
+function serialize(body: unknown): string {
+  try {
+    return JSON.stringify(body);
+  } catch {
+    throw new GatewayError("invalid_request", "request body is nested too deeply");
+  }
 }
 
 function looksLikeJson(bytes: Uint8Array | null): boolean {

@@ -13,6 +13,8 @@ export interface ReadyDeps {
   keys: KeyCache;
   accepting: () => boolean;
   unknownKeysDuringOutage: "reject" | "allow";
+  /** False without UPSTREAM_API_KEY: every proxied call would get 503. */
+  upstreamConfigured: boolean;
   backups?: () => BackupScheduler | undefined;
 }
 
@@ -20,7 +22,8 @@ export interface ReadyDeps {
  * Readiness, for load balancers: `ok`; `degraded` while the database is out
  * but known keys are served from memory (still 200: sending traffic here is
  * better than nowhere); `down` (503) only when requests cannot be served —
- * shutting down, or the database out with no key known to serve from.
+ * shutting down, no upstream key to forward with, or the database out with
+ * no key known to serve from.
  */
 export function readyHandler(deps: ReadyDeps) {
   return async function ready(c: Context): Promise<Response> {
@@ -29,19 +32,26 @@ export function readyHandler(deps: ReadyDeps) {
     await withTimeout(deps.health.check(), 250).catch(() => {});
     const h = deps.health.snapshot();
     const canServeFromMemory = deps.keys.knownKeys > 0 || deps.unknownKeysDuringOutage === "allow";
-    const status = !deps.accepting()
-      ? "down"
-      : h.reachable
-        ? deps.ledger.backlog > 0 && deps.ledger.lastFlushError
-          ? "degraded"
-          : "ok"
-        : canServeFromMemory
-          ? "degraded"
-          : "down";
+    const status =
+      !deps.accepting() || !deps.upstreamConfigured
+        ? "down"
+        : h.reachable
+          ? deps.ledger.backlog > 0 && deps.ledger.lastFlushError
+            ? "degraded"
+            : "ok"
+          : canServeFromMemory
+            ? "degraded"
+            : "down";
     const body = {
       status,
       timestamp: new Date().toISOString(),
       accepting: deps.accepting(),
+      upstream: {
+        configured: deps.upstreamConfigured,
+        error: deps.upstreamConfigured
+          ? null
+          : "UPSTREAM_API_KEY is not set: every proxied call gets 503",
+      },
       storage: {
         kind: deps.storage.kind,
         reachable: h.reachable,

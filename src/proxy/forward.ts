@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.ts";
+import { describeFetchFailure } from "./fetch-failure.ts";
 
 export interface ForwardRequest {
   method: string;
@@ -41,8 +42,7 @@ export async function forward(req: ForwardRequest): Promise<Response> {
         `upstream did not answer within ${req.timeoutMs} ms`,
       );
     }
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new GatewayError("upstream_unreachable", `upstream unreachable: ${reason}`);
+    throw new GatewayError("upstream_unreachable", describeFetchFailure(req.url, err));
   } finally {
     clearTimeout(timer);
   }

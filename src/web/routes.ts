@@ -35,6 +35,8 @@ export function webRoutes(options: WebOptions): Hono {
   for (const name of names) assets.set(name, loadAsset(name));
 
   const usagePage = loadAsset("usage.html");
+  // Someone who opens the gateway's address in a browser wants a page, not a 404.
+  app.get("/", (c) => c.redirect("/usage", 302));
   app.get("/usage", (c) => serve(c, usagePage, PAGE_SECURITY_HEADERS));
   if (options.adminEnabled) {
     const dashboardPage = loadAsset("dashboard.html");

@@ -51,7 +51,7 @@ describe("without ADMIN_API_KEY the admin surface does not exist", () => {
 });
 
 describe("admin key", () => {
-  test("missing or wrong key: 401 with WWW-Authenticate, logged at warn without the key", async () => {
+  test("missing or wrong key: 401 with WWW-Authenticate, a wrong one logged at warn without the key", async () => {
     const wrong = `${ADMIN_KEY.slice(0, -1)}X`;
     const cases: Array<Record<string, string>> = [{}, bearer(wrong), { authorization: ADMIN_KEY }];
     for (const headers of cases) {
@@ -67,12 +67,17 @@ describe("admin key", () => {
     });
     gw.secrets.push(k.body.key);
     expect((await gw.fetch("/admin/keys", { headers: bearer(k.body.key) })).status).toBe(401);
-    const warnings = gw.logLines().filter((l) => l.msg === "admin authentication failed");
-    expect(warnings.length).toBeGreaterThanOrEqual(3);
+    const failed = gw.logLines().filter((l) => l.msg === "admin authentication failed");
+    const warnings = failed.filter((l) => l.reason !== "missing credentials");
+    expect(warnings.length).toBeGreaterThanOrEqual(1);
     for (const w of warnings) {
       expect(w.level === 40 || w.level === "warn").toBe(true);
       expect(String(w.address)).toContain("127.0.0.1");
     }
+    // No credentials at all (the dashboard opened before signing in) is routine: info.
+    const unsigned = failed.filter((l) => l.reason === "missing credentials");
+    expect(unsigned.length).toBeGreaterThanOrEqual(1);
+    for (const l of unsigned) expect(l.level === 30 || l.level === "info").toBe(true);
     const logs = gw.stdout + gw.stderr;
     expect(logs).not.toContain(wrong);
     expect(logs).not.toContain(ADMIN_KEY);
@@ -226,34 +231,42 @@ describe("dashboard session", () => {
 });
 
 describe("failed-attempt limit", () => {
-  test("after 10 failures an address gets 429 with Retry-After, even with the right key; another address gets through", async () => {
+  test("after 10 failures a wrong key gets 429 with Retry-After; the right key, sign-in with it and a valid session still work", async () => {
     const v4 = gw.url; // seen as ::ffff:127.0.0.1
     const v6 = `http://[::1]:${new URL(gw.url).port}`;
+    const session = await signIn();
+    const tryKey = (adminKey: string) =>
+      fetch(`${v4}/admin/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ admin_key: adminKey }),
+      });
     // Earlier tests in this file failed from v4 too: the counter may already be part way.
     let last = 0;
     for (let i = 0; i < 10; i++) {
-      const r = await fetch(`${v4}/admin/session`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ admin_key: `wrong-${i}-0123456789abcdef` }),
-      });
+      const r = await tryKey(`wrong-${i}-0123456789abcdef`);
       last = r.status;
       if (r.status === 429) break;
       expect(r.status).toBe(401);
     }
     expect(last === 401 || last === 429).toBe(true);
-    const blocked = await fetch(`${v4}/admin/keys`, { headers: bearer(ADMIN_KEY) });
+    const blocked = await fetch(`${v4}/admin/keys`, {
+      headers: bearer("wrong-again-0123456789abcdef"),
+    });
     expect(blocked.status).toBe(429);
     expect(await blocked.json()).toMatchObject({ error: { code: "too_many_attempts" } });
     const retry = Number(blocked.headers.get("retry-after"));
     expect(retry).toBeGreaterThan(0);
     expect(retry).toBeLessThanOrEqual(15 * 60);
-    const signIn429 = await fetch(`${v4}/admin/session`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ admin_key: ADMIN_KEY }),
-    });
-    expect(signIn429.status).toBe(429);
+    expect((await tryKey("wrong-again-0123456789abcdef")).status).toBe(429);
+
+    // The operator is not locked out by someone else's guesses.
+    expect((await fetch(`${v4}/admin/keys`, { headers: bearer(ADMIN_KEY) })).status).toBe(200);
+    const signedIn = await tryKey(ADMIN_KEY);
+    expect(signedIn.status).toBe(200);
+    expect(signedIn.headers.get("set-cookie")).toStartWith("tollgate_session=");
+    const bySession = await fetch(`${v4}/admin/keys`, { headers: { cookie: session.cookie } });
+    expect(bySession.status).toBe(200);
 
     const elsewhere = await fetch(`${v6}/admin/keys`, { headers: bearer(ADMIN_KEY) });
     expect(elsewhere.status).toBe(200);

@@ -269,7 +269,8 @@ describe("bodies", () => {
         { method: "POST", headers: { ...auth, "content-type": "text/plain" }, body: "not json" },
       ],
       ["unknown route", "/v2/chat/completions", { method: "POST", headers: json, body: "{}" }],
-      ["root", "/", { method: "GET" }],
+      // (GET / is no mistake: it sends people to /usage.)
+      ["root, wrong method", "/", { method: "DELETE" }],
       [
         "Basic auth",
         "/v1/chat/completions",

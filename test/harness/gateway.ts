@@ -277,8 +277,11 @@ export class GatewayProcess {
     return this.signal("SIGTERM");
   }
 
-  /** SIGTERM twice, `gapMs` apart (an impatient operator). Returns the exit code. */
-  async terminateTwice(gapMs = 100): Promise<number | null> {
+  /**
+   * SIGTERM twice, `gapMs` apart (an impatient operator; under a second apart
+   * the two count as one stop). Returns the exit code.
+   */
+  async terminateTwice(gapMs = 1200): Promise<number | null> {
     const proc = this.proc;
     if (!proc) throw new Error("gateway not started");
     proc.kill("SIGTERM");

@@ -50,33 +50,40 @@ export function authFailures(deps: AdminAuthDeps) {
     const s = sourceOf(c, deps.proxies);
     return { reqId: c.get("access").requestId, address: s.address, proxy: s.proxy };
   };
+  /** 429 while the address has used up its failed attempts. */
+  const checkBlocked = (c: Context<AdminEnv>): void => {
+    const waitMs = deps.limiter.blockedFor(sourceOf(c, deps.proxies).limiterKey, deps.clock());
+    if (waitMs > 0) {
+      deps.log.warn(where(c), "admin sign-in refused: too many failed attempts");
+      throw new AdminError(
+        "too_many_attempts",
+        "too many failed attempts from this address; try again later",
+        {
+          "retry-after": String(Math.ceil(waitMs / 1000)),
+        },
+      );
+    }
+  };
   return {
-    /** 429 while the address has used up its failed attempts. */
-    checkBlocked(c: Context<AdminEnv>): void {
-      const waitMs = deps.limiter.blockedFor(sourceOf(c, deps.proxies).limiterKey, deps.clock());
-      if (waitMs > 0) {
-        deps.log.warn(where(c), "admin sign-in refused: too many failed attempts");
-        throw new AdminError(
-          "too_many_attempts",
-          "too many failed attempts from this address; try again later",
-          {
-            "retry-after": String(Math.ceil(waitMs / 1000)),
-          },
-        );
-      }
-    },
     /**
      * 401. Only a wrong admin key counts towards the limit: that is a guess.
      * A missing credential is not, and neither is a session cookie that fails
      * its check (an old admin key's, or mangled): forging an HMAC is not a way
      * to guess the admin key, and the browser holding it is told to drop it.
+     * Once an address has used up its guesses, a wrong key gets 429. The
+     * right key and a valid session are never refused: behind a reverse
+     * proxy every client may share one address, and anyone could otherwise
+     * lock the operator out by guessing badly on purpose.
      */
     reject(c: Context<AdminEnv>, reason: Reason): never {
       const counts = reason === "wrong admin key";
+      if (counts) checkBlocked(c);
       const source = sourceOf(c, deps.proxies);
       const failures = counts ? deps.limiter.fail(source.limiterKey, deps.clock()) : undefined;
       // The presented key is never logged, not even in part.
-      deps.log.warn({ ...where(c), reason, failures }, "admin authentication failed");
+      // A page opened before signing in asks without credentials: routine, not a warning.
+      const level = reason === "missing credentials" ? "info" : "warn";
+      deps.log[level]({ ...where(c), reason, failures }, "admin authentication failed");
       const headers: Record<string, string> = { "www-authenticate": "Bearer" };
       if (reason === "session expired" || reason.startsWith("session cookie")) {
         headers["set-cookie"] = clearedSessionCookie(source.https);
@@ -111,7 +118,6 @@ function bearerToken(header: string | undefined): string | null {
 export function requireAdmin(deps: AdminAuthDeps): MiddlewareHandler<AdminEnv> {
   const failures = authFailures(deps);
   return async function adminAuthentication(c, next) {
-    failures.checkBlocked(c);
     const token = bearerToken(c.req.header("authorization"));
     if (token !== null) {
       if (token === "") return failures.reject(c, "missing credentials");

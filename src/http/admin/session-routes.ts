@@ -32,7 +32,6 @@ export function sessionRoutes(app: OpenAPIHono<AdminEnv>, deps: AdminAuthDeps): 
 
   // Any cookie sent along (a stale one included) is ignored: the new one replaces it.
   app.openapi(signIn, (c) => {
-    failures.checkBlocked(c);
     if (!deps.matchesAdminKey(c.req.valid("json").admin_key)) {
       failures.reject(c, "wrong admin key");
     }

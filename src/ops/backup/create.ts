@@ -1,7 +1,7 @@
-import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pkg from "../../../package.json" with { type: "json" };
 import { safeUrl } from "../../storage/open.ts";
+import { makePrivateDir } from "../../util/private-files.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import {
   PayloadWriter,
@@ -81,7 +81,7 @@ export async function createBackup(options: CreateBackupOptions): Promise<Create
   const started = performance.now();
   const at = new Date((options.clock ?? Date.now)());
   try {
-    mkdirSync(options.dir, { recursive: true });
+    makePrivateDir(options.dir);
   } catch (err) {
     throw new BackupError(`cannot create the backup folder ${options.dir}: ${messageOf(err)}`);
   }

@@ -14,6 +14,7 @@ import { basename, dirname, join } from "node:path";
 import { type Duplex, PassThrough, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
+import { PRIVATE_FILE } from "../../util/private-files.ts";
 import { BackupError } from "./errors.ts";
 
 // File plumbing shared by every format: temporary names that listings ignore,
@@ -95,7 +96,7 @@ export async function writeFrom(src: string, dest: string, gzip: boolean): Promi
     createReadStream(src),
     gzip ? createGzip() : new PassThrough(),
     hashTap(state),
-    createWriteStream(dest, { flags: "wx" }),
+    createWriteStream(dest, { flags: "wx", mode: PRIVATE_FILE }),
   );
   fsyncFile(dest);
   return { bytes: state.bytes, sha256: state.hash.digest("hex") };
@@ -106,7 +107,7 @@ export async function expandTo(src: string, dest: string, gzip: boolean): Promis
   await pipeline(
     createReadStream(src),
     gzip ? createGunzip() : new PassThrough(),
-    createWriteStream(dest, { flags: "wx" }),
+    createWriteStream(dest, { flags: "wx", mode: PRIVATE_FILE }),
   );
 }
 
@@ -146,7 +147,11 @@ export class PayloadWriter {
     gzip: boolean,
   ) {
     this.head = gzip ? createGzip() : new PassThrough();
-    this.done = pipeline(this.head, hashTap(this.state), createWriteStream(path, { flags: "wx" }));
+    this.done = pipeline(
+      this.head,
+      hashTap(this.state),
+      createWriteStream(path, { flags: "wx", mode: PRIVATE_FILE }),
+    );
     this.done.catch((err) => {
       this.failure = err;
     });

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { z } from "zod";
+import { PRIVATE_FILE } from "../../util/private-files.ts";
 import { BackupError } from "./errors.ts";
 import { fsyncDir, fsyncFile, removeQuietly, tempPath } from "./files.ts";
 
@@ -114,7 +115,7 @@ export function writeManifest(path: string, manifest: Manifest): void {
   const text = `${JSON.stringify({ ...body, manifestSha256: digest(body) }, null, 2)}\n`;
   const tmp = tempPath(dirname(path), basename(path));
   try {
-    writeFileSync(tmp, text, { flag: "wx" });
+    writeFileSync(tmp, text, { flag: "wx", mode: PRIVATE_FILE });
     fsyncFile(tmp);
     renameSync(tmp, path);
     fsyncDir(dirname(path));

@@ -1,8 +1,9 @@
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
+import { makePrivateDir } from "../../util/private-files.ts";
 import { postgresSessions, sqliteGatewayPid } from "./busy.ts";
 import { type CreatedBackup, createBackup, type DatabaseTarget, sourceOf } from "./create.ts";
 import { BackupError, BackupRejectedError, messageOf, RestoreRefusedError } from "./errors.ts";
@@ -80,7 +81,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const stageDir = target.type === "sqlite" ? dirname(target.path) : options.backupDir;
   const staged = tempPath(stageDir, "tollgate-restore.db");
   try {
-    mkdirSync(stageDir, { recursive: true });
+    makePrivateDir(stageDir);
     step(`verifying ${options.file}`);
     const v = await verifyBackup(options.file, { stageSqliteTo: staged });
     if (!v.ok) {

@@ -8,6 +8,7 @@ import {
   statSync,
 } from "node:fs";
 import { dirname } from "node:path";
+import { PRIVATE_DIR } from "../../util/private-files.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { DEFAULT_LOCK, type LockOptions, withFileLock } from "./lock.ts";
 import { readSnapshot, type Snapshot } from "./records.ts";
@@ -77,7 +78,7 @@ export class KeyDocument {
 
   /** Creates `{"keys":[]}` and its folder unless the file exists; true if it was created. */
   create(): Promise<boolean> {
-    mkdirSync(dirname(this.path), { recursive: true });
+    mkdirSync(dirname(this.path), { recursive: true, mode: PRIVATE_DIR });
     return this.exclusive(() => {
       if (statSync(this.path, { throwIfNoEntry: false })) return false;
       this.write({ keys: [] });

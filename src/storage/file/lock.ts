@@ -10,6 +10,7 @@ import {
   writeSync,
 } from "node:fs";
 import { hostname } from "node:os";
+import { PRIVATE_FILE } from "../../util/private-files.ts";
 import { backoffMs } from "../retry.ts";
 
 // A lock file shared by every process writing the legacy JSON file (the
@@ -86,7 +87,7 @@ async function acquire(lockPath: string, o: LockOptions): Promise<string> {
 function tryCreate(lockPath: string, me: Holder): boolean {
   let fd: number;
   try {
-    fd = openSync(lockPath, "wx", 0o644);
+    fd = openSync(lockPath, "wx", PRIVATE_FILE);
   } catch (err) {
     if (errorCode(err) === "EEXIST") return false;
     throw err;

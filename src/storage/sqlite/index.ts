@@ -1,10 +1,10 @@
 import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { asc, count, desc, eq, or } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import { makePrivateDir, touchPrivate } from "../../util/private-files.ts";
 import { keyListWhere } from "../key-filter.ts";
 import type {
   BucketUsage,
@@ -36,7 +36,10 @@ const MIGRATIONS = fileURLToPath(new URL("../../../migrations/sqlite", import.me
  * and transactions never span an await.
  */
 export function openSqliteStorage(path: string): Storage {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") {
+    makePrivateDir(dirname(path));
+    touchPrivate(path);
+  }
   const sqlite = new Database(path, { create: true, strict: true });
   // The CLI and a running server may write the same file: wait for each other
   // instead of failing, and let readers run beside the single writer.
