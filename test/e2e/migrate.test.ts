@@ -6,6 +6,7 @@ import { GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { testPostgres } from "../harness/postgres.ts";
+import { NEEDS_SERVER, testNeedingPostgres } from "../harness/require-postgres.ts";
 
 // `tollgate migrate`, run as an operator would, against real SQLite files
 // (and PostgreSQL), then the gateway serving the imported keys.
@@ -233,15 +234,11 @@ describe("tollgate migrate", () => {
 });
 
 const pg = await testPostgres();
-if (!pg.shared) {
-  process.stderr.write(
-    "\n[migrate tests] SKIPPING the PostgreSQL import test: PGlite cannot be shared with a child process; set TEST_DATABASE_URL to run it\n",
-  );
-}
 
 describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
-  test.skipIf(!pg.shared)(
+  testNeedingPostgres(
     "imports into PostgreSQL with the same verification",
+    pg.shared ? undefined : NEEDS_SERVER,
     async () => {
       const db = await pg.create();
       try {

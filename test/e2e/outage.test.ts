@@ -23,14 +23,10 @@ import {
   type PgCluster,
   startCluster,
 } from "../harness/pg-cluster.ts";
+import { describeNeedingPostgres } from "../harness/require-postgres.ts";
 
 const unavailable = clusterUnavailableReason();
-if (unavailable) {
-  process.stderr.write(
-    `\n[outage tests] SKIPPING every fault-injection test: ${unavailable}\n` +
-      "[outage tests] these tests are the only ones that stop and start a real PostgreSQL server\n\n",
-  );
-} else {
+if (!unavailable) {
   const found = findPgBinaries();
   process.stderr.write(
     `\n[outage tests] private PostgreSQL ${found?.version} cluster from ${found?.bin}\n`,
@@ -362,7 +358,8 @@ function report(line: string): void {
 
 // ---- the tests ----
 
-describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and started", () => {
+// These are the only tests that stop and start a real PostgreSQL server.
+describeNeedingPostgres("a real PostgreSQL server stopped and started", unavailable, () => {
   let cluster: PgCluster;
   let mock: MockUpstream;
   /** Every gateway of the file, kept for the log check at the end. */
