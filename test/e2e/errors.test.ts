@@ -369,6 +369,7 @@ describe("upstream failures", () => {
     expect(took).toBeGreaterThan(TIMEOUT_MS * 0.8);
     expect(took).toBeLessThan(TIMEOUT_MS * 2.5);
 
+    const t1 = performance.now();
     const e2 = await thrown(() =>
       gw.anthropic(k.key, { maxRetries: 0 }).messages.create({ ...message, stream: true }, slow),
     );
@@ -376,7 +377,9 @@ describe("upstream failures", () => {
     expect((e2 as AnthropicAPIError).status).toBe(504);
     expectAnthropicBody((e2 as AnthropicAPIError).error);
 
-    await Bun.sleep(200);
+    // Checked only after the mock would have answered (with usage), had the
+    // gateway still been waiting for it: "nothing charged" must hold then too.
+    await Bun.sleep(Math.max(0, t1 + TIMEOUT_MS * 3 + 500 - performance.now()));
     expect((await gw.stats(k.key)).total_lifetime_tokens).toBe(0);
   }, 15_000);
 
