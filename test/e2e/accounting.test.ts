@@ -2,9 +2,10 @@
  * Exact accounting: whatever the concurrency and however the process ends,
  * every token the upstream reported is charged once, no more, no less.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type Anthropic from "@anthropic-ai/sdk";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -12,6 +13,8 @@ import {
   startGateway,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
 const message = { ...chat, max_tokens: 32 };
@@ -131,7 +134,7 @@ describe("concurrency", () => {
     // And it stays exact once everything is written to the database.
     await Bun.sleep(300);
     expectTotals(await gw.stats(k.key), expected, 300);
-  }, 30_000);
+  });
 
   test("logs hold no key in clear", () => {
     const all = gw.stdout + gw.stderr;
@@ -156,7 +159,7 @@ describe("restarts", () => {
     expect(await gw.stop()).toBe(0);
     await gw.start();
     expectTotals(await gw.stats(k.key), expected, 20);
-  }, 15_000);
+  });
 
   test("a second SIGTERM exits at once and leaves the journal consistent", async () => {
     const k = await gw.createKey({ name: "second-signal", limit: "1M" });
@@ -182,7 +185,7 @@ describe("restarts", () => {
     // Every answered request is charged once; the cut stream never finished
     // and never reported usage, so it is not.
     expectTotals(await gw.stats(k.key), expected, 10);
-  }, 20_000);
+  });
 
   test("usage survives SIGKILL right after the requests (journal replay), never doubled", async () => {
     const k = await gw.createKey({ name: "survives-sigkill", limit: "1M" });
@@ -201,7 +204,7 @@ describe("restarts", () => {
     await gw.kill();
     await gw.start();
     expectTotals(await gw.stats(k.key), expected + more, 45);
-  }, 20_000);
+  });
 
   test("usage only in the journal (flushes held back) survives SIGKILL, twice", async () => {
     // With flushes an hour apart, nothing reaches the database before the kill.
@@ -233,7 +236,7 @@ describe("restarts", () => {
     } finally {
       await slow.close();
     }
-  }, 20_000);
+  });
 
   test("logs hold no key in clear", () => {
     const all = gw.stdout + gw.stderr;

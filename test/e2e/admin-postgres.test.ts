@@ -1,8 +1,10 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway, waitFor } from "../harness/gateway.ts";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { E2E_TIMEOUT_MS, type GatewayProcess, startGateway, waitFor } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin API on PostgreSQL with two instances sharing the database and the
 // admin key, as behind a load balancer.

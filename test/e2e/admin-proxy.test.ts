@@ -1,5 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin surface behind a reverse proxy, and the credentials a browser or
 // a proxy may send along, over real HTTP. Both gateways listen on both

@@ -1,5 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { makeTestApp } from "../harness/app.ts";
+import { E2E_TIMEOUT_MS } from "../harness/gateway.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin API in process, where a test can reach what a real server hides:
 // per-request client addresses (for timing without the attempt limit) and a
@@ -69,7 +72,7 @@ describe("admin key comparison over HTTP", () => {
     } finally {
       server.stop(true);
     }
-  }, 30_000);
+  });
 });
 
 describe("database out", () => {

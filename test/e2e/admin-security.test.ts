@@ -1,6 +1,13 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { type IncomingHttpHeaders, request } from "node:http";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // What a user of the admin surface notices about its security, over real HTTP.
 

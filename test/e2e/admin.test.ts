@@ -1,8 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
 import OpenAI from "openai";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway, waitFor } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin API over real HTTP against the real server process.
 

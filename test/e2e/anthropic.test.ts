@@ -2,9 +2,10 @@
  * The Anthropic-compatible side, driven by the official `@anthropic-ai/sdk`
  * against the real gateway process.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type Anthropic from "@anthropic-ai/sdk";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -16,6 +17,8 @@ import {
   type RecordedRequest,
   startMockUpstream,
 } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const messages: Anthropic.MessageParam[] = [{ role: "user", content: "hello" }];
 // The mock reports input 11, output 5, cache creation 3, cache read 2 by default.

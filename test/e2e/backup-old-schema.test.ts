@@ -8,7 +8,7 @@ import { createBackup } from "../../src/ops/backup/create.ts";
 import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
 import { bucketStartOf } from "../../src/quota/window.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import { GatewayProcess } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, GatewayProcess } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
 // A native SQLite backup taken by an older Tollgate, whose database was at an
@@ -16,7 +16,7 @@ import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.t
 // this version: the restore brings it to the current schema and the gateway
 // serves its keys and usage.
 
-setDefaultTimeout(60_000);
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 const dirs: string[] = [];

@@ -16,7 +16,7 @@ import { writeManifest } from "../../src/ops/backup/manifest.ts";
 import { damage } from "../../src/ops/backup/testing.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import { type CliResult, GatewayProcess, waitFor } from "../harness/gateway.ts";
+import { type CliResult, E2E_TIMEOUT_MS, GatewayProcess, waitFor } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestPostgres, testPostgres } from "../harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
@@ -25,7 +25,7 @@ import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgr
 // operator would, next to a real gateway process serving traffic; and the
 // gateway's own scheduled backups.
 
-setDefaultTimeout(60_000);
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 const open: GatewayProcess[] = [];

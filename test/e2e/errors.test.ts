@@ -2,10 +2,11 @@
  * Errors as the official SDKs see them: every failure answers in the route's
  * dialect with the right status, so each SDK raises its proper exception class.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic, { type APIError as AnthropicAPIError } from "@anthropic-ai/sdk";
 import OpenAI, { type APIError as OpenAIAPIError } from "openai";
 import {
+  E2E_TIMEOUT_MS,
   freePort,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
@@ -13,6 +14,8 @@ import {
   startGateway,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const MAX_BODY = 1024;
 const TIMEOUT_MS = 1000;
@@ -381,7 +384,7 @@ describe("upstream failures", () => {
     // gateway still been waiting for it: "nothing charged" must hold then too.
     await Bun.sleep(Math.max(0, t1 + TIMEOUT_MS * 3 + 500 - performance.now()));
     expect((await gw.stats(k.key)).total_lifetime_tokens).toBe(0);
-  }, 15_000);
+  });
 
   test("UPSTREAM_TIMEOUT_MS bounds the first byte only: a longer pause mid-stream is fine", async () => {
     const k = await gw.createKey({ name: "pause-after-first-byte", limit: 1000 });
@@ -395,7 +398,7 @@ describe("upstream failures", () => {
     for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
     expect(text).toBe("tok0 tok1 tok2 ");
     await gw.statsWhen(k.key, { tokens: 14, requests: 1 }, 1000);
-  }, 15_000);
+  });
 
   test("upstream dropping mid-stream: the client gets an error, never a clean-looking end", async () => {
     const k = await gw.createKey({ name: "dropped", limit: 1000 });
@@ -465,7 +468,7 @@ describe("upstream failures", () => {
     } finally {
       await down.close();
     }
-  }, 15_000);
+  });
 });
 
 describe("no upstream key configured", () => {
@@ -490,7 +493,7 @@ describe("no upstream key configured", () => {
     } finally {
       await bare.close();
     }
-  }, 15_000);
+  });
 });
 
 describe("logs", () => {

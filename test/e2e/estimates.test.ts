@@ -12,10 +12,11 @@
  * chunks: the first content chunk; Anthropic: message_start (11 input + 3 + 2
  * cache tokens), ping, content_block_start, then one content_block_delta.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -24,6 +25,8 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
 const message = { ...chat, max_tokens: 32 };
@@ -103,7 +106,7 @@ describe("a stream without usage", () => {
     expect(line.abandoned).toBeUndefined();
     expect(line.broken).toBeUndefined();
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 15_000);
+  });
 
   test("Anthropic: request bytes / 4 plus one per content_block_delta, marked estimated", async () => {
     const k = await gw.createKey({ name: "no-usage-anthropic", limit: 100_000 });
@@ -123,7 +126,7 @@ describe("a stream without usage", () => {
     const line = await logLine(gw, response);
     expect(line).toMatchObject({ tokens, estimated: true, stream: true });
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 15_000);
+  });
 });
 
 describe("a stream cut by the idle bound (UPSTREAM_IDLE_TIMEOUT_MS)", () => {
@@ -152,7 +155,7 @@ describe("a stream cut by the idle bound (UPSTREAM_IDLE_TIMEOUT_MS)", () => {
     const line = await logLine(gw, response);
     expect(line).toMatchObject({ tokens, estimated: true, broken: true });
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 20_000);
+  });
 
   test("OpenAI: request bytes / 4 plus the one chunk read, marked estimated and broken", async () => {
     const k = await gw.createKey({ name: "idle-openai", limit: 100_000 });
@@ -177,7 +180,7 @@ describe("a stream cut by the idle bound (UPSTREAM_IDLE_TIMEOUT_MS)", () => {
     const line = await logLine(gw, response);
     expect(line).toMatchObject({ tokens, estimated: true, broken: true });
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 20_000);
+  });
 });
 
 describe("a stream the client abandons, still running at the drain bound (STREAM_DRAIN_MS)", () => {
@@ -213,7 +216,7 @@ describe("a stream the client abandons, still running at the drain bound (STREAM
     // Given up at the drain bound, well before the idle bound or the upstream's pause.
     expect(line.ms as number).toBeLessThan(IDLE_MS + 1000);
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 20_000);
+  });
 
   test("Anthropic: the reported input plus the one delta read, marked estimated and abandoned", async () => {
     const k = await gw.createKey({ name: "drain-anthropic", limit: 100_000 });
@@ -241,7 +244,7 @@ describe("a stream the client abandons, still running at the drain bound (STREAM
     const line = await logLine(gw, response);
     expect(line).toMatchObject({ tokens, estimated: true, abandoned: true });
     await gw.statsWhen(k.key, { tokens, requests: 1 }, 3000);
-  }, 20_000);
+  });
 });
 
 // Last: it stops the gateway (and starts it again to read what was kept).
@@ -294,7 +297,7 @@ describe("streams still running at the shutdown timeout (SHUTDOWN_TIMEOUT_MS)", 
     await gw.start();
     await gw.statsWhen(ko.key, { tokens: openaiTokens, requests: 1 }, 3000);
     await gw.statsWhen(ka.key, { tokens: anthropicTokens, requests: 1 }, 3000);
-  }, 30_000);
+  });
 });
 
 describe("logs", () => {

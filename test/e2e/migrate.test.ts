@@ -1,12 +1,22 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  describe,
+  expect,
+  setDefaultTimeout,
+  test,
+} from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { testPostgres } from "../harness/postgres.ts";
 import { NEEDS_SERVER, testNeedingPostgres } from "../harness/require-postgres.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // `tollgate migrate`, run as an operator would, against real SQLite files
 // (and PostgreSQL), then the gateway serving the imported keys.
@@ -99,7 +109,7 @@ describe("tollgate migrate", () => {
       (err: unknown) => err,
     );
     expect(refused).toBeInstanceOf(OpenAI.PermissionDeniedError);
-  }, 30_000);
+  });
 
   test("a re-run skips what is there: no duplicate keys, no usage counted twice", async () => {
     const g = gateway();
@@ -111,7 +121,7 @@ describe("tollgate migrate", () => {
     expect(again.stdout).toContain("0 to import, 20 already there (skipped)");
     expect(await keyCount(g)).toBe(20);
     expect((await g.cli(["keys", "show", "user 3", "--json"])).stdout).toBe(before);
-  }, 20_000);
+  });
 
   test("--dry-run reports counts, prefixes and totals, and writes nothing", async () => {
     const g = gateway();
@@ -125,7 +135,7 @@ describe("tollgate migrate", () => {
     expect(r.stdout).not.toContain(legacyKeySecret(0));
     expect(await keyCount(g)).toBe(0);
     expect(backups(g)).toEqual([]);
-  }, 15_000);
+  });
 
   test("refuses without --force when there is no terminal to ask on (exit 3), writing nothing", async () => {
     const g = gateway();
@@ -135,7 +145,7 @@ describe("tollgate migrate", () => {
     expect(r.stderr).toContain("--force");
     expect(await keyCount(g)).toBe(0);
     expect(backups(g)).toEqual([]);
-  }, 15_000);
+  });
 
   const invalid: Array<[string, (f: ReturnType<typeof makeLegacyFile>) => unknown, RegExp]> = [
     ["corrupt JSON", () => '{"keys": [ {"key": "pk_abc", "name": ', /not valid JSON/],
@@ -170,7 +180,7 @@ describe("tollgate migrate", () => {
       for (let i = 0; i < 8; i++) expect(r.stderr + r.stdout).not.toContain(legacyKeySecret(i));
       expect(await keyCount(g)).toBe(0);
       expect(backups(g)).toEqual([]);
-    }, 15_000);
+    });
   }
 
   test("an unwritable backup folder stops the import before anything is written", async () => {
@@ -184,7 +194,7 @@ describe("tollgate migrate", () => {
     expect(r.stderr).toContain("cannot write the backup");
     expect(r.stderr).toContain("nothing was imported");
     expect(await keyCount(g)).toBe(0);
-  }, 15_000);
+  });
 
   test("an import killed half-way leaves the database as it was", async () => {
     const g = gateway();
@@ -230,7 +240,7 @@ describe("tollgate migrate", () => {
     expect(String(hint?.msg)).toContain(
       `npx tollgate migrate --file ${join(g.dir, "apikeys.json")}`,
     );
-  }, 15_000);
+  });
 });
 
 const pg = await testPostgres();
@@ -257,6 +267,5 @@ describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
         await db.drop();
       }
     },
-    30_000,
   );
 });

@@ -2,9 +2,10 @@
  * The OpenAI-compatible side, driven by the official `openai` SDK against the
  * real gateway process: answers, streaming, charging, what reaches the upstream.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type OpenAI from "openai";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -18,6 +19,8 @@ import {
   type RecordedRequest,
   startMockUpstream,
 } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const DEFAULT_MODEL = "glm-e2e-default";
 const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: "user", content: "hello" }];

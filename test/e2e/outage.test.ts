@@ -5,11 +5,12 @@
  * mock upstream counts every token it reports, which is the ground truth the
  * charged totals are held to: none lost, none doubled.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { appendFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -24,6 +25,8 @@ import {
   startCluster,
 } from "../harness/pg-cluster.ts";
 import { describeNeedingPostgres } from "../harness/require-postgres.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const unavailable = clusterUnavailableReason();
 if (!unavailable) {
@@ -501,7 +504,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("database restarted again and again under load: the gateway never goes down", async () => {
     const dbUrl = await freshDatabase();
@@ -538,7 +541,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("gateway SIGKILLed during the outage: the journal is replayed on restart, once", async () => {
     const dbUrl = await freshDatabase();
@@ -590,7 +593,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("a torn last journal record is skipped with a warning; the complete records are charged", async () => {
     const dbUrl = await freshDatabase();
@@ -639,7 +642,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   describe("pool exhausted by queries blocked on locks (DATABASE_POOL_MAX=2)", () => {
     let dbUrl: string;
@@ -689,7 +692,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       await untilSynced(gw, 15_000);
       await untilInDatabase(dbUrl, { tokens: tally.tokens, requests: tally.requests });
       await expectExact(gw, dbUrl, keys, tally, mock.tokensReported - before);
-    }, 30_000);
+    });
 
     test("/health/ready answers within a second and counts every event not yet in the database", async () => {
       const key = keys[0] as string;
@@ -724,7 +727,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
         { withinASecond: true, unsynced: 5 },
         { withinASecond: true, unsynced: 5 },
       ]);
-    }, 30_000);
+    });
   });
 
   test("database hung (server frozen, connections open): known keys served, SIGTERM still exits within its bound", async () => {
@@ -783,7 +786,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       if (paused) cluster.resume();
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("UNKNOWN_KEYS_DURING_OUTAGE=allow: a real key new to this instance is charged after recovery, a made-up one never", async () => {
     const dbUrl = await freshDatabase();
@@ -863,7 +866,7 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("the logs of every gateway in this file hold no key in clear and never the master key", () => {
     expect(gateways.length).toBeGreaterThanOrEqual(5);

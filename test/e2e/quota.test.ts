@@ -3,10 +3,11 @@
  * while usage is under the limit, then a 429 that the official SDKs report at
  * once instead of retrying for minutes.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic, { type RateLimitError as AnthropicRateLimitError } from "@anthropic-ai/sdk";
 import OpenAI, { RateLimitError as OpenAIRateLimitError } from "openai";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -14,6 +15,8 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const FIVE_HOURS_S = 5 * 60 * 60;
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };

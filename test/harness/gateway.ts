@@ -484,5 +484,15 @@ export function newTag(): string {
   return crypto.randomUUID();
 }
 
-/** For beforeAll/afterAll hooks that start or stop gateways (bun's default is 5 s). */
-export const HOOK_TIMEOUT_MS = 30_000;
+/**
+ * The timeout of every end-to-end test and hook (bun's default is 5 s): a
+ * test that spawns a gateway and several CLI processes, on two cores shared
+ * with other work, may take many times what it takes on an idle machine.
+ * Promises about time are asserted inside the tests, never by this bound.
+ * Each e2e suite sets it with `setDefaultTimeout(E2E_TIMEOUT_MS)`; a test
+ * that needs longer says so.
+ */
+export const E2E_TIMEOUT_MS = 60_000;
+
+/** For beforeAll/afterAll hooks that start or stop gateways. */
+export const HOOK_TIMEOUT_MS = E2E_TIMEOUT_MS;
