@@ -166,9 +166,9 @@ describe("chat completions, streamed", () => {
     const ended = performance.now() - started;
     expect(arrivals).toHaveLength(6);
     // The mock waits 300 ms between chunks: the stream lasts over 2 s, the
-    // first token must not wait for the rest.
+    // first token must not wait for the rest. Measured against the stream's
+    // own end, not against a wall-clock figure a busy machine could miss.
     expect(ended).toBeGreaterThan(1800);
-    expect(arrivals[0]).toBeLessThan(800);
     expect(ended - (arrivals[0] ?? 0)).toBeGreaterThan(1500);
     // Tokens keep trickling in, rather than bunching up at the end.
     expect((arrivals[3] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(600);
