@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { E2E_TIMEOUT_MS, type GatewayProcess, startGateway, waitFor } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  startGateway,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
@@ -127,6 +133,10 @@ describeNeedingPostgres(
       expect(totals.body.by_key).toEqual([
         { id: k.id, name: "pg-user", prefix: k.prefix, tokens, requests: admitted },
       ]);
+    });
+
+    test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+      expectNoSecretsInLogs();
     });
   },
 );

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
@@ -211,4 +212,8 @@ describe("credentials sent along", () => {
     expect(fresh).toMatch(/^tollgate_session=v1\./);
     expect((await fetch(`${base}/admin/session`, { headers: { cookie: fresh } })).status).toBe(200);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

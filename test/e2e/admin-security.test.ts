@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { type IncomingHttpHeaders, request } from "node:http";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
@@ -302,4 +303,8 @@ describe("failed-attempt limit", () => {
     // The proxy and stats are not behind the admin limit.
     expect((await requestFrom(from, "/health")).status).toBe(200);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

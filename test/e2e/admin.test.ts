@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import OpenAI from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
@@ -323,4 +324,8 @@ describe("secrets and hashes never leave except where documented", () => {
       expect(text).not.toContain(fresh);
     }
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type Anthropic from "@anthropic-ai/sdk";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -242,4 +243,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -8,7 +8,7 @@ import { createBackup } from "../../src/ops/backup/create.ts";
 import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
 import { bucketStartOf } from "../../src/quota/window.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import { E2E_TIMEOUT_MS, GatewayProcess } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, expectNoSecretsInLogs, GatewayProcess } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
 // A native SQLite backup taken by an older Tollgate, whose database was at an
@@ -129,4 +129,8 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   expect(after.current_usage.tokens_used_in_current_window).toBe(516);
   const gone = await g.fetch("/stats", { headers: { authorization: `Bearer ${replaced.key}` } });
   expect(gone.status).toBe(401);
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

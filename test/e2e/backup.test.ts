@@ -16,7 +16,13 @@ import { writeManifest } from "../../src/ops/backup/manifest.ts";
 import { damage } from "../../src/ops/backup/testing.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import { type CliResult, E2E_TIMEOUT_MS, GatewayProcess, waitFor } from "../harness/gateway.ts";
+import {
+  type CliResult,
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  GatewayProcess,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestPostgres, testPostgres } from "../harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
@@ -362,3 +368,7 @@ describeNeedingPostgres(
     });
   },
 );
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
+});

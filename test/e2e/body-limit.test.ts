@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
@@ -113,4 +114,8 @@ test("logs hold no key in clear", () => {
   expect(gw.logLines().length).toBeGreaterThan(0);
   expect(all).not.toContain(gw.masterKey);
   for (const secret of gw.secrets) expect(all).not.toContain(secret);
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -18,6 +18,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
@@ -239,4 +240,8 @@ describe("unknown keys", () => {
     const flooded = gw.openai("pk_madeUpOnceMore0000000000000000000000000000", { maxRetries: 0 });
     expect(await thrown(() => flooded.models.list())).toBeInstanceOf(OpenAI.RateLimitError);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

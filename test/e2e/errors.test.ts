@@ -7,6 +7,7 @@ import Anthropic, { type APIError as AnthropicAPIError } from "@anthropic-ai/sdk
 import OpenAI, { type APIError as OpenAIAPIError } from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   freePort,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
@@ -503,4 +504,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

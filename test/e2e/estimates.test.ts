@@ -17,6 +17,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -308,4 +309,8 @@ describe("logs", () => {
     expect(gw.secrets.length).toBeGreaterThan(0);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

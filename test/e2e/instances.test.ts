@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { E2E_TIMEOUT_MS, type GatewayProcess, startGateway } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
@@ -136,6 +141,10 @@ describeNeedingPostgres(
         await c.close();
         await recording.stop();
       }
+    });
+
+    test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+      expectNoSecretsInLogs();
     });
   },
 );

@@ -7,6 +7,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   REPO_ROOT,
@@ -292,4 +293,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

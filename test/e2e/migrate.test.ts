@@ -10,7 +10,12 @@ import {
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { E2E_TIMEOUT_MS, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  GatewayProcess,
+  REPO_ROOT,
+} from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { testPostgres } from "../harness/postgres.ts";
@@ -268,4 +273,8 @@ describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
       }
     },
   );
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

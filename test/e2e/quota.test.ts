@@ -8,6 +8,7 @@ import Anthropic, { type RateLimitError as AnthropicRateLimitError } from "@anth
 import OpenAI, { RateLimitError as OpenAIRateLimitError } from "openai";
 import {
   E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -233,4 +234,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { E2E_TIMEOUT_MS, freePort, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  freePort,
+  GatewayProcess,
+  REPO_ROOT,
+} from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
@@ -126,4 +132,8 @@ describe("start-up", () => {
       await g.close();
     }
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });
