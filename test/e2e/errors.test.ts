@@ -13,6 +13,7 @@ import {
   HOOK_TIMEOUT_MS,
   mockHeaders,
   startGateway,
+  waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
@@ -246,9 +247,14 @@ describe("bodies", () => {
     expect((e2 as AnthropicAPIError).status).toBe(413);
     expectAnthropicBody((e2 as AnthropicAPIError).error, "request_too_large");
     expect(mock.requestCount).toBe(before);
-    await Bun.sleep(100);
-    const refusals = gw.logLines().filter((l) => l.status === 413 && l.key === k.prefix);
-    expect(refusals).toHaveLength(2);
+    const refusals = () => gw.logLines().filter((l) => l.status === 413 && l.key === k.prefix);
+    // Log lines are written as the answers go out; wait for them, not for a guess.
+    await waitFor(
+      "both refusals' log lines",
+      () => (refusals().length >= 2 ? true : undefined),
+      5000,
+    );
+    expect(refusals()).toHaveLength(2);
   });
 
   test("client mistakes of every kind get a 4xx, never a 500, and reach no upstream", async () => {

@@ -108,7 +108,12 @@ describe("OpenAI routes", () => {
     expect(counter.calls).toBe(4);
     expect(took).toBeLessThan(1000);
     expect(mock.requestCount - upstreamBefore).toBe(3);
-    await Bun.sleep(100);
+    // The log line is written as the answer goes out; wait for it, not for a guess.
+    await waitFor(
+      "the refusal's log line",
+      () => (quotaRefusals(k.prefix) > 0 ? true : undefined),
+      5000,
+    );
     expect(quotaRefusals(k.prefix)).toBe(1);
 
     // A stream is refused the same way, before anything is streamed.
@@ -208,7 +213,12 @@ describe("Anthropic routes", () => {
     expect(counter.calls).toBe(3);
     expect(took).toBeLessThan(1000);
     expect(mock.requestCount - upstreamBefore).toBe(2);
-    await Bun.sleep(100);
+    // The log line is written as the answer goes out; wait for it, not for a guess.
+    await waitFor(
+      "the refusal's log line",
+      () => (quotaRefusals(k.prefix) > 0 ? true : undefined),
+      5000,
+    );
     expect(quotaRefusals(k.prefix)).toBe(1);
 
     const s = await gw.stats(k.key);
