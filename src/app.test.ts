@@ -96,45 +96,59 @@ describe("errors speak the route's dialect", () => {
 
 describe("proxying", () => {
   test("the key may come from the api_key query parameter, and is not forwarded", async () => {
+    const before = mock.requests.length;
     const r = await t.app.request(`/v1/models?api_key=${key}`);
     expect(r.status).toBe(200);
+    expect(mock.requests).toHaveLength(before + 1);
     const seen = mock.requests.at(-1);
     expect(seen?.path).toBe("/v4/models");
     expect(JSON.stringify(seen)).not.toContain(key);
   });
 
   test("an encoded api_key parameter is not forwarded either; nor are unknown parameters", async () => {
+    const before = mock.requests.length;
     const r = await t.app.request(`/v1/models?api%5Fkey=${key}&x=1`);
     expect(r.status).toBe(200);
+    expect(mock.requests).toHaveLength(before + 1);
     expect(mock.requests.at(-1)?.path).toBe("/v4/models");
   });
 
   test("Anthropic's ?beta=true passes", async () => {
+    const before = mock.requests.length;
     const r = await t.app.request("/v1/messages/count_tokens?beta=true&other=1", {
       method: "POST",
       headers: { "x-api-key": key, "content-type": "application/json" },
       body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
     });
+    expect(mock.requests).toHaveLength(before + 1);
     expect(mock.requests.at(-1)?.path).toBe("/anthropic/v1/messages/count_tokens?beta=true");
     await r.text();
   });
 
   test("a key's model override holds for odd spellings of the path and content type", async () => {
     const { secret } = await t.newKey({ model: "glm-4.5-air" });
-    for (const [path, type] of [
-      ["/v1//chat/completions/", "Application/JSON"],
-      ["/v1/chat/completions/", "text/plain"],
-      ["/v1/other-endpoint", "text/plain"],
-    ] as const) {
-      const r = await t.app.request(path, {
+    const send = (path: string, type: string) =>
+      t.app.request(path, {
         method: "POST",
         headers: { authorization: `Bearer ${secret}`, "content-type": type },
         body: '{"model":"glm-5-expensive","stream":false,"messages":[]}',
       });
-      expect(r.status).toBeLessThan(500);
+    for (const [path, type] of [
+      ["/v1//chat/completions/", "Application/JSON"],
+      ["/v1/chat/completions/", "text/plain"],
+    ] as const) {
+      const before = mock.requests.length;
+      const r = await send(path, type);
+      expect(r.status).toBe(200);
+      // This request's own record, never the one before it.
+      expect(mock.requests).toHaveLength(before + 1);
       const seen = mock.requests.at(-1)?.body as { model?: string } | undefined;
       expect(seen?.model).toBe("glm-4.5-air");
     }
+    // A path outside the endpoint table is not forwarded at all.
+    const before = mock.requests.length;
+    expect((await send("/v1/other-endpoint", "text/plain")).status).toBe(404);
+    expect(mock.requests).toHaveLength(before);
   });
 
   test("every response carries quota headers and a request id", async () => {

@@ -86,7 +86,20 @@ describe("KeyCache", () => {
     expect(ctl.lookups).toBe(1);
   });
 
-  test("a revoked key is refused after the TTL; invalidate drops it at once", async () => {
+  test("a revoked key is refused once the TTL has passed, not before", async () => {
+    const { record, secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache } = setup();
+    await cache.lookup(secret);
+    await real.deleteKey(record.id);
+    // Within the TTL the cached record still answers…
+    now += defaultKeyCacheOptions.ttlMs - 1;
+    expect(await cache.lookup(secret)).not.toBeNull();
+    // …and once it has passed the revocation is seen, without any invalidate.
+    now += 1;
+    expect(await cache.lookup(secret)).toBeNull();
+  });
+
+  test("invalidate drops a revoked key at once, before the TTL", async () => {
     const { record, secret } = await createKey(real, { name: "a", tokenLimit: 1 }, now);
     const { cache } = setup();
     await cache.lookup(secret);

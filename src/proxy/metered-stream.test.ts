@@ -118,8 +118,9 @@ describe("meteredStream", () => {
     await reader.cancel();
     const o = await r.done;
     expect(performance.now() - started).toBeLessThan(2000);
+    // No usage came: 400 request bytes / 4, plus the 2 content chunks read.
     expect(o).toEqual({
-      tokens: estimateTokens(400, 2),
+      tokens: 100 + 2,
       estimated: true,
       abandoned: true,
       broken: true,
@@ -132,8 +133,9 @@ describe("meteredStream", () => {
     await expect(new Response(r.stream).text()).rejects.toThrow();
     expect(performance.now() - started).toBeLessThan(2000);
     expect(r.idled()).toBe(1);
+    // message_start reported 11 input + 3 + 2 cache; one content_block_delta arrived.
     expect(await r.done).toEqual({
-      tokens: 17 + 2,
+      tokens: 16 + 1,
       estimated: true,
       abandoned: false,
       broken: true,
@@ -143,8 +145,9 @@ describe("meteredStream", () => {
   test("a stream that ends without usage is charged an estimate", async () => {
     const r = run(OPENAI.slice(0, 2).concat(["data: [DONE]\n\n"]));
     await new Response(r.stream).text();
+    // 400 request bytes / 4, plus 2 content chunks ([DONE] is no token).
     expect(await r.done).toEqual({
-      tokens: 100 + 3,
+      tokens: 100 + 2,
       estimated: true,
       abandoned: false,
       broken: false,
@@ -154,12 +157,21 @@ describe("meteredStream", () => {
   test("an upstream that breaks mid-stream errors the client's stream and charges partial usage", async () => {
     const r = run(ANTHROPIC.slice(0, 2), { dialect: "anthropic", end: "error" });
     await expect(new Response(r.stream).text()).rejects.toThrow();
-    // message_start said 11+3+2+1; one more data event estimated.
+    // message_start said 11 input + 3 + 2 cache; one content_block_delta arrived.
     expect(await r.done).toEqual({
-      tokens: 17 + 2,
+      tokens: 16 + 1,
       estimated: true,
       abandoned: false,
       broken: true,
     });
+  });
+});
+
+describe("estimateTokens", () => {
+  test("the reported input, else request bytes / 4 rounded up, plus one per piece of the answer", () => {
+    expect(estimateTokens(401, 0)).toBe(101);
+    expect(estimateTokens(400, 7)).toBe(107);
+    expect(estimateTokens(400, 7, 16)).toBe(23);
+    expect(estimateTokens(400, 0, 0)).toBe(0);
   });
 });

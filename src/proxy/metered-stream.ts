@@ -35,12 +35,18 @@ export interface MeteredStreamOptions {
 }
 
 /**
- * Estimate for a stream that ended without reporting usage: about four bytes
- * of request per input token, and one token per streamed data event (each
- * chunk carries about one token). Used only when the upstream never said.
+ * Estimate for a response whose usage never came (README, "Abandoned streams
+ * are charged"): the input tokens the upstream did report, else about four
+ * bytes of request per input token, plus one token per streamed piece of the
+ * answer (each carries about one token). Used only when the upstream never
+ * said.
  */
-export function estimateTokens(requestBytes: number, dataEvents: number): number {
-  return Math.ceil(requestBytes / 4) + dataEvents;
+export function estimateTokens(
+  requestBytes: number,
+  contentEvents: number,
+  reportedInput: number | null = null,
+): number {
+  return (reportedInput ?? Math.ceil(requestBytes / 4)) + contentEvents;
 }
 
 /**
@@ -103,11 +109,10 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     if (finished) return;
     finished = true;
     clearTimeout(idleTimer);
-    const reported = usage.tokens;
     const estimated = !usage.complete;
     const tokens = estimated
-      ? (reported ?? Math.ceil(opts.requestBytes / 4)) + usage.dataEvents
-      : (reported ?? 0);
+      ? estimateTokens(opts.requestBytes, usage.contentEvents, usage.inputTokens)
+      : (usage.tokens ?? 0);
     opts.onDone({ tokens, estimated, abandoned, broken });
   };
 

@@ -76,7 +76,8 @@ describe("StreamUsage", () => {
     expect(u.complete).toBe(true);
     expect(u.tokens).toBe(16);
     expect(hidden).toHaveLength(1);
-    expect(u.dataEvents).toBe(3);
+    // The usage chunk and [DONE] carry no piece of the answer.
+    expect(u.contentEvents).toBe(1);
   });
 
   test("openai: usage on a chunk that also has choices is counted but not hidden", () => {
@@ -150,5 +151,50 @@ describe("StreamUsage", () => {
     );
     expect(u.complete).toBe(false);
     expect(u.tokens).toBe(12);
+    // The estimate's input side: input and cache counts, not message_start's output_tokens.
+    expect(u.inputTokens).toBe(11);
+    expect(u.contentEvents).toBe(0);
   });
+});
+
+describe("StreamUsage: pieces of the answer, for an estimate", () => {
+  const cases: Array<[string, "openai" | "anthropic", string, number]> = [
+    [
+      "openai chat: every chunk but [DONE]",
+      "openai",
+      'data: {"choices":[{"delta":{"role":"assistant","content":"a"}}]}\n\n' +
+        'data: {"choices":[{"delta":{"content":"b"}}]}\n\n' +
+        'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n' +
+        "data: [DONE]\n\n",
+      3,
+    ],
+    [
+      "anthropic: content_block_delta only, no message_start, ping, block start or stop",
+      "anthropic",
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}\n\n' +
+        'event: ping\ndata: {"type":"ping"}\n\n' +
+        'event: content_block_start\ndata: {"type":"content_block_start","index":0}\n\n' +
+        'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"a"}}\n\n' +
+        'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"b"}}\n\n' +
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n' +
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+      2,
+    ],
+    [
+      "openai Responses API: the .delta events only",
+      "openai",
+      'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n' +
+        'event: response.output_item.added\ndata: {"type":"response.output_item.added"}\n\n' +
+        'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"a"}\n\n' +
+        'event: response.output_text.done\ndata: {"type":"response.output_text.done"}\n\n',
+      1,
+    ],
+  ];
+  for (const [name, dialect, text, want] of cases) {
+    test(name, () => {
+      const { u } = feed(dialect, text);
+      expect(u.complete).toBe(false);
+      expect(u.contentEvents).toBe(want);
+    });
+  }
 });

@@ -17,12 +17,12 @@ export function openaiTokens(usage: unknown): number | null {
   return count(usage.prompt_tokens) + count(usage.completion_tokens);
 }
 
-const ANTHROPIC_FIELDS = [
+const ANTHROPIC_INPUT_FIELDS = [
   "input_tokens",
-  "output_tokens",
   "cache_creation_input_tokens",
   "cache_read_input_tokens",
 ] as const;
+const ANTHROPIC_FIELDS = [...ANTHROPIC_INPUT_FIELDS, "output_tokens"] as const;
 
 /** Anthropic: input + output + cache creation + cache read. */
 export function anthropicTokens(usage: unknown): number | null {
@@ -51,8 +51,12 @@ export class StreamUsage {
   private openaiTotal: number | null = null;
   private openaiFinal = false;
   private finalSeen = false;
-  /** Events carrying data: one per generated token or so, used only for an estimate. */
-  dataEvents = 0;
+  /**
+   * Events carrying a piece of the answer, about one token each; used only
+   * for an estimate. Bookkeeping events (`[DONE]`, `message_start`, `ping`,
+   * block starts and stops) are not counted.
+   */
+  contentEvents = 0;
 
   constructor(private readonly dialect: Dialect) {}
 
@@ -64,7 +68,13 @@ export class StreamUsage {
   observe(ev: SseEvent): boolean {
     const data = ev.data;
     if (data === undefined) return false;
-    this.dataEvents++;
+    const usageOnly = this.readUsage(data);
+    if (!usageOnly && isContentEvent(this.dialect, ev.event, data)) this.contentEvents++;
+    return usageOnly;
+  }
+
+  /** Keeps the usage an event's data reports; true for OpenAI's usage-only chunk. */
+  private readUsage(data: string): boolean {
     // Only events that carry a usage object are worth a JSON parse. With
     // include_usage every OpenAI chunk says "usage":null; those are skipped.
     if (!hasUsageObject(data)) return false;
@@ -112,6 +122,20 @@ export class StreamUsage {
     return this.dialect === "openai" ? this.openaiFinal : this.finalSeen;
   }
 
+  /**
+   * Input tokens reported so far (Anthropic's message_start: input plus both
+   * cache counts), or null. OpenAI reports nothing before its final usage.
+   */
+  get inputTokens(): number | null {
+    if (this.dialect === "openai") return null;
+    let sum: number | null = null;
+    for (const f of ANTHROPIC_INPUT_FIELDS) {
+      const v = this.fields.get(f);
+      if (v !== undefined) sum = (sum ?? 0) + v;
+    }
+    return sum;
+  }
+
   /** Tokens reported so far (partial for an unfinished Anthropic stream), or null. */
   get tokens(): number | null {
     if (this.dialect === "openai") return this.openaiTotal;
@@ -120,6 +144,18 @@ export class StreamUsage {
     for (const v of this.fields.values()) sum += v;
     return sum;
   }
+}
+
+/**
+ * Whether an event carries a piece of the answer. Anthropic: a
+ * `content_block_delta`. OpenAI chat and completions: every chunk but the
+ * closing `[DONE]`; the Responses API (named `response.*` events): the
+ * `….delta` ones. Named by the `event:` field, so no JSON parse is needed.
+ */
+function isContentEvent(dialect: Dialect, event: string | undefined, data: string): boolean {
+  if (dialect === "anthropic") return event === "content_block_delta";
+  if (event?.startsWith("response.")) return event.endsWith(".delta");
+  return data !== "[DONE]";
 }
 
 /** Whether a JSON text has a `"usage"` key whose value is an object. */

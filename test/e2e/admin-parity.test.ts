@@ -1,7 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import OpenAI from "openai";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway, waitFor } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // Every operation from the CLI and from the API gives the same result: both
 // run the same operation functions, and this checks it from the outside.
@@ -275,4 +284,8 @@ describe("the key holder's own history", () => {
     });
     expect(disabled.status).toBe(200);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

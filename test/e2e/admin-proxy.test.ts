@@ -1,5 +1,13 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin surface behind a reverse proxy, and the credentials a browser or
 // a proxy may send along, over real HTTP. Both gateways listen on both
@@ -208,4 +216,8 @@ describe("credentials sent along", () => {
     expect(fresh).toMatch(/^tollgate_session=v1\./);
     expect((await fetch(`${base}/admin/session`, { headers: { cookie: fresh } })).status).toBe(200);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

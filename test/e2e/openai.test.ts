@@ -2,9 +2,11 @@
  * The OpenAI-compatible side, driven by the official `openai` SDK against the
  * real gateway process: answers, streaming, charging, what reaches the upstream.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type OpenAI from "openai";
 import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -18,6 +20,8 @@ import {
   type RecordedRequest,
   startMockUpstream,
 } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const DEFAULT_MODEL = "glm-e2e-default";
 const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: "user", content: "hello" }];
@@ -163,9 +167,9 @@ describe("chat completions, streamed", () => {
     const ended = performance.now() - started;
     expect(arrivals).toHaveLength(6);
     // The mock waits 300 ms between chunks: the stream lasts over 2 s, the
-    // first token must not wait for the rest.
+    // first token must not wait for the rest. Measured against the stream's
+    // own end, not against a wall-clock figure a busy machine could miss.
     expect(ended).toBeGreaterThan(1800);
-    expect(arrivals[0]).toBeLessThan(800);
     expect(ended - (arrivals[0] ?? 0)).toBeGreaterThan(1500);
     // Tokens keep trickling in, rather than bunching up at the end.
     expect((arrivals[3] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(600);
@@ -332,4 +336,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -5,11 +5,12 @@
  * mock upstream counts every token it reports, which is the ground truth the
  * charged totals are held to: none lost, none doubled.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { appendFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -23,14 +24,12 @@ import {
   type PgCluster,
   startCluster,
 } from "../harness/pg-cluster.ts";
+import { describeNeedingPostgres } from "../harness/require-postgres.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const unavailable = clusterUnavailableReason();
-if (unavailable) {
-  process.stderr.write(
-    `\n[outage tests] SKIPPING every fault-injection test: ${unavailable}\n` +
-      "[outage tests] these tests are the only ones that stop and start a real PostgreSQL server\n\n",
-  );
-} else {
+if (!unavailable) {
   const found = findPgBinaries();
   process.stderr.write(
     `\n[outage tests] private PostgreSQL ${found?.version} cluster from ${found?.bin}\n`,
@@ -362,7 +361,8 @@ function report(line: string): void {
 
 // ---- the tests ----
 
-describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and started", () => {
+// These are the only tests that stop and start a real PostgreSQL server.
+describeNeedingPostgres("a real PostgreSQL server stopped and started", unavailable, () => {
   let cluster: PgCluster;
   let mock: MockUpstream;
   /** Every gateway of the file, kept for the log check at the end. */
@@ -504,7 +504,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("database restarted again and again under load: the gateway never goes down", async () => {
     const dbUrl = await freshDatabase();
@@ -541,7 +541,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("gateway SIGKILLed during the outage: the journal is replayed on restart, once", async () => {
     const dbUrl = await freshDatabase();
@@ -593,7 +593,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("a torn last journal record is skipped with a warning; the complete records are charged", async () => {
     const dbUrl = await freshDatabase();
@@ -642,7 +642,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   describe("pool exhausted by queries blocked on locks (DATABASE_POOL_MAX=2)", () => {
     let dbUrl: string;
@@ -692,7 +692,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
       await untilSynced(gw, 15_000);
       await untilInDatabase(dbUrl, { tokens: tally.tokens, requests: tally.requests });
       await expectExact(gw, dbUrl, keys, tally, mock.tokensReported - before);
-    }, 30_000);
+    });
 
     test("/health/ready answers within a second and counts every event not yet in the database", async () => {
       const key = keys[0] as string;
@@ -727,7 +727,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
         { withinASecond: true, unsynced: 5 },
         { withinASecond: true, unsynced: 5 },
       ]);
-    }, 30_000);
+    });
   });
 
   test("database hung (server frozen, connections open): known keys served, SIGTERM still exits within its bound", async () => {
@@ -786,7 +786,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
       if (paused) cluster.resume();
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("UNKNOWN_KEYS_DURING_OUTAGE=allow: a real key new to this instance is charged after recovery, a made-up one never", async () => {
     const dbUrl = await freshDatabase();
@@ -866,7 +866,7 @@ describe.skipIf(unavailable !== undefined)("a real PostgreSQL server stopped and
     } finally {
       await finish(gw);
     }
-  }, 45_000);
+  });
 
   test("the logs of every gateway in this file hold no key in clear and never the master key", () => {
     expect(gateways.length).toBeGreaterThanOrEqual(5);

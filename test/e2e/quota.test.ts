@@ -3,10 +3,12 @@
  * while usage is under the limit, then a 429 that the official SDKs report at
  * once instead of retrying for minutes.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic, { type RateLimitError as AnthropicRateLimitError } from "@anthropic-ai/sdk";
 import OpenAI, { RateLimitError as OpenAIRateLimitError } from "openai";
 import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -14,6 +16,8 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const FIVE_HOURS_S = 5 * 60 * 60;
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hello" }] };
@@ -109,7 +113,12 @@ describe("OpenAI routes", () => {
     expect(counter.calls).toBe(4);
     expect(took).toBeLessThan(1000);
     expect(mock.requestCount - upstreamBefore).toBe(3);
-    await Bun.sleep(100);
+    // The log line is written as the answer goes out; wait for it, not for a guess.
+    await waitFor(
+      "the refusal's log line",
+      () => (quotaRefusals(k.prefix) > 0 ? true : undefined),
+      5000,
+    );
     expect(quotaRefusals(k.prefix)).toBe(1);
 
     // A stream is refused the same way, before anything is streamed.
@@ -210,7 +219,12 @@ describe("Anthropic routes", () => {
     expect(counter.calls).toBe(3);
     expect(took).toBeLessThan(1000);
     expect(mock.requestCount - upstreamBefore).toBe(2);
-    await Bun.sleep(100);
+    // The log line is written as the answer goes out; wait for it, not for a guess.
+    await waitFor(
+      "the refusal's log line",
+      () => (quotaRefusals(k.prefix) > 0 ? true : undefined),
+      5000,
+    );
     expect(quotaRefusals(k.prefix)).toBe(1);
 
     const s = await gw.stats(k.key);
@@ -236,4 +250,8 @@ describe("logs", () => {
     expect(all).not.toContain(gw.masterKey);
     for (const secret of gw.secrets) expect(all).not.toContain(secret);
   });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

@@ -1,9 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  expectNoSecretsInLogs,
+  freePort,
+  GatewayProcess,
+  REPO_ROOT,
+} from "../harness/gateway.ts";
 import { legacyKeySecret, makeLegacyFile } from "../harness/legacy.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 beforeAll(async () => {
@@ -50,7 +58,7 @@ describe("start-up", () => {
     expect(retries.every((r) => r.msg === "database not reachable yet; retrying")).toBe(true);
     // The password never shows, in the error or the logs.
     expect(out + err).not.toContain("s3cret-password");
-  }, 20_000);
+  });
 
   test("`tollgate health` asks a running gateway and says whether it serves", async () => {
     const g = new GatewayProcess({ mock });
@@ -66,7 +74,7 @@ describe("start-up", () => {
     } finally {
       await g.close();
     }
-  }, 20_000);
+  });
 
   test("scheduled backups run in the server and show in readiness and metrics", async () => {
     const g = new GatewayProcess({
@@ -92,7 +100,7 @@ describe("start-up", () => {
     } finally {
       await g.close();
     }
-  }, 20_000);
+  });
 
   test("the legacy file backend serves the old apikeys.json in place and points at migrate", async () => {
     const g = new GatewayProcess({ mock });
@@ -123,5 +131,9 @@ describe("start-up", () => {
     } finally {
       await g.close();
     }
-  }, 20_000);
+  });
+});
+
+test("the secret sweep: every gateway's log is non-empty and holds no master, admin or client key", () => {
+  expectNoSecretsInLogs();
 });

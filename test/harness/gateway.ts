@@ -10,6 +10,7 @@
  *   await gw.close();
  */
 
+import { expect } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -157,6 +158,7 @@ export class GatewayProcess {
   private readonly env: Record<string, string>;
 
   constructor(options: GatewayOptions = {}) {
+    everyGateway.add(this);
     this.dir = mkdtempSync(join(tmpdir(), "tollgate-e2e-"));
     this.dbPath = join(this.dir, "tollgate.db");
     this.port = freePort();
@@ -209,6 +211,17 @@ export class GatewayProcess {
       lines.push(JSON.parse(line) as Record<string, unknown>);
     }
     return lines;
+  }
+
+  /** Whether the server was ever started (its log then cannot be empty). */
+  get started(): boolean {
+    return this.proc !== undefined;
+  }
+
+  /** Secrets this gateway's logs must never hold: the master key, the admin key, every key created. */
+  secretsToSweep(): string[] {
+    const adminKey = this.env.ADMIN_API_KEY;
+    return [this.masterKey, ...(adminKey ? [adminKey] : []), ...this.secrets];
   }
 
   /** Starts the server and waits for `GET /health` = 200. */
@@ -436,6 +449,8 @@ export class GatewayProcess {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
+    // Keys created or rotated through the admin API are secrets too.
+    for (const m of text.matchAll(/"key"\s*:\s*"(pk_[^"]+)"/g)) if (m[1]) this.secrets.push(m[1]);
     return {
       status: res.status,
       body: (text ? JSON.parse(text) : null) as T,
@@ -499,5 +514,44 @@ export function newTag(): string {
   return crypto.randomUUID();
 }
 
-/** For beforeAll/afterAll hooks that start or stop gateways (bun's default is 5 s). */
-export const HOOK_TIMEOUT_MS = 30_000;
+/**
+ * The timeout of every end-to-end test and hook (bun's default is 5 s): a
+ * test that spawns a gateway and several CLI processes, on two cores shared
+ * with other work, may take many times what it takes on an idle machine.
+ * Promises about time are asserted inside the tests, never by this bound.
+ * Each e2e suite sets it with `setDefaultTimeout(E2E_TIMEOUT_MS)`; a test
+ * that needs longer says so.
+ */
+export const E2E_TIMEOUT_MS = 60_000;
+
+/** Every gateway made in this test process, for the sweep of their logs. */
+const everyGateway = new Set<GatewayProcess>();
+
+/**
+ * The secret sweep every end-to-end suite ends with: each gateway made so far
+ * that was started has a non-empty log, and no log holds its master key, its
+ * admin key or any key created or rotated through it (CLI or admin API).
+ * Returns how many gateways were swept.
+ */
+export function expectNoSecretsInLogs(): number {
+  let swept = 0;
+  for (const g of everyGateway) {
+    if (!g.started) continue;
+    const all = g.stdout + g.stderr;
+    expect(all.trim().length).toBeGreaterThan(0);
+    for (const secret of g.secretsToSweep()) {
+      expect(secret.length).toBeGreaterThan(8);
+      if (all.includes(secret)) {
+        throw new Error(
+          `a secret (${secret.slice(0, 6)}…) appears in the log of the gateway in ${g.dir}`,
+        );
+      }
+    }
+    swept++;
+  }
+  expect(swept).toBeGreaterThan(0);
+  return swept;
+}
+
+/** For beforeAll/afterAll hooks that start or stop gateways. */
+export const HOOK_TIMEOUT_MS = E2E_TIMEOUT_MS;

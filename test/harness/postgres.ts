@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
+import { fallingBack } from "./require-postgres.ts";
 
 /**
  * A fresh PostgreSQL database per test: on the server named by
  * TEST_DATABASE_URL when it is set (CI sets it), otherwise in PGlite, an
  * in-process PostgreSQL reached over a local socket, so the postgres.js code
- * path is the same either way.
+ * path is the same either way. Under REQUIRE_POSTGRES=1 (CI) there is no
+ * PGlite: without TEST_DATABASE_URL the suite fails.
  */
 export interface TestDatabase {
   url: string;
@@ -25,9 +27,9 @@ export interface TestPostgres {
 let cached: Promise<TestPostgres> | undefined;
 
 export function testPostgres(): Promise<TestPostgres> {
-  cached ??= (
-    process.env.TEST_DATABASE_URL ? serverTarget(process.env.TEST_DATABASE_URL) : pgliteTarget()
-  ).then((t) => {
+  const url = process.env.TEST_DATABASE_URL;
+  if (!url) fallingBack("the PostgreSQL tests", "no TEST_DATABASE_URL, so they run on PGlite");
+  cached ??= (url ? serverTarget(url) : pgliteTarget()).then((t) => {
     // Said loudly, so nobody mistakes a PGlite run for a server run.
     process.stderr.write(
       `\n[postgres tests] running against ${t.kind === "server" ? "PostgreSQL server" : "PGlite (no TEST_DATABASE_URL)"}: ${t.where}\n`,

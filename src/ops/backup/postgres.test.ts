@@ -2,21 +2,14 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { testPostgres } from "../../../test/harness/postgres.ts";
+import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
 import type { Storage } from "../../storage/types.ts";
 import { type CreateBackupOptions, createBackup } from "./create.ts";
 import { BackupError, BackupRejectedError, RestoreRefusedError } from "./errors.ts";
 import { type RestoreOptions, restoreBackup } from "./restore.ts";
 import { knownMigrations } from "./schema-version.ts";
-import {
-  damage,
-  type Fixture,
-  postgresFixture,
-  rows,
-  skipping,
-  snapshot,
-  sqliteFixture,
-} from "./testing.ts";
+import { damage, type Fixture, postgresFixture, rows, snapshot, sqliteFixture } from "./testing.ts";
 import { verifyBackup } from "./verify.ts";
 
 const shipped = knownMigrations("postgres");
@@ -26,11 +19,6 @@ const shipped = knownMigrations("postgres");
 
 const pg = await testPostgres();
 const server = pg.shared;
-if (!server) {
-  skipping(
-    "the pg_dump round trip, damaged pg_dump archives, backups under concurrent writes and the refusal while other sessions are connected",
-  );
-}
 
 // Generous: these machines are shared, and a backup is real I/O.
 setDefaultTimeout(30_000);
@@ -202,122 +190,129 @@ describe(`PostgreSQL backup and restore (${pg.kind})`, () => {
     }
   });
 
-  describe.skipIf(!server)("with a server", () => {
-    test("pg_dump round trip: keys and usage identical; the pre-restore backup undoes it", async () => {
-      const fx = await pgFixture();
-      const before = await snapshot(fx);
-      const b = await backup(fx);
-      expect(b.manifest).toMatchObject({
-        kind: "postgres",
-        format: "pg_dump",
-        compression: "pg_dump",
-        counts: { keys: 40, usageBuckets: 120, checkpoints: 1 },
-      });
-      expect(b.path).toEndWith(".dump");
-      const plain = await backup(fx, { compress: false });
-      expect(plain.manifest.compression).toBe("none");
-      expect(plain.manifest.payload.bytes).toBeGreaterThan(b.manifest.payload.bytes);
-      await change(fx);
-      const changed = await snapshot(fx);
-      const r = await restore(fx, plain.path);
-      expect((await snapshot(fx)).keys).toEqual(before.keys);
-      expect(r.preRestore?.manifest.format).toBe("pg_dump");
-      await restore(fx, r.preRestore?.path as string);
-      expect(await snapshot(fx)).toEqual(changed);
-    });
-
-    test("a damaged pg_dump archive is refused by verify and restore; nothing changes", async () => {
-      const fx = await pgFixture();
-      const good = await backup(fx);
-      const before = await snapshot(fx);
-      for (const how of ["truncated", "flipped", "empty"] as const) {
-        const b = { path: join(fx.dir, `${how}.dump`) };
-        copyFileSync(good.path, b.path);
-        copyFileSync(good.manifestPath, `${b.path}.manifest.json`);
-        damage(b.path, how);
-        const v = await verifyBackup(b.path);
-        expect(v.ok ? "" : v.code).toBe(how === "flipped" ? "checksum" : how);
-        await expect(restore(fx, b.path)).rejects.toBeInstanceOf(BackupRejectedError);
-        expect(await snapshot(fx)).toEqual(before);
-      }
-    });
-
-    test("a pg_dump archive is refused by SQLite (only logical backups cross), and needs pg_restore", async () => {
-      const fx = await pgFixture();
-      const b = await backup(fx);
-      const lite = await liteFixture();
-      await expect(restore(lite, b.path)).rejects.toThrow(
-        /this is a PostgreSQL backup \(pg_dump format\) and the configured database is SQLite/,
-      );
-      // Without pg_restore an archive cannot be checked: said so, not called damaged.
-      const path = process.env.PATH;
-      process.env.PATH = "/nonexistent";
-      try {
-        const v = verifyBackup(b.path);
-        await expect(v).rejects.toBeInstanceOf(BackupError);
-        await expect(v).rejects.not.toBeInstanceOf(BackupRejectedError);
-        await expect(v).rejects.toThrow(/pg_restore is not installed/);
-      } finally {
-        process.env.PATH = path;
-      }
-    });
-
-    test("backups taken while usage is written concurrently are consistent snapshots", async () => {
-      const fx = await pgFixture(200);
-      const writer = openPostgresStorage({
-        url: (fx.target as { url: string }).url,
-        poolMax: 4,
-      });
-      const first = await backup(fx, { format: "logical" });
-      const gap = first.manifest.counts.lifetimeTokens - first.manifest.counts.bucketTokens;
-      const l = load(writer, 200);
-      await l.started;
-      const made = await Promise.all([backup(fx), backup(fx, { format: "logical" })]);
-      await l.stop();
-      await writer.close();
-      for (const b of made) {
-        expect((await verifyBackup(b.path)).ok).toBe(true);
-        // Each charge adds to a key's total and to its bucket in one
-        // transaction: a consistent snapshot keeps the difference.
-        const c = b.manifest.counts;
-        expect(c.lifetimeTokens - c.bucketTokens).toBe(gap);
-        expect(c.bucketTokens).toBeGreaterThan(first.manifest.counts.bucketTokens);
-      }
-    });
-
-    test("restore refuses while other Tollgate sessions are connected; --force restores in one transaction", async () => {
-      const fx = await pgFixture();
-      const b = await backup(fx, { format: "logical" });
-      await change(fx);
-      const changed = await snapshot(fx);
-      const gateway = openPostgresStorage({ url: (fx.target as { url: string }).url, poolMax: 2 });
-      await gateway.ping();
-      try {
-        const refused = restore(fx, b.path);
-        await expect(refused).rejects.toBeInstanceOf(RestoreRefusedError);
-        await expect(refused).rejects.toThrow(
-          /other Tollgate connection\(s\) to this database are open/,
-        );
+  describeNeedingPostgres(
+    "with a server (pg_dump, damaged archives, concurrent writes, other sessions connected)",
+    server ? undefined : NEEDS_SERVER,
+    () => {
+      test("pg_dump round trip: keys and usage identical; the pre-restore backup undoes it", async () => {
+        const fx = await pgFixture();
+        const before = await snapshot(fx);
+        const b = await backup(fx);
+        expect(b.manifest).toMatchObject({
+          kind: "postgres",
+          format: "pg_dump",
+          compression: "pg_dump",
+          counts: { keys: 40, usageBuckets: 120, checkpoints: 1 },
+        });
+        expect(b.path).toEndWith(".dump");
+        const plain = await backup(fx, { compress: false });
+        expect(plain.manifest.compression).toBe("none");
+        expect(plain.manifest.payload.bytes).toBeGreaterThan(b.manifest.payload.bytes);
+        await change(fx);
+        const changed = await snapshot(fx);
+        const r = await restore(fx, plain.path);
+        expect((await snapshot(fx)).keys).toEqual(before.keys);
+        expect(r.preRestore?.manifest.format).toBe("pg_dump");
+        await restore(fx, r.preRestore?.path as string);
         expect(await snapshot(fx)).toEqual(changed);
-        // With --force, a gateway flushing all along sees the old data or the new.
-        const l = load(gateway, 40);
-        await l.started;
-        const r = await restore(fx, b.path, { force: true });
-        await l.stop();
-        expect(r.warnings[0]).toContain("restored anyway");
-      } finally {
-        await gateway.close();
-      }
-      const after = await snapshot(fx);
-      expect(after.keys.map((k) => k.key.id)).toEqual(rows(40).map((r) => r.key.id));
-      // Every charge the load made after the restore went to totals and
-      // buckets alike, once: the restored data stays consistent.
-      const gap = (keys: typeof after.keys) =>
-        keys.reduce(
-          (sum, k) => sum + k.key.totalTokens - k.buckets.reduce((t, bk) => t + bk.tokens, 0),
-          0,
+      });
+
+      test("a damaged pg_dump archive is refused by verify and restore; nothing changes", async () => {
+        const fx = await pgFixture();
+        const good = await backup(fx);
+        const before = await snapshot(fx);
+        for (const how of ["truncated", "flipped", "empty"] as const) {
+          const b = { path: join(fx.dir, `${how}.dump`) };
+          copyFileSync(good.path, b.path);
+          copyFileSync(good.manifestPath, `${b.path}.manifest.json`);
+          damage(b.path, how);
+          const v = await verifyBackup(b.path);
+          expect(v.ok ? "" : v.code).toBe(how === "flipped" ? "checksum" : how);
+          await expect(restore(fx, b.path)).rejects.toBeInstanceOf(BackupRejectedError);
+          expect(await snapshot(fx)).toEqual(before);
+        }
+      });
+
+      test("a pg_dump archive is refused by SQLite (only logical backups cross), and needs pg_restore", async () => {
+        const fx = await pgFixture();
+        const b = await backup(fx);
+        const lite = await liteFixture();
+        await expect(restore(lite, b.path)).rejects.toThrow(
+          /this is a PostgreSQL backup \(pg_dump format\) and the configured database is SQLite/,
         );
-      expect(gap(after.keys)).toBe(gap(rows(40)));
-    });
-  });
+        // Without pg_restore an archive cannot be checked: said so, not called damaged.
+        const path = process.env.PATH;
+        process.env.PATH = "/nonexistent";
+        try {
+          const v = verifyBackup(b.path);
+          await expect(v).rejects.toBeInstanceOf(BackupError);
+          await expect(v).rejects.not.toBeInstanceOf(BackupRejectedError);
+          await expect(v).rejects.toThrow(/pg_restore is not installed/);
+        } finally {
+          process.env.PATH = path;
+        }
+      });
+
+      test("backups taken while usage is written concurrently are consistent snapshots", async () => {
+        const fx = await pgFixture(200);
+        const writer = openPostgresStorage({
+          url: (fx.target as { url: string }).url,
+          poolMax: 4,
+        });
+        const first = await backup(fx, { format: "logical" });
+        const gap = first.manifest.counts.lifetimeTokens - first.manifest.counts.bucketTokens;
+        const l = load(writer, 200);
+        await l.started;
+        const made = await Promise.all([backup(fx), backup(fx, { format: "logical" })]);
+        await l.stop();
+        await writer.close();
+        for (const b of made) {
+          expect((await verifyBackup(b.path)).ok).toBe(true);
+          // Each charge adds to a key's total and to its bucket in one
+          // transaction: a consistent snapshot keeps the difference.
+          const c = b.manifest.counts;
+          expect(c.lifetimeTokens - c.bucketTokens).toBe(gap);
+          expect(c.bucketTokens).toBeGreaterThan(first.manifest.counts.bucketTokens);
+        }
+      });
+
+      test("restore refuses while other Tollgate sessions are connected; --force restores in one transaction", async () => {
+        const fx = await pgFixture();
+        const b = await backup(fx, { format: "logical" });
+        await change(fx);
+        const changed = await snapshot(fx);
+        const gateway = openPostgresStorage({
+          url: (fx.target as { url: string }).url,
+          poolMax: 2,
+        });
+        await gateway.ping();
+        try {
+          const refused = restore(fx, b.path);
+          await expect(refused).rejects.toBeInstanceOf(RestoreRefusedError);
+          await expect(refused).rejects.toThrow(
+            /other Tollgate connection\(s\) to this database are open/,
+          );
+          expect(await snapshot(fx)).toEqual(changed);
+          // With --force, a gateway flushing all along sees the old data or the new.
+          const l = load(gateway, 40);
+          await l.started;
+          const r = await restore(fx, b.path, { force: true });
+          await l.stop();
+          expect(r.warnings[0]).toContain("restored anyway");
+        } finally {
+          await gateway.close();
+        }
+        const after = await snapshot(fx);
+        expect(after.keys.map((k) => k.key.id)).toEqual(rows(40).map((r) => r.key.id));
+        // Every charge the load made after the restore went to totals and
+        // buckets alike, once: the restored data stays consistent.
+        const gap = (keys: typeof after.keys) =>
+          keys.reduce(
+            (sum, k) => sum + k.key.totalTokens - k.buckets.reduce((t, bk) => t + bk.tokens, 0),
+            0,
+          );
+        expect(gap(after.keys)).toBe(gap(rows(40)));
+      });
+    },
+  );
 });

@@ -2,11 +2,12 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { testPostgres } from "../../../test/harness/postgres.ts";
+import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { createBackup } from "./create.ts";
 import { listBackups } from "./list.ts";
 import { type BackupScheduler, holdLockUntil, startBackupScheduler } from "./scheduler.ts";
-import { type Fixture, postgresFixture, rows, skipping, sqliteFixture } from "./testing.ts";
+import { type Fixture, postgresFixture, rows, sqliteFixture } from "./testing.ts";
 
 setDefaultTimeout(30_000);
 
@@ -139,40 +140,43 @@ describe("scheduled backups", () => {
 
 // Without a server nothing here can run: do not start PGlite just to find that out.
 const pg = process.env.TEST_DATABASE_URL ? await testPostgres() : { shared: false as const };
-if (!pg.shared) skipping("two schedulers on one PostgreSQL database (the advisory lock)");
 
-describe.skipIf(!pg.shared)("two instances on one PostgreSQL database", () => {
-  test("only one of them backs up each time the schedule fires", async () => {
-    const fx = await postgresFixture(rows(5));
-    cleanups.push(fx.cleanup);
-    const dir = join(fx.dir, "backups");
-    const runs = [capture(), capture()];
-    const schedulers = runs.map(({ log }) =>
-      started(
-        startBackupScheduler({
-          target: fx.target,
-          // Every two seconds: the winner holds the lock for 1.5 s, ample on a busy machine.
-          schedule: EVERY_TWO_SECONDS,
-          dir,
-          retain: 0,
-          compress: true,
-          log,
-        }),
-      ),
-    );
-    const outcomes = () => runs.flatMap((r) => r.lines.filter((l) => l.backup));
-    await until("two slots", () => outcomes().length >= 4, 15_000);
-    for (const s of schedulers) await s.stop();
-    const bySlot = new Map<string, string[]>();
-    for (const line of outcomes()) {
-      const b = line.backup as { status: string; startedAt: string };
-      const slot = b.startedAt.slice(0, 19);
-      bySlot.set(slot, [...(bySlot.get(slot) ?? []), b.status]);
-    }
-    const both = [...bySlot.values()].filter((statuses) => statuses.length === 2);
-    expect(both.length).toBeGreaterThan(0);
-    for (const statuses of both) expect(statuses.sort()).toEqual(["ok", "skipped"]);
-    const written = outcomes().filter((l) => (l.backup as { status: string }).status === "ok");
-    expect(listBackups(dir)).toHaveLength(written.length);
-  });
-});
+describeNeedingPostgres(
+  "two instances on one PostgreSQL database (the advisory lock)",
+  pg.shared ? undefined : NEEDS_SERVER,
+  () => {
+    test("only one of them backs up each time the schedule fires", async () => {
+      const fx = await postgresFixture(rows(5));
+      cleanups.push(fx.cleanup);
+      const dir = join(fx.dir, "backups");
+      const runs = [capture(), capture()];
+      const schedulers = runs.map(({ log }) =>
+        started(
+          startBackupScheduler({
+            target: fx.target,
+            // Every two seconds: the winner holds the lock for 1.5 s, ample on a busy machine.
+            schedule: EVERY_TWO_SECONDS,
+            dir,
+            retain: 0,
+            compress: true,
+            log,
+          }),
+        ),
+      );
+      const outcomes = () => runs.flatMap((r) => r.lines.filter((l) => l.backup));
+      await until("two slots", () => outcomes().length >= 4, 15_000);
+      for (const s of schedulers) await s.stop();
+      const bySlot = new Map<string, string[]>();
+      for (const line of outcomes()) {
+        const b = line.backup as { status: string; startedAt: string };
+        const slot = b.startedAt.slice(0, 19);
+        bySlot.set(slot, [...(bySlot.get(slot) ?? []), b.status]);
+      }
+      const both = [...bySlot.values()].filter((statuses) => statuses.length === 2);
+      expect(both.length).toBeGreaterThan(0);
+      for (const statuses of both) expect(statuses.sort()).toEqual(["ok", "skipped"]);
+      const written = outcomes().filter((l) => (l.backup as { status: string }).status === "ok");
+      expect(listBackups(dir)).toHaveLength(written.length);
+    });
+  },
+);

@@ -121,13 +121,6 @@ export function damage(path: string, how: Damage): void {
   }
 }
 
-/** Says loudly what a PGlite run could not cover. */
-export function skipping(what: string): void {
-  process.stderr.write(
-    `\n[backup tests] SKIPPING ${what}: needs a PostgreSQL server; set TEST_DATABASE_URL\n`,
-  );
-}
-
 /**
  * A SQLite database at `path` with only the first `count` of the shipped
  * migrations applied: what an older Tollgate left behind. Drizzle applies

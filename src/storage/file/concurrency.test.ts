@@ -113,9 +113,16 @@ describe("file storage under concurrent writers", () => {
         stderr: "pipe",
       }),
     );
-    const deadline = Date.now() + 5000;
-    while (!others.every((id) => existsSync(`${path}.ready-${id}`)) && Date.now() < deadline) {
-      await Bun.sleep(2);
+    // Generous for two busy cores; but the writers must all be ready, or
+    // they would not overlap and the test would prove nothing.
+    const deadline = Date.now() + 20_000;
+    const ready = () => others.every((id) => existsSync(`${path}.ready-${id}`));
+    while (!ready() && Date.now() < deadline) await Bun.sleep(2);
+    if (!ready()) {
+      for (const p of procs) p.kill();
+      throw new Error(
+        "the writer processes were not ready in time: their writes would not overlap",
+      );
     }
     writeFileSync(`${path}.go`, "");
     await Promise.all(rounds("here", ids).map((b) => s.applyUsage(b)));
