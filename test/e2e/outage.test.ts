@@ -97,7 +97,18 @@ async function call(
   });
   const text = await res.text();
   const ms = performance.now() - started;
-  const cost = res.status === 200 ? prompt + completion + (anthropic ? ANTHROPIC_CACHE : 0) : 0;
+  // A whole answer says what it cost (a request near its key's limit goes
+  // upstream with its output capped); a stream costs what the mock was told.
+  let cost = res.status === 200 ? prompt + completion + (anthropic ? ANTHROPIC_CACHE : 0) : 0;
+  if (res.status === 200 && !stream) {
+    const usage = (JSON.parse(text) as { usage: Record<string, number> }).usage;
+    cost = anthropic
+      ? (usage.input_tokens ?? 0) +
+        (usage.output_tokens ?? 0) +
+        (usage.cache_creation_input_tokens ?? 0) +
+        (usage.cache_read_input_tokens ?? 0)
+      : (usage.total_tokens ?? 0);
+  }
   return { status: res.status, cost, ms, body: text, headers: res.headers };
 }
 
