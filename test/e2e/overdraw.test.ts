@@ -221,6 +221,48 @@ describe("one instance, refusing caps that do not fit (the default)", () => {
     await ok.arrayBuffer();
   });
 
+  test("a key's own --concurrency holds it to that many requests in flight; --no-concurrency lifts it", async () => {
+    const k = await gw.createKey({ name: "own-limit", limit: "1M", concurrency: 1 });
+    const slow = gw
+      .anthropic(k.key)
+      .messages.create(
+        { model: "glm-4.7", messages, max_tokens: 16 },
+        { headers: mockHeaders({ delayMs: 1000 }) },
+      );
+    await Bun.sleep(300);
+    const err = await thrown(() =>
+      gw
+        .anthropic(k.key, { maxRetries: 0 })
+        .messages.create({ model: "glm-4.7", messages, max_tokens: 16 }),
+    );
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect((err as Error).message).toContain("not the token quota");
+    await slow;
+    expect((await gw.cli(["keys", "update", k.id, "--no-concurrency"])).code).toBe(0);
+    await waitFor(
+      "the lifted limit to apply",
+      async () => {
+        const both = await Promise.all(
+          [0, 1].map(() =>
+            gw.fetch("/v1/chat/completions", {
+              method: "POST",
+              headers: {
+                authorization: `Bearer ${k.key}`,
+                "content-type": "application/json",
+                ...mockHeaders({ delayMs: 200 }),
+              },
+              body: JSON.stringify({ model: "glm-4.7", messages, max_tokens: 16 }),
+            }),
+          ),
+        );
+        for (const r of both) await r.arrayBuffer();
+        return both.every((r) => r.status === 200) || undefined;
+      },
+      3000,
+      50,
+    );
+  });
+
   test("a stream with usage on every chunk is charged its last report, and stream_options pass through", async () => {
     const k = await gw.createKey({ name: "continuous", limit: 100_000 });
     const tag = newTag();
