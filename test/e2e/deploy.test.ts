@@ -332,7 +332,11 @@ describe("deploy/tollgate.service", () => {
         "\n*** systemd-analyze is not installed: deploy/tollgate.service was NOT verified by systemd, " +
           "only read by this test (the keys above). Install systemd to verify it. ***\n",
       );
-      expect(parseUnit(text).get("Service")?.get("ExecStart")).toBeDefined();
+      // It parses as a unit, with the sections systemd needs; its keys are checked above.
+      const unit = parseUnit(text);
+      expect([...unit.keys()]).toEqual(["Unit", "Service", "Install"]);
+      expect(unit.get("Service")?.get("ExecStart")).toHaveLength(1);
+      expect(unit.get("Install")?.get("WantedBy")).toEqual(["multi-user.target"]);
       return;
     }
     // ExecStart must name a program that exists: this checkout stands in for /opt/tollgate.
@@ -359,6 +363,7 @@ describe("deploy/compose.yaml", () => {
     volumes?: string[];
     command?: string[];
     stop_grace_period?: string;
+    depends_on?: Record<string, { condition: string }>;
   };
   const compose = Bun.YAML.parse(text) as {
     services: Record<string, Service>;
@@ -392,5 +397,7 @@ describe("deploy/compose.yaml", () => {
     const loop = backup?.command?.join("\n") ?? "";
     expect(loop).toContain("tollgate backup --format logical");
     expect(loop).toMatch(/sleep .*BACKUP_INTERVAL_SECONDS/);
+    // The first backup waits for gateways that have applied the schema.
+    expect(backup?.depends_on?.tollgate?.condition).toBe("service_healthy");
   });
 });
