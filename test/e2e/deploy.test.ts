@@ -266,7 +266,7 @@ describe("deploy/Dockerfile", () => {
         proc.kill("SIGTERM");
         const code = await Promise.race([
           proc.exited,
-          Bun.sleep((DEFAULT_SHUTDOWN_MS as number) + 15_000).then(() => "still running"),
+          Bun.sleep(DEFAULT_SHUTDOWN_MS + 15_000).then(() => "still running"),
         ]);
         await pumped;
         expect(code).toBe(0);
@@ -315,7 +315,7 @@ describe("deploy/tollgate.service", () => {
     expect(exec.join(" ")).not.toMatch(/\bnpm\b|\bnpx\b|tollgate\.js/);
     expect(one("KillMode")).toBe("mixed");
     expect(durationSeconds(one("TimeoutStopSec") ?? "") * 1000).toBeGreaterThan(
-      DEFAULT_SHUTDOWN_MS as number,
+      DEFAULT_SHUTDOWN_MS,
     );
     expect(one("User") ?? (one("DynamicUser") === "yes" ? "dynamic" : undefined)).toBeDefined();
     expect(one("User")).not.toBe("root");
@@ -385,7 +385,7 @@ describe("deploy/compose.yaml", () => {
     expect(tollgate?.environment?.JOURNAL_DIR).toBe("/data/journal");
     expect(text).toMatch(/JOURNAL_DIR must be one per replica/);
     expect(durationSeconds(tollgate?.stop_grace_period ?? "") * 1000).toBeGreaterThan(
-      DEFAULT_SHUTDOWN_MS as number,
+      DEFAULT_SHUTDOWN_MS,
     );
   });
 
