@@ -11,7 +11,7 @@ import { type GatewayProcess, waitFor } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
 import { admin, chatError, createKey, seedHistory, spend } from "./seed.ts";
-import { useStage } from "./stage.ts";
+import { secretSweep, useStage } from "./stage.ts";
 
 let gw: GatewayProcess;
 let browser: Browser;
@@ -280,4 +280,6 @@ describeInBrowser("dashboard in a browser", () => {
     },
     FLOW_TIMEOUT_MS,
   );
+
+  secretSweep(() => gw);
 });

@@ -13,7 +13,7 @@ import type { GatewayProcess } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
 import { type ApiKey, admin, chatError, createKey } from "./seed.ts";
-import { useStage } from "./stage.ts";
+import { secretSweep, useStage } from "./stage.ts";
 
 let gw: GatewayProcess;
 let browser: Browser;
@@ -116,4 +116,6 @@ describeInBrowser("dashboard key form in a browser", () => {
     },
     FLOW_TIMEOUT_MS,
   );
+
+  secretSweep(() => gw);
 });

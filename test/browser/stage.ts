@@ -7,11 +7,18 @@
  *   let gw: GatewayProcess; let browser: Browser;
  *   describeInBrowser("…", () => {
  *     useStage((s) => ({ gw, browser } = s));
+ *     …tests…
+ *     secretSweep(() => gw);
  */
 
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Browser } from "playwright-core";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import {
+  expectNoSecretsInLogs,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { BROWSER_HOOK_TIMEOUT_MS, launchBrowser } from "./browser.ts";
 import { ADMIN_KEY } from "./seed.ts";
@@ -38,4 +45,21 @@ export function useStage(ready: (stage: Stage) => void): void {
     await stage.mock?.stop();
     stage = {};
   }, HOOK_TIMEOUT_MS);
+}
+
+/**
+ * A suite's last test: its gateway's log is non-empty and holds neither the
+ * admin key, the master key nor any key created or shown in the suite
+ * (through the CLI, the admin API or the dashboard), like every end-to-end
+ * suite's sweep.
+ */
+export function secretSweep(gateway: () => GatewayProcess | undefined): void {
+  test("the secret sweep: the gateway's log is non-empty and holds no admin, master or client key", () => {
+    const gw = gateway();
+    expect(gw?.started).toBe(true);
+    expect((gw?.stdout ?? "").trim().length).toBeGreaterThan(0);
+    // The master key, the admin key and at least one key the suite made.
+    expect(gw?.secretsToSweep().length ?? 0).toBeGreaterThanOrEqual(3);
+    expect(expectNoSecretsInLogs()).toBeGreaterThan(0);
+  });
 }

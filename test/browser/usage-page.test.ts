@@ -9,7 +9,7 @@ import type { Browser, Page } from "playwright-core";
 import type { GatewayProcess } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
 import { admin, createKey, seedHistory, spend } from "./seed.ts";
-import { useStage } from "./stage.ts";
+import { secretSweep, useStage } from "./stage.ts";
 
 let gw: GatewayProcess;
 let browser: Browser;
@@ -167,4 +167,6 @@ describeInBrowser("key usage page in a browser", () => {
     },
     FLOW_TIMEOUT_MS,
   );
+
+  secretSweep(() => gw);
 });
