@@ -83,6 +83,24 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["dialect"] as const,
       registers,
     }),
+    upstreamQueueDepth: new client.Gauge({
+      name: "tollgate_upstream_queue_depth",
+      help: "Requests waiting for an upstream slot (UPSTREAM_MAX_CONCURRENCY), on this instance",
+      registers,
+    }),
+    upstreamQueueWait: new client.Histogram({
+      name: "tollgate_upstream_queue_wait_seconds",
+      help: "Time requests waited for an upstream slot, by outcome: admitted, timeout, aborted (client left)",
+      labelNames: ["outcome"] as const,
+      buckets: UPSTREAM_BUCKETS,
+      registers,
+    }),
+    upstreamQueueTimeouts: new client.Counter({
+      name: "tollgate_upstream_queue_timeouts_total",
+      help: "Requests refused with 429 after waiting UPSTREAM_QUEUE_TIMEOUT_MS for an upstream slot",
+      labelNames: ["dialect"] as const,
+      registers,
+    }),
     keyCache: new client.Counter({
       name: "tollgate_key_cache_lookups_total",
       help: "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",
