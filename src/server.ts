@@ -4,6 +4,7 @@ import { claimInstance } from "./accounting/instance.ts";
 import { Journal } from "./accounting/journal.ts";
 import { UsageLedger } from "./accounting/ledger.ts";
 import { UsagePruner } from "./accounting/retention.ts";
+import { planState } from "./admin/plan.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
@@ -51,6 +52,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   let healthRef: StorageHealth | undefined;
   let keysRef: KeyCache | undefined;
   let backupsRef: BackupScheduler | undefined;
+  let storageRef: Storage | undefined;
   const inflight = { n: 0 };
   const metrics = createMetrics({
     backlog: () => ledgerRef?.backlog ?? 0,
@@ -58,9 +60,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     keysInMemory: () => keysRef?.knownKeys ?? 0,
     storageInflight: () => inflight.n,
     backups: () => backupsRef,
+    plan: async () => (storageRef ? planState(storageRef, clock(), config.plan) : undefined),
     poolMax: opened.kind === "postgres" ? config.database.poolMax : 1,
   });
   const storage = instrumentStorage(opened, metrics, inflight);
+  storageRef = storage;
   await migrationHint(config, storage, log);
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
