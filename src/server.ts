@@ -12,6 +12,7 @@ import type { Logger } from "./log.ts";
 import { instrumentStorage } from "./metrics/instrumented-storage.ts";
 import { createMetrics } from "./metrics/registry.ts";
 import { type BackupScheduler, scheduledBackups } from "./ops/backup/scheduler.ts";
+import { codingPlanEndpoint, sharedPlanNotice, UPSTREAM_TERMS_DOC } from "./proxy/plan-terms.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { StorageHealth } from "./storage/health.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
@@ -167,6 +168,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   if (!config.upstreamApiKey) {
     log.warn("UPSTREAM_API_KEY is not set: health and stats answer, proxied calls get 503");
   }
+  await sharedPlanHint(config, storage, clock(), log);
   // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
   const backups = scheduledBackups(config, log);
   backupsRef = backups;
@@ -225,6 +227,22 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 }
 
 /** Points an operator of the old gateway at the one command that moves them over. */
+/** A notice, not a refusal: a personal coding plan shared by several active keys. */
+async function sharedPlanHint(
+  config: Config,
+  storage: Storage,
+  now: number,
+  log: Logger,
+): Promise<void> {
+  const urls = [config.upstreamOpenaiUrl, config.upstreamAnthropicUrl];
+  if (!codingPlanEndpoint(urls)) return;
+  const active = await storage
+    .listKeys({ limit: 1, offset: 0, now, status: "active" })
+    .catch(() => undefined);
+  const notice = active ? sharedPlanNotice(urls, active.total) : undefined;
+  if (notice) log.warn({ doc: UPSTREAM_TERMS_DOC }, notice);
+}
+
 async function migrationHint(config: Config, storage: Storage, log: Logger): Promise<void> {
   const command = `STORAGE_TYPE=sqlite npx tollgate migrate --file ${config.dataFile}`;
   if (storage.kind === "file") {
