@@ -220,7 +220,7 @@ const planWindow = z
     }),
     allowed: z.number().int().meta({
       description:
-        "Sum of what the active keys may use in the window; for the week, each key's 5-hour limit over 33.6 back-to-back windows",
+        "Sum of what the active keys may use in the window; for the week, each key's weekly limit where it has one, else its 5-hour limit over 33.6 back-to-back windows",
     }),
     used: z.number().int().meta({ description: "Used across all keys in the window ending now" }),
     allowed_ratio: z.number().nullable().meta({
