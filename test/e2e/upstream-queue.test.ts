@@ -111,6 +111,37 @@ describe("a fair queue for upstream slots (UPSTREAM_MAX_CONCURRENCY=1)", () => {
     expect(await metric(gw, "tollgate_upstream_queue_wait_seconds_count")).toBeGreaterThan(0);
     expect(await metric(gw, "tollgate_upstream_queue_depth")).toBe(0);
   }, 30_000);
+
+  test("a stream holds its slot until its last event: the next request starts after it ends", async () => {
+    const streamer = await gw.createKey({ name: "streamer", limit: "1M" });
+    const next = await gw.createKey({ name: "next", limit: "1M" });
+    const stream = await gw
+      .openai(streamer.key)
+      .chat.completions.create(
+        { model: "glm-4.7", messages, stream: true },
+        { headers: mockHeaders({ chunkDelayMs: 150 }) },
+      );
+    const started = performance.now();
+    let streamEnded = 0;
+    const reading = (async () => {
+      for await (const _chunk of stream) {
+        // read to the end
+      }
+      streamEnded = performance.now();
+    })();
+    let answered = 0;
+    const waiting = call(gw, next.key, 0).then((status) => {
+      answered = performance.now();
+      return status;
+    });
+    await reading;
+    expect(await waiting).toBe(200);
+    // The stream took a while, and the other request (which alone takes
+    // milliseconds) was answered only as the stream ended: within one of its
+    // 150 ms gaps of the client reading its end, not while it ran.
+    expect(streamEnded - started).toBeGreaterThan(500);
+    expect(answered - started).toBeGreaterThan(streamEnded - started - 200);
+  }, 30_000);
 });
 
 describe("waiting too long, and leaving while waiting (UPSTREAM_QUEUE_TIMEOUT_MS=400)", () => {
