@@ -134,3 +134,36 @@ test("endpoint and header settings are checked at start-up, naming the variable"
   expect(c.allowedAnthropicBetas).toEqual(["b1", "b2"]);
   expect(loadConfig({}).allowedAnthropicBetas).toBeNull();
 });
+
+describe("the upstream plan and its fair queue", () => {
+  test("unset: no limit, a 60 s queue timeout, no plan declared", () => {
+    expect(loadConfig({})).toMatchObject({
+      upstreamMaxConcurrency: null,
+      upstreamQueueTimeoutMs: 60_000,
+      plan: { fiveHour: null, weekly: null },
+    });
+  });
+
+  test("set: read as whole numbers", () => {
+    const c = loadConfig({
+      UPSTREAM_MAX_CONCURRENCY: "2",
+      UPSTREAM_QUEUE_TIMEOUT_MS: "5000",
+      UPSTREAM_PLAN_5H: "4000000",
+      UPSTREAM_PLAN_WEEKLY: "40000000",
+    });
+    expect(c.upstreamMaxConcurrency).toBe(2);
+    expect(c.upstreamQueueTimeoutMs).toBe(5000);
+    expect(c.plan).toEqual({ fiveHour: 4_000_000, weekly: 40_000_000 });
+  });
+
+  test.each([
+    ["UPSTREAM_MAX_CONCURRENCY", "0"],
+    ["UPSTREAM_MAX_CONCURRENCY", "two"],
+    ["UPSTREAM_QUEUE_TIMEOUT_MS", "0"],
+    ["UPSTREAM_PLAN_5H", "-5"],
+    ["UPSTREAM_PLAN_WEEKLY", "1.5"],
+  ])("%s=%s stops start-up with a line naming it", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+});

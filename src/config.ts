@@ -174,6 +174,13 @@ export const envSchema = z.object({
     emptyToUndefined,
     z.coerce.number().int().min(1).optional(),
   ),
+  UPSTREAM_MAX_CONCURRENCY: z.preprocess(
+    emptyToUndefined,
+    z.coerce.number().int().min(1).optional(),
+  ),
+  UPSTREAM_QUEUE_TIMEOUT_MS: intFrom(60_000, 1),
+  UPSTREAM_PLAN_5H: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
+  UPSTREAM_PLAN_WEEKLY: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
   OUTPUT_CAP_POLICY: z.preprocess(
     (v) => (v === "" || v === undefined ? undefined : String(v).trim().toLowerCase()),
     z.enum(["refuse", "clamp"]).default("refuse"),
@@ -252,6 +259,12 @@ export interface Config {
   allowedAnthropicBetas: string[] | null;
   /** Requests in flight per key (on this instance) for keys that set none; null = unlimited. */
   defaultKeyConcurrency: number | null;
+  /** Requests in flight upstream at once (on this instance), queued fairly between keys; null = unlimited. */
+  upstreamMaxConcurrency: number | null;
+  /** Longest wait in that queue before a 429. */
+  upstreamQueueTimeoutMs: number;
+  /** What the upstream plan delivers, in the units quotas are counted in; null = not declared. */
+  plan: { fiveHour: number | null; weekly: number | null };
   /**
    * A request whose output cap does not fit what remains of its key's quota:
    * refused with a 429 ("refuse"), or forwarded with the cap lowered ("clamp").
@@ -320,6 +333,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     extraRequestHeaders: e.EXTRA_REQUEST_HEADERS,
     allowedAnthropicBetas: e.ALLOWED_ANTHROPIC_BETAS.length > 0 ? e.ALLOWED_ANTHROPIC_BETAS : null,
     defaultKeyConcurrency: e.DEFAULT_KEY_CONCURRENCY ?? null,
+    upstreamMaxConcurrency: e.UPSTREAM_MAX_CONCURRENCY ?? null,
+    upstreamQueueTimeoutMs: e.UPSTREAM_QUEUE_TIMEOUT_MS,
+    plan: { fiveHour: e.UPSTREAM_PLAN_5H ?? null, weekly: e.UPSTREAM_PLAN_WEEKLY ?? null },
     outputCapPolicy: e.OUTPUT_CAP_POLICY,
     defaultOutputReservation: e.DEFAULT_OUTPUT_RESERVATION,
     backup: {

@@ -42,6 +42,8 @@ export const errorCodes = {
   quota_reserved: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   /** The key already has as many requests in flight as it may. */
   concurrency_limit: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
+  /** Every upstream slot (UPSTREAM_MAX_CONCURRENCY) stayed taken for the whole queue wait. */
+  upstream_busy: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },
   upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },

@@ -4,6 +4,7 @@ import { claimInstance } from "./accounting/instance.ts";
 import { Journal } from "./accounting/journal.ts";
 import { UsageLedger } from "./accounting/ledger.ts";
 import { UsagePruner } from "./accounting/retention.ts";
+import { planState } from "./admin/plan.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
@@ -11,6 +12,7 @@ import type { Logger } from "./log.ts";
 import { instrumentStorage } from "./metrics/instrumented-storage.ts";
 import { createMetrics } from "./metrics/registry.ts";
 import { type BackupScheduler, scheduledBackups } from "./ops/backup/scheduler.ts";
+import { codingPlanEndpoint, sharedPlanNotice, UPSTREAM_TERMS_DOC } from "./proxy/plan-terms.ts";
 import { UsageView } from "./quota/usage-view.ts";
 import { StorageHealth } from "./storage/health.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
@@ -51,6 +53,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   let healthRef: StorageHealth | undefined;
   let keysRef: KeyCache | undefined;
   let backupsRef: BackupScheduler | undefined;
+  let storageRef: Storage | undefined;
   const inflight = { n: 0 };
   const metrics = createMetrics({
     backlog: () => ledgerRef?.backlog ?? 0,
@@ -58,9 +61,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     keysInMemory: () => keysRef?.knownKeys ?? 0,
     storageInflight: () => inflight.n,
     backups: () => backupsRef,
+    plan: async () => (storageRef ? planState(storageRef, clock(), config.plan) : undefined),
     poolMax: opened.kind === "postgres" ? config.database.poolMax : 1,
   });
   const storage = instrumentStorage(opened, metrics, inflight);
+  storageRef = storage;
   await migrationHint(config, storage, log);
   const instance = claimInstance(config.journalDir);
   const journal = Journal.open(config.journalDir, instance.id);
@@ -163,6 +168,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   if (!config.upstreamApiKey) {
     log.warn("UPSTREAM_API_KEY is not set: health and stats answer, proxied calls get 503");
   }
+  await sharedPlanHint(config, storage, clock(), log);
   // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
   const backups = scheduledBackups(config, log);
   backupsRef = backups;
@@ -221,6 +227,22 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 }
 
 /** Points an operator of the old gateway at the one command that moves them over. */
+/** A notice, not a refusal: a personal coding plan shared by several active keys. */
+async function sharedPlanHint(
+  config: Config,
+  storage: Storage,
+  now: number,
+  log: Logger,
+): Promise<void> {
+  const urls = [config.upstreamOpenaiUrl, config.upstreamAnthropicUrl];
+  if (!codingPlanEndpoint(urls)) return;
+  const active = await storage
+    .listKeys({ limit: 1, offset: 0, now, status: "active" })
+    .catch(() => undefined);
+  const notice = active ? sharedPlanNotice(urls, active.total) : undefined;
+  if (notice) log.warn({ doc: UPSTREAM_TERMS_DOC }, notice);
+}
+
 async function migrationHint(config: Config, storage: Storage, log: Logger): Promise<void> {
   const command = `STORAGE_TYPE=sqlite npx tollgate migrate --file ${config.dataFile}`;
   if (storage.kind === "file") {

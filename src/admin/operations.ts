@@ -1,5 +1,6 @@
 import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
+import type { PlanCapacity } from "../quota/plan.ts";
 import { windowFloor } from "../quota/window.ts";
 import type { KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
@@ -14,6 +15,8 @@ export interface AdminDeps {
   clock: () => number;
   /** Told after a key changed or went, so this process obeys it at once (the key cache). */
   onKeyChanged?: (keyId: string) => void;
+  /** What the upstream plan delivers (UPSTREAM_PLAN_5H, UPSTREAM_PLAN_WEEKLY); unset = not declared. */
+  plan?: PlanCapacity;
 }
 
 export interface NewKeyInput {

@@ -211,6 +211,29 @@ export const holderUsageSeries = z
   .meta({ id: "HolderUsageSeries" });
 export type HolderUsageSeries = z.infer<typeof holderUsageSeries>;
 
+const planWindow = z
+  .object({
+    window: z.enum(["5h", "weekly"]),
+    capacity: z.number().int().nullable().meta({
+      description:
+        "What the upstream plan delivers in the window (UPSTREAM_PLAN_5H, UPSTREAM_PLAN_WEEKLY), in the units quotas count; null = not declared",
+    }),
+    allowed: z.number().int().meta({
+      description:
+        "Sum of what the active keys may use in the window; for the week, each key's weekly limit where it has one, else its 5-hour limit over 33.6 back-to-back windows",
+    }),
+    used: z.number().int().meta({ description: "Used across all keys in the window ending now" }),
+    allowed_ratio: z.number().nullable().meta({
+      description:
+        "allowed / capacity; above 1 the plan is oversubscribed. null without a capacity",
+    }),
+    used_ratio: z
+      .number()
+      .nullable()
+      .meta({ description: "used / capacity; null without a capacity" }),
+  })
+  .meta({ id: "PlanWindow" });
+
 export const usageTotals = z
   .object({
     ...seriesFields,
@@ -228,6 +251,10 @@ export const usageTotals = z
         }),
       )
       .meta({ description: "The 50 keys that used the most tokens in the range" }),
+    plan: z.array(planWindow).meta({
+      description:
+        "The upstream plan against the keys handed out, now (whatever the range): the 5-hour window, then the weekly one",
+    }),
   })
   .meta({ id: "UsageTotals" });
 export type UsageTotals = z.infer<typeof usageTotals>;

@@ -2,6 +2,7 @@ import { maskedKey } from "../keys/secret.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
 import type { AdminDeps } from "./operations.ts";
+import { planState } from "./plan.ts";
 import type { HolderUsageSeries, KeyUsageSeries, UsageQuery, UsageTotals } from "./schemas.ts";
 import { resolveRange, toSeries } from "./usage-range.ts";
 
@@ -38,11 +39,12 @@ export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<Usage
   const now = deps.clock();
   const range = resolveRange(q, now);
   const { storage } = deps;
-  const [buckets, perKey, keysTotal, active] = await Promise.all([
+  const [buckets, perKey, keysTotal, active, plan] = await Promise.all([
     storage.usageBetween(null, range.from, range.to),
     storage.usageByKey(range.from, range.to),
     storage.countKeys(),
     storage.listKeys({ limit: 1, offset: 0, now, status: "active" }),
+    planState(storage, now, deps.plan ?? { fiveHour: null, weekly: null }),
   ]);
   const used = perKey.filter((t) => t.tokens > 0 || t.requests > 0);
   const top = [...used]
@@ -63,5 +65,13 @@ export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<Usage
     keys_active: active.total,
     keys_with_usage: used.length,
     by_key: byKey,
+    plan: plan.map((w) => ({
+      window: w.window,
+      capacity: w.capacity,
+      allowed: w.allowed,
+      used: w.used,
+      allowed_ratio: w.allowedRatio,
+      used_ratio: w.usedRatio,
+    })),
   };
 }

@@ -13,6 +13,7 @@ import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
 import { responseTokens } from "../proxy/usage.ts";
 import { type Admission, admit } from "../quota/admission.ts";
+import type { FairQueue } from "../quota/fair-queue.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
@@ -23,6 +24,7 @@ import { requestSource } from "./admin/address.ts";
 import { authenticate } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { defaultFailedKeyLimits, FailedKeyLimiter } from "./failed-keys.ts";
+import { upstreamQueue, upstreamSlot } from "./upstream-slot.ts";
 
 export interface ProxyDeps {
   config: Config;
@@ -35,6 +37,8 @@ export interface ProxyDeps {
   failedKeys?: FailedKeyLimiter;
   /** Requests in flight per key and their reservations (default: one per handler). */
   inFlight?: InFlight;
+  /** Fair queue for upstream slots (default: one per handler when UPSTREAM_MAX_CONCURRENCY is set). */
+  upstreamQueue?: FairQueue | null;
 }
 
 export const dialectOf = dialectOfPath;
@@ -58,6 +62,10 @@ export function proxyHandler(deps: ProxyDeps) {
   };
   const proxies = new TrustedProxies(config.trustedProxies);
   const inFlight = deps.inFlight ?? new InFlight();
+  const queue =
+    deps.upstreamQueue !== undefined
+      ? deps.upstreamQueue
+      : upstreamQueue(config.upstreamMaxConcurrency, config.upstreamQueueTimeoutMs, metrics);
   const failedKeys =
     deps.failedKeys ??
     new FailedKeyLimiter(defaultFailedKeyLimits, (reason) =>
@@ -135,6 +143,21 @@ export function proxyHandler(deps: ProxyDeps) {
     const requestBytes = byteLength(body);
     const hideUsageChunk = prepared.hideUsageChunk;
     const ticket = inFlight.enter(key.id, decision.reservation);
+    // With UPSTREAM_MAX_CONCURRENCY, wait (fairly between keys) for an
+    // upstream slot, holding the reservation; the slot is held until the
+    // answer is over upstream (a stream: its end, or its cut).
+    const slot = await upstreamSlot(
+      queue,
+      key.id,
+      req.signal,
+      dialect,
+      access,
+      metrics,
+      config.upstreamQueueTimeoutMs,
+    ).catch((err: unknown) => {
+      ticket.release();
+      throw err;
+    });
 
     // From here the request may cost tokens. It is charged exactly once:
     // when its usage is known, or, if shutdown cannot wait that long, then
@@ -156,6 +179,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const release = () => {
       releaseHold();
       ticket.release();
+      slot?.release();
     };
     let streaming = false;
     try {

@@ -1,4 +1,5 @@
 import client from "prom-client";
+import type { PlanWindowFigures } from "../quota/plan.ts";
 
 /** Seconds buckets from 5 ms to 10 min: upstream calls range from a cache hit to a long thought. */
 const UPSTREAM_BUCKETS = [
@@ -17,6 +18,8 @@ export interface MetricsSources {
   /** Storage operations under way right now (a busy or exhausted pool shows here). */
   storageInflight: () => number;
   poolMax: number;
+  /** The upstream plan against the keys handed out (read from storage, cached briefly). */
+  plan?: () => Promise<PlanWindowFigures[] | undefined>;
   /** The backup scheduler, when scheduled backups are on. */
   backups?: () => { lastOutcome(): { status: string; startedAt: string } | undefined } | undefined;
 }
@@ -80,6 +83,24 @@ export function createMetrics(sources: MetricsSources) {
     concurrencyRejections: new client.Counter({
       name: "tollgate_concurrency_rejections_total",
       help: "Requests refused with 429 because their key already had as many requests in flight as it may",
+      labelNames: ["dialect"] as const,
+      registers,
+    }),
+    upstreamQueueDepth: new client.Gauge({
+      name: "tollgate_upstream_queue_depth",
+      help: "Requests waiting for an upstream slot (UPSTREAM_MAX_CONCURRENCY), on this instance",
+      registers,
+    }),
+    upstreamQueueWait: new client.Histogram({
+      name: "tollgate_upstream_queue_wait_seconds",
+      help: "Time requests waited for an upstream slot, by outcome: admitted, timeout, aborted (client left)",
+      labelNames: ["outcome"] as const,
+      buckets: UPSTREAM_BUCKETS,
+      registers,
+    }),
+    upstreamQueueTimeouts: new client.Counter({
+      name: "tollgate_upstream_queue_timeouts_total",
+      help: "Requests refused with 429 after waiting UPSTREAM_QUEUE_TIMEOUT_MS for an upstream slot",
       labelNames: ["dialect"] as const,
       registers,
     }),
@@ -149,6 +170,50 @@ export function createMetrics(sources: MetricsSources) {
     "Database connections this instance may open (1 for SQLite)",
     () => sources.poolMax,
   );
+  // One read serves the three plan gauges of a scrape.
+  let planRead: Promise<PlanWindowFigures[] | undefined> | undefined;
+  const planFigures = () => {
+    if (!planRead) {
+      planRead = (sources.plan?.() ?? Promise.resolve(undefined)).catch(() => undefined);
+      void planRead.finally(() => {
+        planRead = undefined;
+      });
+    }
+    return planRead;
+  };
+  const planGauge = (name: string, help: string, pick: (w: PlanWindowFigures) => number | null) =>
+    new client.Gauge({
+      name,
+      help,
+      labelNames: ["window"] as const,
+      registers,
+      async collect() {
+        const windows = await planFigures();
+        this.reset();
+        for (const w of windows ?? []) {
+          const v = pick(w);
+          if (v !== null) this.set({ window: w.window }, v);
+        }
+      },
+    });
+  if (sources.plan) {
+    planGauge(
+      "tollgate_plan_capacity_units",
+      "What the upstream plan delivers per window (UPSTREAM_PLAN_5H, UPSTREAM_PLAN_WEEKLY), in the units quotas count; absent when not declared",
+      (w) => w.capacity,
+    );
+    planGauge(
+      "tollgate_plan_allowed_units",
+      "Sum of what the active keys may use per window; above the capacity, the plan is oversubscribed",
+      (w) => w.allowed,
+    );
+    planGauge(
+      "tollgate_plan_used_units",
+      "Used across all keys in the window ending now (the same figure on every instance)",
+      (w) => w.used,
+    );
+  }
+
   const lastBackup = () => sources.backups?.()?.lastOutcome();
   gauge(
     "tollgate_backup_last_ok",

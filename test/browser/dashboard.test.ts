@@ -108,6 +108,12 @@ describeInBrowser("dashboard in a browser", () => {
       // Totals across keys come from their own request.
       await page.locator("#total-tokens", { hasText: /^123$/ }).waitFor();
       await page.locator("#top-keys li", { hasText: "alice" }).waitFor();
+      // The plan (UPSTREAM_PLAN_5H=4000): used against what it delivers, and
+      // what the keys are allowed against it.
+      const plan = page.locator("#plan-windows li", { hasText: "5 hours" });
+      await plan.getByText("123 / 4,000").waitFor();
+      expect(await plan.textContent()).toMatch(/keys allowed [\d.]+x the plan/);
+      expect(await plan.getByRole("meter").getAttribute("aria-valuenow")).toBe("123");
 
       // Its chart, over each range.
       await alice.getByRole("button", { name: "Usage alice" }).click();

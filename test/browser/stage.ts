@@ -34,7 +34,10 @@ export function useStage(ready: (stage: Stage) => void): void {
   let stage: Partial<Stage> = {};
   beforeAll(async () => {
     stage.mock = await startMockUpstream();
-    stage.gw = await startGateway({ mock: stage.mock, env: { ADMIN_API_KEY: ADMIN_KEY } });
+    stage.gw = await startGateway({
+      mock: stage.mock,
+      env: { ADMIN_API_KEY: ADMIN_KEY, UPSTREAM_PLAN_5H: "4000" },
+    });
     stage.browser = await launchBrowser();
     ready(stage as Stage);
   }, BROWSER_HOOK_TIMEOUT_MS);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { claimInstance } from "../../src/accounting/instance.ts";
 import { Journal } from "../../src/accounting/journal.ts";
 import { UsageLedger } from "../../src/accounting/ledger.ts";
+import { planState } from "../../src/admin/plan.ts";
 import { createApp } from "../../src/app.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { defaultKeyCacheOptions, KeyCache } from "../../src/keys/cache.ts";
@@ -55,6 +56,7 @@ export async function makeTestApp(env: Record<string, string> = {}) {
     storageUp: () => (health.degraded ? 0 : 1),
     keysInMemory: () => keysRef?.knownKeys ?? 0,
     storageInflight: () => 0,
+    plan: () => planState(storage, clock(), config.plan),
     poolMax: 1,
   });
   const keys = new KeyCache(storage, clock, defaultKeyCacheOptions, health, (result) =>

@@ -76,6 +76,8 @@ export interface MockUpstream {
   readonly tokensReported: number;
   /** Requests served on the API routes (counted even when not recording). */
   readonly requestCount: number;
+  /** Most requests under way at once (from arrival to response headers). */
+  readonly maxConcurrent: number;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -111,6 +113,8 @@ interface State {
   record: boolean;
   requests: RecordedRequest[];
   seq: number;
+  current: number;
+  maxConcurrent: number;
 }
 
 const DEFAULTS = {
@@ -497,6 +501,7 @@ function mockControlRoute(req: Request, pathname: string, state: State): Respons
 function resetState(state: State): void {
   state.tokensReported = 0;
   state.requestCount = 0;
+  state.maxConcurrent = 0;
   state.requests.length = 0;
 }
 
@@ -563,6 +568,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     record: options.record ?? true,
     requests: [],
     seq: 0,
+    current: 0,
+    maxConcurrent: 0,
   };
   const server: Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
@@ -570,7 +577,14 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     development: false,
     // Bun's 10 s default would cut long x-mock-pause-ms streams.
     idleTimeout: 0,
-    fetch: async (req) => withAccountHeaders(req, await handle(req, state)),
+    fetch: async (req) => {
+      state.maxConcurrent = Math.max(state.maxConcurrent, ++state.current);
+      try {
+        return withAccountHeaders(req, await handle(req, state));
+      } finally {
+        state.current--;
+      }
+    },
   });
   const url = `http://127.0.0.1:${server.port}`;
   return {
@@ -584,6 +598,9 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     },
     get requestCount() {
       return state.requestCount;
+    },
+    get maxConcurrent() {
+      return state.maxConcurrent;
     },
     reset: () => resetState(state),
     stop: () => server.stop(true),

@@ -22,7 +22,7 @@ import { usageRoutes } from "./usage-routes.ts";
 export interface AdminRouteDeps {
   adminKey: string;
   /** TRUSTED_PROXIES: whose forwarding headers are believed. */
-  config: Pick<Config, "trustedProxies">;
+  config: Pick<Config, "trustedProxies" | "plan">;
   storage: Storage;
   keys: KeyCache;
   health: StorageHealth;
@@ -54,6 +54,7 @@ export function adminRoutes(deps: AdminRouteDeps): OpenAPIHono<AdminEnv> {
   const ops: AdminDeps = {
     storage: deps.storage,
     clock: deps.clock,
+    plan: deps.config.plan,
     // This instance obeys a change at once; others within their cache's TTL or on NOTIFY.
     onKeyChanged: (id) => deps.keys.invalidate(id),
   };

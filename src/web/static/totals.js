@@ -23,6 +23,29 @@ function topKey(entry, most) {
   );
 }
 
+const WINDOW_NAMES = { "5h": "5 hours", weekly: "7 days" };
+
+// One window of the plan: used against what it delivers, and what the keys
+// are allowed against it (above 1x, the keys may ask for more than it gives).
+function planWindow(w) {
+  const name = WINDOW_NAMES[w.window] ?? w.window;
+  const allowed =
+    w.capacity === null
+      ? `keys allowed ${formatInt(w.allowed)}; plan not declared`
+      : `keys allowed ${w.allowed_ratio}x the plan${w.allowed_ratio > 1 ? " (oversubscribed)" : ""}`;
+  return el(
+    "li",
+    {},
+    el("span", { class: "key-name" }, name, " ", el("span", { class: "muted small" }, allowed)),
+    usageBar(w.used, w.capacity ?? w.allowed, `Used in ${name} against the plan`),
+    el(
+      "span",
+      { class: "num" },
+      w.capacity === null ? formatInt(w.used) : `${formatInt(w.used)} / ${formatInt(w.capacity)}`,
+    ),
+  );
+}
+
 export function createTotals({ api }) {
   const error = byId("totals-error");
   const range = rangeSwitch(byId("totals-range"), "24h", () => void load());
@@ -50,6 +73,7 @@ export function createTotals({ api }) {
           ? top.map((entry) => topKey(entry, most))
           : [el("li", { class: "muted" }, "No usage in this range.")]),
       );
+      byId("plan-windows").replaceChildren(...(usage.plan ?? []).map(planWindow));
     } catch (err) {
       if (err.status !== 401) error.textContent = err.message;
     }
