@@ -76,6 +76,8 @@ interface KeyRow {
   last_used_at: string | null;
   total_tokens: string;
   total_requests: string;
+  /** Absent from a database not yet migrated to it. */
+  revoked_at?: string | null;
 }
 
 const num = (v: string | null) => (v === null ? null : Number(v));
@@ -96,6 +98,7 @@ function keyRecord(r: KeyRow): KeyRecord {
     lastUsedAt: num(r.last_used_at),
     totalTokens: Number(r.total_tokens),
     totalRequests: Number(r.total_requests),
+    revokedAt: num(r.revoked_at ?? null),
   };
 }
 

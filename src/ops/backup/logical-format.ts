@@ -48,6 +48,8 @@ const keyLine = z.object({
     lastUsedAt: int.nullable(),
     totalTokens: count,
     totalRequests: count,
+    // Absent from backups made before keys could be revoked.
+    revokedAt: int.nullable().default(null),
   }),
   buckets: z.array(z.tuple([int, count, count])),
 });
