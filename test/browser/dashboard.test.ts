@@ -141,7 +141,7 @@ describeInBrowser("dashboard in a browser", () => {
       await expectRejected(secret);
       await spend(gw, rotated, 10);
 
-      // Revoke: cancelling keeps the key; confirming deletes it and the proxy refuses it.
+      // Revoke: cancelling keeps the key; confirming revokes it and the proxy refuses it.
       await alice.getByRole("button", { name: "Revoke alice" }).click();
       await page.getByRole("alertdialog", { name: "Revoke alice?" }).waitFor();
       await page.getByRole("button", { name: "Cancel" }).click();
@@ -151,6 +151,13 @@ describeInBrowser("dashboard in a browser", () => {
       await alice.waitFor({ state: "detached" });
       await page.getByText("No keys match.").waitFor();
       await expectRejected(rotated);
+      // The revoked key is kept, with its usage, under its own status.
+      await page.getByLabel("Status").selectOption("revoked");
+      await alice.waitFor();
+      expect(await alice.getByText("revoked", { exact: true }).count()).toBe(1);
+      expect(await alice.getByRole("button", { name: "Revoke alice" }).count()).toBe(0);
+      await page.getByLabel("Status").selectOption("all");
+      await alice.waitFor({ state: "detached" });
 
       expect(await page.evaluate(() => localStorage.length + sessionStorage.length)).toBe(0);
 

@@ -95,7 +95,11 @@ describe("revocation through the CLI while the server runs", () => {
     const k = await gw.createKey({ name: "to-delete", limit: 1000 });
     expect(await openaiStatus(k.key)).toBe(200);
     const out = await cliOk(["keys", "delete", k.id, "--yes", "--json"]);
-    expect(JSON.parse(out)).toEqual({ id: k.id, deleted: true });
+    expect(JSON.parse(out)).toMatchObject({
+      id: k.id,
+      revoked: true,
+      key: { id: k.id, status: "revoked" },
+    });
     await obeyed(k.key, 401);
     const stats = await gw.fetch("/stats", { headers: { authorization: `Bearer ${k.key}` } });
     expect(stats.status).toBe(401);
