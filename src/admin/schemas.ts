@@ -93,7 +93,7 @@ export const updateKeyBody = z
   .meta({ id: "UpdateKey" });
 
 /** A whole number from a query string, within bounds. */
-const queryInt = (min: number, max: number, fallback: number) =>
+export const queryInt = (min: number, max: number, fallback: number) =>
   z
     .string()
     .regex(/^\d+$/, "must be a whole number")

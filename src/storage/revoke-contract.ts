@@ -93,7 +93,16 @@ export function revokeContractTests(storage: () => Storage): void {
     const s = storage();
     const { record } = await createKey(s, { name: "erase me", tokenLimit: 1 }, T0);
     await charge(s, record.id, 7);
-    await s.appendAudit(entry({ keyId: record.id, keyName: "erase me" }));
+    await s.appendAudit(
+      entry({
+        keyId: record.id,
+        keyName: "erase me",
+        changes: {
+          name: { before: null, after: "erase me" },
+          token_limit_per_5h: { before: null, after: 1 },
+        },
+      }),
+    );
     await s.appendAudit(entry({ keyId: "other", keyName: "other" }));
     await s.revokeKey(record.id, T0 + 1);
     expect(await s.deleteKey(record.id)).toBe(true);
@@ -102,6 +111,9 @@ export function revokeContractTests(storage: () => Storage): void {
     expect(await s.usageByKey(0, T0 + 3_600_000)).toEqual([]);
     const log = await s.listAudit({ limit: 10, offset: 0 });
     expect(log.entries.find((e) => e.keyId === record.id)?.keyName).toBeNull();
+    expect(JSON.stringify(log.entries.find((e) => e.keyId === record.id))).not.toContain(
+      "erase me",
+    );
     expect(log.entries.find((e) => e.keyId === "other")?.keyName).toBe("other");
   });
 

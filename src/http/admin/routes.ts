@@ -13,6 +13,7 @@ import type { KeyCache } from "../../keys/cache.ts";
 import type { Logger } from "../../log.ts";
 import type { StorageHealth } from "../../storage/health.ts";
 import type { AuditActor, Storage } from "../../storage/types.ts";
+import { auditRoutes } from "./audit-routes.ts";
 import { type AdminAuthDeps, type AdminEnv, requireAdmin, sourceOf } from "./auth.ts";
 import { keyRoutes } from "./key-routes.ts";
 import { sessionRoutes } from "./session-routes.ts";
@@ -94,6 +95,7 @@ export function adminRoutes(deps: AdminRouteDeps): OpenAPIHono<AdminEnv> {
   });
   keyRoutes(app, ops, guard, actorOf);
   usageRoutes(app, ops, guard);
+  auditRoutes(app, ops, guard);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

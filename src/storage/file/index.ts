@@ -149,7 +149,7 @@ class FileStorage implements Storage {
       draft.keys.splice(i, 1);
       if (draft.tollgate_audit) {
         draft.tollgate_audit = draft.tollgate_audit.map((e) =>
-          e.key_id === id ? { ...e, key_name: null } : e,
+          e.key_id === id ? { ...e, key_name: null, changes: withoutName(e.changes) } : e,
         );
       }
       return { result: true, write: true };
@@ -337,4 +337,10 @@ function compareIds(a: string, b: string): number {
 
 function copy(k: KeyRecord | undefined): KeyRecord | null {
   return k ? { ...k } : null;
+}
+
+function withoutName<T extends Record<string, unknown> | null | undefined>(changes: T): T {
+  if (!changes || !("name" in changes)) return changes;
+  const { name: _, ...rest } = changes;
+  return rest as T;
 }

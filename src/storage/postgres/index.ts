@@ -199,7 +199,10 @@ class PostgresStorage implements Storage {
     return this.db.transaction(async (tx) => {
       const gone = await tx.delete(apiKeys).where(eq(apiKeys.id, id)).returning({ id: apiKeys.id });
       if (gone.length > 0) {
-        await tx.update(auditLog).set({ keyName: null }).where(eq(auditLog.keyId, id));
+        await tx
+          .update(auditLog)
+          .set({ keyName: null, changes: sql`(${auditLog.changes}::jsonb - 'name')::text` })
+          .where(eq(auditLog.keyId, id));
         await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
       }
       return gone.length > 0;

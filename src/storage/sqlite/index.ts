@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { asc, count, desc, eq, or } from "drizzle-orm";
+import { asc, count, desc, eq, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
 import { makePrivateDir, touchPrivate } from "../../util/private-files.ts";
@@ -170,7 +170,11 @@ class SqliteStorage implements Storage {
       .transaction(() => {
         const gone = this.db.delete(apiKeys).where(eq(apiKeys.id, id)).returning().all();
         if (gone.length > 0)
-          this.db.update(auditLog).set({ keyName: null }).where(eq(auditLog.keyId, id)).run();
+          this.db
+            .update(auditLog)
+            .set({ keyName: null, changes: sql`json_remove(${auditLog.changes}, '$.name')` })
+            .where(eq(auditLog.keyId, id))
+            .run();
         return gone.length > 0;
       })
       .immediate();
