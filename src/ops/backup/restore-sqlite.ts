@@ -39,9 +39,11 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     db.run("PRAGMA foreign_keys = ON");
     const key = db.query(
       `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at,
-         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests)
+         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests,
+         revoked_at)
        VALUES ($id, $keyHash, $keyPrefix, $name, $tokenLimit, $model, $expiresAt,
-         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests)`,
+         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests,
+         $revokedAt)`,
     );
     const bucket = db.query(
       "INSERT INTO usage_buckets (key_id, bucket_start, tokens, requests) VALUES (?, ?, ?, ?)",
@@ -117,6 +119,12 @@ function replaceTables(db: Database, expected: BackupCounts): Replaced {
     const cols = columns(db, table);
     db.run(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM staged.${table}`);
   }
+  // The audit log is append-only: a restore brings back the backup's entries
+  // that are missing here (a lost database) and keeps every entry made since.
+  const auditCols = columns(db, "audit_log");
+  db.run(
+    `INSERT OR IGNORE INTO main.audit_log (${auditCols}) SELECT ${auditCols} FROM staged.audit_log`,
+  );
   const merged = checkpointsAfterRestore(readCheckpoints("staged"), current);
   const insert = db.query(
     "INSERT INTO main.usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
