@@ -3,10 +3,13 @@
  * `tollgate usage` said 80 instead of 130), and purge erases a revoked key,
  * on every backend: SQLite, the legacy JSON file and PostgreSQL.
  */
+
+import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import postgres from "postgres";
 import {
   E2E_TIMEOUT_MS,
   expectNoSecretsInLogs,
@@ -40,19 +43,28 @@ async function cliJson(gw: GatewayProcess, args: string[]): Promise<Json> {
   return JSON.parse(r.stdout) as Json;
 }
 
+interface Backend {
+  env: Record<string, string>;
+  cleanup: () => Promise<void>;
+  /** Empties the audit table behind the gateway's back, as a lost database would. */
+  wipeAudit?: () => Promise<void>;
+}
+
 function revokeSuite(
   name: string,
-  env: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }>,
+  env: () => Promise<Backend>,
   run: (label: string, fn: () => void) => void = describe,
 ): void {
   run(`revoking keeps history: ${name}`, () => {
     let mock: MockUpstream;
     let gw: GatewayProcess;
     let cleanup = async () => {};
+    let backend: Backend | undefined;
 
     beforeAll(async () => {
       mock = await startMockUpstream({ record: false });
       const made = await env();
+      backend = made;
       cleanup = made.cleanup;
       gw = await startGateway({
         mock,
@@ -150,13 +162,42 @@ function revokeSuite(
       expect(JSON.stringify(log)).not.toContain("forget me");
     });
 
+    test("a restore brings a lost audit log back, and records itself", async () => {
+      if (!backend?.wipeAudit) return expect(name).toBe("legacy JSON file");
+      const before = await cliJson(gw, ["audit", "--limit", "500"]);
+      expect(before.total as number).toBeGreaterThan(3);
+      const backup = await cliJson(gw, ["backup"]);
+      await backend.wipeAudit();
+      expect((await cliJson(gw, ["audit"])).total).toBe(0);
+      const restored = await gw.cli(["restore", String(backup.path), "--yes", "--force"]);
+      expect(restored.code).toBe(0);
+      const after = await cliJson(gw, ["audit", "--limit", "500"]);
+      expect(after.total).toBe((before.total as number) + 1);
+      expect((after.entries as Json[])[0]?.action).toBe("data.restore");
+      expect((after.entries as Json[]).slice(1)).toEqual(before.entries as Json[]);
+    });
+
     test("no secret in the logs", () => {
       expect(expectNoSecretsInLogs()).toBeGreaterThan(0);
     });
   });
 }
 
-revokeSuite("SQLite", async () => ({ env: {}, cleanup: async () => {} }));
+let sqliteDir = "";
+revokeSuite("SQLite", async () => {
+  sqliteDir = mkdtempSync(join(tmpdir(), "tollgate-revoke-sqlite-"));
+  const path = join(sqliteDir, "tollgate.db");
+  return {
+    env: { DATABASE_PATH: path },
+    cleanup: async () => rmSync(sqliteDir, { recursive: true, force: true }),
+    wipeAudit: async () => {
+      const db = new Database(path);
+      db.run("PRAGMA busy_timeout = 5000");
+      db.run("DELETE FROM audit_log");
+      db.close();
+    },
+  };
+});
 
 revokeSuite("legacy JSON file", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-revoke-file-"));
@@ -172,7 +213,15 @@ revokeSuite(
   "PostgreSQL",
   async () => {
     const db: TestDatabase = await pg.create();
-    return { env: { DATABASE_URL: db.url }, cleanup: () => db.drop() };
+    return {
+      env: { DATABASE_URL: db.url },
+      cleanup: () => db.drop(),
+      wipeAudit: async () => {
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        await sql`delete from audit_log`;
+        await sql.end();
+      },
+    };
   },
   runPg,
 );
