@@ -164,23 +164,29 @@ describe("audit log", () => {
     expect(expectNoSecretsInLogs()).toBeGreaterThan(0);
   });
 
-  test("the log survives backup and restore into an empty database", async () => {
-    const before = (await cli(["audit", "--limit", "500"])) as { total: number; entries: Entry[] };
-    const backup = await cli(["backup"]);
-    const fresh = new GatewayProcess({ env: { ADMIN_API_KEY: ADMIN } });
-    try {
-      const migrated = await fresh.cli(["db", "migrate"]);
-      expect(migrated.code).toBe(0);
-      const restored = await fresh.cli(["restore", String(backup.path), "--yes"]);
-      expect(restored.stderr).not.toContain("error");
-      expect(restored.code).toBe(0);
-      const r = await fresh.cli(["audit", "--limit", "500", "--json"]);
-      const after = JSON.parse(r.stdout) as { total: number; entries: Entry[] };
-      expect(after.total).toBe(before.total + 1);
-      expect(after.entries[0]?.action).toBe("data.restore");
-      expect(after.entries.slice(1)).toEqual(before.entries);
-    } finally {
-      await fresh.close();
-    }
-  });
+  test.each([["native"], ["logical"]])(
+    "the log survives a %s backup and restore into an empty database",
+    async (format) => {
+      const before = (await cli(["audit", "--limit", "500"])) as {
+        total: number;
+        entries: Entry[];
+      };
+      const backup = await cli(["backup", "--format", format]);
+      const fresh = new GatewayProcess({ env: { ADMIN_API_KEY: ADMIN } });
+      try {
+        const migrated = await fresh.cli(["db", "migrate"]);
+        expect(migrated.code).toBe(0);
+        const restored = await fresh.cli(["restore", String(backup.path), "--yes"]);
+        expect(restored.stderr).not.toContain("error");
+        expect(restored.code).toBe(0);
+        const r = await fresh.cli(["audit", "--limit", "500", "--json"]);
+        const after = JSON.parse(r.stdout) as { total: number; entries: Entry[] };
+        expect(after.total).toBe(before.total + 1);
+        expect(after.entries[0]?.action).toBe("data.restore");
+        expect(after.entries.slice(1)).toEqual(before.entries);
+      } finally {
+        await fresh.close();
+      }
+    },
+  );
 });

@@ -162,20 +162,24 @@ function revokeSuite(
       expect(JSON.stringify(log)).not.toContain("forget me");
     });
 
-    test("a restore brings a lost audit log back, and records itself", async () => {
-      if (!backend?.wipeAudit) return expect(name).toBe("legacy JSON file");
-      const before = await cliJson(gw, ["audit", "--limit", "500"]);
-      expect(before.total as number).toBeGreaterThan(3);
-      const backup = await cliJson(gw, ["backup"]);
-      await backend.wipeAudit();
-      expect((await cliJson(gw, ["audit"])).total).toBe(0);
-      const restored = await gw.cli(["restore", String(backup.path), "--yes", "--force"]);
-      expect(restored.code).toBe(0);
-      const after = await cliJson(gw, ["audit", "--limit", "500"]);
-      expect(after.total).toBe((before.total as number) + 1);
-      expect((after.entries as Json[])[0]?.action).toBe("data.restore");
-      expect((after.entries as Json[]).slice(1)).toEqual(before.entries as Json[]);
-    });
+    test.each([["native"], ["logical"]])(
+      "a restore of a %s backup brings a lost audit log back, and records itself",
+      async (format) => {
+        if (!backend?.wipeAudit) return expect(name).toBe("legacy JSON file");
+        const before = await cliJson(gw, ["audit", "--limit", "500"]);
+        expect(before.total as number).toBeGreaterThan(3);
+        const backup = await cliJson(gw, ["backup", "--format", format]);
+        await backend.wipeAudit();
+        expect((await cliJson(gw, ["audit"])).total).toBe(0);
+        const restored = await gw.cli(["restore", String(backup.path), "--yes", "--force"]);
+        expect(restored.stderr).not.toContain("error");
+        expect(restored.code).toBe(0);
+        const after = await cliJson(gw, ["audit", "--limit", "500"]);
+        expect(after.total).toBe((before.total as number) + 1);
+        expect((after.entries as Json[])[0]?.action).toBe("data.restore");
+        expect((after.entries as Json[]).slice(1)).toEqual(before.entries as Json[]);
+      },
+    );
 
     test("no secret in the logs", () => {
       expect(expectNoSecretsInLogs()).toBeGreaterThan(0);

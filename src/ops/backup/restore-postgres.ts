@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import { finished } from "node:stream/promises";
+import { auditToRow } from "../../storage/audit-rows.ts";
 import { KEY_CHANNEL } from "../../storage/postgres/index.ts";
 import type { KeyExport } from "../../storage/types.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
@@ -183,9 +184,18 @@ async function insertLogical(tx: Tx, payload: string, gzip: boolean): Promise<Ch
       }
     } else if (r.type === "checkpoint") {
       checkpoints.push(r.checkpoint);
+    } else if (r.type === "audit") {
+      // Append-only: the backup's entries missing here come back, the rest stay.
+      const e = auditToRow(r.entry);
+      await tx`
+        insert into audit_log (id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes)
+        values (${r.entry.id}, ${e.at}, ${e.actorKind}, ${e.actor}, ${e.action}, ${e.keyId},
+                ${e.keyPrefix}, ${e.keyName}, ${e.changes})
+        on conflict (id) do nothing`;
     }
   }
   if (batch.length > 0) await insertKeys(tx, batch);
+  await tx`select setval(pg_get_serial_sequence('audit_log', 'id'), coalesce((select max(id) from audit_log), 0) + 1, false)`;
   return checkpoints;
 }
 

@@ -1,4 +1,5 @@
 import { Database } from "bun:sqlite";
+import { auditToRow } from "../../storage/audit-rows.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
 import type { KeyExport } from "../../storage/types.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
@@ -51,6 +52,10 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     const checkpoint = db.query(
       "INSERT INTO usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
     );
+    const audit = db.query(
+      `INSERT INTO audit_log (id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
     const write = db.transaction((rows: KeyExport[]) => {
       for (const { key: k, buckets } of rows) {
         key.run({ ...k, disabled: k.disabled ? 1 : 0 });
@@ -67,6 +72,19 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
         }
       } else if (r.type === "checkpoint") {
         checkpoint.run(r.checkpoint.instanceId, r.checkpoint.lastSeq, Date.now());
+      } else if (r.type === "audit") {
+        const e = auditToRow(r.entry);
+        audit.run(
+          r.entry.id,
+          e.at,
+          e.actorKind,
+          e.actor,
+          e.action,
+          e.keyId,
+          e.keyPrefix,
+          e.keyName,
+          e.changes,
+        );
       }
     }
     write(batch);
