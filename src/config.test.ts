@@ -36,6 +36,8 @@ describe("loadConfig", () => {
     const key = "a".repeat(16);
     expect(loadConfig({ ADMIN_API_KEY: ` ${key} ` }).adminApiKey).toBe(key);
     expect(loadConfig({ USAGE_RETENTION_DAYS: "90" }).usageRetentionDays).toBe(90);
+    expect(loadConfig({}).auditRetentionDays).toBeUndefined();
+    expect(loadConfig({ AUDIT_RETENTION_DAYS: "365" }).auditRetentionDays).toBe(365);
   });
 
   test("ZAI_API_KEY is an alias; UPSTREAM_API_KEY wins", () => {
@@ -71,6 +73,8 @@ describe("loadConfig", () => {
     [{ ADMIN_API_KEY: "short" }, "ADMIN_API_KEY"],
     [{ USAGE_RETENTION_DAYS: "0" }, "USAGE_RETENTION_DAYS"],
     [{ USAGE_RETENTION_DAYS: "ten" }, "USAGE_RETENTION_DAYS"],
+    [{ AUDIT_RETENTION_DAYS: "0" }, "AUDIT_RETENTION_DAYS"],
+    [{ AUDIT_RETENTION_DAYS: "a year" }, "AUDIT_RETENTION_DAYS"],
     // Could never be sent as `Authorization: Bearer <key>`.
     [{ ADMIN_API_KEY: "correct horse battery staple" }, "ADMIN_API_KEY"],
     [{ ADMIN_API_KEY: "0123456789abcdef\t0123" }, "ADMIN_API_KEY"],

@@ -170,6 +170,7 @@ export const envSchema = z.object({
   EXTRA_REQUEST_HEADERS: listOf(checkHeaderName, true),
   ALLOWED_ANTHROPIC_BETAS: listOf(checkBetaName),
   USAGE_RETENTION_DAYS: intFrom(30, 1),
+  AUDIT_RETENTION_DAYS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
   DEFAULT_KEY_CONCURRENCY: z.preprocess(
     emptyToUndefined,
     z.coerce.number().int().min(1).optional(),
@@ -246,6 +247,8 @@ export interface Config {
   adminApiKey: string | undefined;
   /** 5-minute usage buckets older than this many days are pruned in the background. */
   usageRetentionDays: number;
+  /** Audit entries older than this many days are pruned; undefined = kept for ever. */
+  auditRetentionDays: number | undefined;
   /**
    * Reverse proxies (addresses and CIDR ranges) whose X-Forwarded-For,
    * -Proto and -Host the admin API believes; empty = none.
@@ -328,6 +331,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       .filter(Boolean),
     adminApiKey: e.ADMIN_API_KEY,
     usageRetentionDays: e.USAGE_RETENTION_DAYS,
+    auditRetentionDays: e.AUDIT_RETENTION_DAYS,
     trustedProxies: e.TRUSTED_PROXIES,
     extraPaths: e.EXTRA_PATHS,
     extraRequestHeaders: e.EXTRA_REQUEST_HEADERS,

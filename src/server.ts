@@ -101,6 +101,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     clock,
     log,
     retentionDays: config.usageRetentionDays,
+    auditRetentionDays: config.auditRetentionDays,
     healthy: () => !health.degraded,
   });
   pruner.start();

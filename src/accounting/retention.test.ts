@@ -338,3 +338,50 @@ describe("UsagePruner scheduling", () => {
     expect(lines.at(-1)?.level).toBe("warn");
   });
 });
+
+describe("audit retention", () => {
+  let dir: string;
+  let storage: Storage;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tollgate-audit-retention-"));
+    storage = openSqliteStorage(join(dir, "t.db"));
+    await storage.migrate();
+    for (const at of [NOW - 10 * DAY, NOW - 8 * DAY, NOW - DAY]) {
+      await storage.appendAudit({
+        at,
+        actor: { kind: "cli", name: "ops@host" },
+        action: "key.update",
+        keyId: "k",
+        keyPrefix: "pk_x",
+        keyName: "x",
+        changes: null,
+      });
+    }
+  });
+  afterEach(async () => {
+    await storage.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const run = (auditRetentionDays: number | undefined) =>
+    new UsagePruner({
+      storage,
+      clock: () => NOW,
+      log: recorder().log,
+      retentionDays: 30,
+      auditRetentionDays,
+      healthy: () => true,
+      chunk: 1,
+    }).runOnce();
+
+  test("AUDIT_RETENTION_DAYS unset keeps every entry", async () => {
+    await run(undefined);
+    expect((await storage.listAudit({ limit: 10, offset: 0 })).total).toBe(3);
+  });
+
+  test("entries older than AUDIT_RETENTION_DAYS are pruned by the retention job", async () => {
+    await run(7);
+    const left = await storage.listAudit({ limit: 10, offset: 0 });
+    expect(left.entries.map((e) => e.at)).toEqual([NOW - DAY]);
+  });
+});

@@ -37,10 +37,12 @@ export function retentionCutoff(now: number, retentionDays: number): number {
 }
 
 export interface RetentionDeps {
-  storage: Pick<Storage, "pruneUsage">;
+  storage: Pick<Storage, "pruneUsage"> & Partial<Pick<Storage, "pruneAudit">>;
   clock: () => number;
   log: Pick<Logger, "info" | "warn" | "debug">;
   retentionDays: number;
+  /** AUDIT_RETENTION_DAYS: audit entries older than this are pruned too; undefined = keep all. */
+  auditRetentionDays?: number;
   /** False while the database is known to be out: the run is skipped, the health monitor has it. */
   healthy: () => boolean;
   intervalMs?: number;
@@ -131,6 +133,24 @@ export class UsagePruner {
     }, delayMs);
   }
 
+  /** Audit entries past AUDIT_RETENTION_DAYS, a chunk at a time; nothing when unset. */
+  private async pruneAudit(now: number): Promise<number> {
+    const { storage, auditRetentionDays, healthy, log } = this.deps;
+    if (auditRetentionDays === undefined || !storage.pruneAudit) return 0;
+    const before = now - auditRetentionDays * 86_400_000;
+    let deleted = 0;
+    for (;;) {
+      const n = await storage.pruneAudit(before, this.options.chunk);
+      deleted += n;
+      if (n < this.options.chunk || this.stopped || !healthy()) break;
+      await yieldToEventLoop();
+    }
+    if (deleted > 0) {
+      log.info({ deleted, before: new Date(before).toISOString() }, "audit log pruned");
+    }
+    return deleted;
+  }
+
   private async prune(): Promise<PruneOutcome> {
     const { storage, clock, log, retentionDays, healthy } = this.deps;
     const { chunk } = this.options;
@@ -150,6 +170,7 @@ export class UsagePruner {
         if (n < chunk || this.stopped || !healthy()) break;
         await yieldToEventLoop();
       }
+      deleted += await this.pruneAudit(started);
     } catch (err) {
       log.warn(
         { err: (err as Error).message, deleted },

@@ -6,6 +6,7 @@ export const adminErrorStatus = {
   unauthorized: 401,
   csrf_failed: 403,
   not_found: 404,
+  conflict: 409,
   too_many_attempts: 429,
   internal_error: 500,
   storage_unavailable: 503,

@@ -8,7 +8,11 @@ import type { KeyObject } from "./schemas.ts";
 /** An epoch-ms time as ISO 8601, or null for "none". */
 export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function keyStatus(k: KeyRecord, now: number): "active" | "expired" | "disabled" {
+export function keyStatus(
+  k: KeyRecord,
+  now: number,
+): "active" | "expired" | "disabled" | "revoked" {
+  if (k.revokedAt !== null) return "revoked";
   if (k.disabled) return "disabled";
   if (k.expiresAt !== null && k.expiresAt <= now) return "expired";
   return "active";
@@ -41,6 +45,7 @@ export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObj
     total_lifetime_tokens: k.totalTokens,
     total_requests: k.totalRequests,
     status: keyStatus(k, now),
+    revoked_at: iso(k.revokedAt),
     usage: {
       tokens_used_in_current_window: usage.used,
       remaining_tokens: Math.max(0, k.tokenLimit - usage.used),

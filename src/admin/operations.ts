@@ -1,11 +1,19 @@
+import { keyChanges, updateAction } from "../audit/changes.ts";
 import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
 import type { PlanCapacity } from "../quota/plan.ts";
 import { windowFloor } from "../quota/window.ts";
-import type { KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
+import type { AuditActor, KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
 import { keyObject, windowUsageOf } from "./key-view.ts";
-import type { IssuedKeyObject, KeyList, KeyObject, ListKeysQuery } from "./schemas.ts";
+import type {
+  IssuedKeyObject,
+  KeyList,
+  KeyObject,
+  ListKeysQuery,
+  PurgedKey,
+  RevokedKey,
+} from "./schemas.ts";
 
 // Key operations shared by the admin API and the CLI, so both give the same
 // answer for the same request. Input is already parsed; failures are AdminErrors.
@@ -38,6 +46,39 @@ async function validated<T>(run: () => Promise<T>): Promise<T> {
 }
 
 const notFound = (id: string) => new AdminError("not_found", `no key with id ${id}`);
+const revokedAlready = (k: KeyRecord) =>
+  new AdminError(
+    "conflict",
+    `key ${k.id} ("${k.name}") is revoked: it can no longer be changed or rotated`,
+  );
+
+/** Appends the audit entry of a change to one key. */
+async function audit(
+  deps: AdminDeps,
+  actor: AuditActor,
+  action: string,
+  key: KeyRecord,
+  changes: Record<string, unknown> | null,
+  now: number,
+): Promise<void> {
+  await deps.storage.appendAudit({
+    at: now,
+    actor,
+    action,
+    keyId: key.id,
+    keyPrefix: key.keyPrefix,
+    keyName: key.name,
+    changes,
+  });
+}
+
+/** The key, or not_found; a revoked one is refused when `live` is asked for. */
+async function existing(deps: AdminDeps, id: string, live = false): Promise<KeyRecord> {
+  const k = await deps.storage.getKeyById(id);
+  if (!k) throw notFound(id);
+  if (live && k.revokedAt !== null) throw revokedAlready(k);
+  return k;
+}
 
 async function withWindow(storage: Storage, k: KeyRecord, now: number): Promise<KeyObject> {
   const buckets = await storage.usageSince(k.id, windowFloor(now));
@@ -51,7 +92,8 @@ async function withWindow(storage: Storage, k: KeyRecord, now: number): Promise<
  */
 export async function listKeys(deps: AdminDeps, q: ListKeysQuery): Promise<KeyList> {
   const now = deps.clock();
-  const page = await deps.storage.listKeys({ ...q, now });
+  const { include_revoked, ...rest } = q;
+  const page = await deps.storage.listKeys({ ...rest, includeRevoked: include_revoked, now });
   const ids = page.keys.map((k) => k.id);
   const totals = ids.length ? await deps.storage.usageByKey(windowFloor(now), now + 1, ids) : [];
   const used = new Map(totals.map((t) => [t.keyId, t.tokens]));
@@ -70,34 +112,94 @@ export async function getKey(deps: AdminDeps, id: string): Promise<KeyObject> {
   return withWindow(deps.storage, k, now);
 }
 
-export async function createKey(deps: AdminDeps, input: NewKeyInput): Promise<IssuedKeyObject> {
+export async function createKey(
+  deps: AdminDeps,
+  input: NewKeyInput,
+  actor: AuditActor,
+): Promise<IssuedKeyObject> {
   const now = deps.clock();
   const { record, secret } = await validated(() => service.createKey(deps.storage, input, now));
+  await audit(deps, actor, "key.create", record, keyChanges(null, record), now);
   return { ...keyObject(record, { used: 0, oldestStart: null }, now), key: secret };
 }
 
-export async function updateKey(deps: AdminDeps, id: string, patch: KeyPatch): Promise<KeyObject> {
+export async function updateKey(
+  deps: AdminDeps,
+  id: string,
+  patch: KeyPatch,
+  actor: AuditActor,
+): Promise<KeyObject> {
   const now = deps.clock();
+  const before = await existing(deps, id, true);
   const updated = await validated(() => service.updateKey(deps.storage, id, patch, now));
   if (!updated) throw notFound(id);
   deps.onKeyChanged?.(id);
+  const changes = keyChanges(before, updated);
+  if (Object.keys(changes).length > 0) {
+    await audit(deps, actor, updateAction(changes), updated, changes, now);
+  }
   return withWindow(deps.storage, updated, now);
 }
 
-export async function rotateKey(deps: AdminDeps, id: string): Promise<IssuedKeyObject> {
+export async function rotateKey(
+  deps: AdminDeps,
+  id: string,
+  actor: AuditActor,
+): Promise<IssuedKeyObject> {
   const now = deps.clock();
+  const before = await existing(deps, id, true);
   const issued = await service.rotateKey(deps.storage, id, now);
   if (!issued) throw notFound(id);
   deps.onKeyChanged?.(id);
+  await audit(deps, actor, "key.rotate", issued.record, keyChanges(before, issued.record), now);
   return { ...(await withWindow(deps.storage, issued.record, now)), key: issued.secret };
 }
 
-export async function deleteKey(
+/**
+ * Revokes a key: its secret stops working at once, on every instance, and
+ * its name, limits, totals and history stay. Revoking a revoked key changes
+ * nothing and records nothing.
+ */
+export async function revokeKey(
   deps: AdminDeps,
   id: string,
-): Promise<{ id: string; deleted: true }> {
-  const deleted = await deps.storage.deleteKey(id);
-  if (!deleted) throw notFound(id);
+  actor: AuditActor,
+): Promise<RevokedKey> {
+  const now = deps.clock();
+  const before = await existing(deps, id);
+  const revoked = await deps.storage.revokeKey(id, now);
+  if (!revoked) throw notFound(id);
   deps.onKeyChanged?.(id);
-  return { id, deleted: true };
+  if (before.revokedAt === null) {
+    await audit(deps, actor, "key.revoke", revoked, keyChanges(before, revoked), now);
+  }
+  return { id, revoked: true, key: await withWindow(deps.storage, revoked, now) };
+}
+
+/**
+ * Erases a revoked key and its usage for good (data-protection requests).
+ * A key still in use must be revoked first, so no purge stops a working key
+ * by surprise. The audit log keeps the key's id and prefix, not its name.
+ */
+export async function purgeKey(deps: AdminDeps, id: string, actor: AuditActor): Promise<PurgedKey> {
+  const now = deps.clock();
+  const k = await existing(deps, id);
+  if (k.revokedAt === null) {
+    throw new AdminError(
+      "conflict",
+      `key ${id} is not revoked; revoke it first (keys delete, or DELETE /admin/keys/${id})`,
+    );
+  }
+  if (!(await deps.storage.deleteKey(id))) throw notFound(id);
+  deps.onKeyChanged?.(id);
+  await deps.storage.appendAudit({
+    at: now,
+    actor,
+    action: "key.purge",
+    keyId: id,
+    keyPrefix: k.keyPrefix,
+    keyName: null,
+    changes: { total_lifetime_tokens: k.totalTokens, total_requests: k.totalRequests },
+  });
+  return { id, purged: true };
 }

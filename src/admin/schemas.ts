@@ -93,7 +93,7 @@ export const updateKeyBody = z
   .meta({ id: "UpdateKey" });
 
 /** A whole number from a query string, within bounds. */
-const queryInt = (min: number, max: number, fallback: number) =>
+export const queryInt = (min: number, max: number, fallback: number) =>
   z
     .string()
     .regex(/^\d+$/, "must be a whole number")
@@ -102,14 +102,23 @@ const queryInt = (min: number, max: number, fallback: number) =>
     .optional()
     .transform((v) => v ?? fallback);
 
-export const keyStatus = z.enum(["active", "expired", "disabled"]);
+export const keyStatus = z.enum(["active", "expired", "disabled", "revoked"]);
 
 export const listKeysQuery = z.object({
   limit: queryInt(1, 500, 50).meta({ description: "Page size, 1 to 500 (default 50)" }),
   offset: queryInt(0, Number.MAX_SAFE_INTEGER, 0).meta({ description: "Keys to skip" }),
   status: z
-    .enum(["all", "active", "expired", "disabled"], "must be all, active, expired or disabled")
-    .default("all"),
+    .enum(
+      ["all", "active", "expired", "disabled", "revoked"],
+      "must be all, active, expired, disabled or revoked",
+    )
+    .default("all")
+    .meta({ description: "Revoked keys show only with `revoked`, or with include_revoked" }),
+  include_revoked: z
+    .enum(["true", "false"], "must be true or false")
+    .optional()
+    .transform((v) => v === "true")
+    .meta({ description: "With status all: revoked keys too (hidden by default)" }),
   model: z.string().trim().min(1).max(200).optional().meta({
     description: "Only keys whose model override is exactly this",
   }),
@@ -162,6 +171,7 @@ export const keyObject = z
     total_lifetime_tokens: z.number().int(),
     total_requests: z.number().int(),
     status: keyStatus,
+    revoked_at: nullableIso("When the key was revoked; null = not revoked"),
     usage: keyUsageState,
   })
   .meta({ id: "Key" });
@@ -182,9 +192,15 @@ export const keyList = z
   .meta({ id: "KeyList" });
 export type KeyList = z.infer<typeof keyList>;
 
-export const deletedKey = z
-  .object({ id: z.string(), deleted: z.literal(true) })
-  .meta({ id: "Deleted" });
+export const revokedKey = z
+  .object({ id: z.string(), revoked: z.literal(true), key: keyObject })
+  .meta({ id: "Revoked" });
+export type RevokedKey = z.infer<typeof revokedKey>;
+
+export const purgedKey = z
+  .object({ id: z.string(), purged: z.literal(true) })
+  .meta({ id: "Purged" });
+export type PurgedKey = z.infer<typeof purgedKey>;
 
 const point = z.object({
   start: iso("Start of the step"),
@@ -282,6 +298,7 @@ export const errorObject = z
         "unauthorized",
         "csrf_failed",
         "not_found",
+        "conflict",
         "too_many_attempts",
         "storage_unavailable",
         "internal_error",

@@ -1,4 +1,6 @@
+import { basename } from "node:path";
 import { Command, Option } from "commander";
+import { cliActor } from "../audit/actor.ts";
 import { type Config, loadConfig } from "../config.ts";
 import {
   type CreatedBackup,
@@ -12,6 +14,7 @@ import type { BackupCounts, Manifest } from "../ops/backup/manifest.ts";
 import { restorableInto, restoreBackup } from "../ops/backup/restore.ts";
 import { describeSchema } from "../ops/backup/schema-version.ts";
 import { verifyBackup } from "../ops/backup/verify.ts";
+import { openStorage } from "../storage/open.ts";
 import { CliError, confirm, requireExisting, skipQuestion } from "./context.ts";
 import { printJson, printTable } from "./output.ts";
 
@@ -319,6 +322,7 @@ function restoreCommand(): Command {
           },
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+        await recordRestore(config, r.payload, r.restored);
         const undo = r.preRestore ? `npx tollgate restore ${r.preRestore.path} --yes` : null;
         if (o.json) {
           return printJson({
@@ -340,6 +344,24 @@ function restoreCommand(): Command {
         );
       }),
     );
+}
+
+/** The restore's own audit entry, after the backup's log came back with the data. */
+async function recordRestore(config: Config, payload: string, restored: BackupCounts) {
+  const storage = await openStorage(config);
+  try {
+    await storage.appendAudit({
+      at: Date.now(),
+      actor: cliActor(),
+      action: "data.restore",
+      keyId: null,
+      keyPrefix: null,
+      keyName: null,
+      changes: { from: basename(payload), keys: restored.keys },
+    });
+  } finally {
+    await storage.close();
+  }
 }
 
 /** `backup` (with `backup verify`), `backups list` and `restore`. */

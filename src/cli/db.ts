@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
+import { cliActor } from "../audit/actor.ts";
 import { loadConfig } from "../config.ts";
 import { CopyError, copyDatabase, copyTarget } from "../ops/copy.ts";
 import { describeStorage, openStorage } from "../storage/open.ts";
@@ -58,6 +59,7 @@ export function dbCommand(): Command {
           const report = await copyDatabase(from, to, {
             allowNonEmpty: Boolean(o.force),
             dryRun: Boolean(o.dryRun),
+            actor: cliActor(),
             onProgress: (done) => {
               if (!o.json) process.stderr.write(`\rcopied ${n(done)} keys…`);
             },

@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { describeIssues } from "../admin/errors.ts";
 import * as ops from "../admin/operations.ts";
 import { listKeysQuery } from "../admin/schemas.ts";
+import { cliActor } from "../audit/actor.ts";
 import { maskedKey } from "../keys/secret.ts";
 import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
@@ -53,13 +54,17 @@ export function keysCommand(withStorage: WithStorage): Command {
         json?: boolean;
       }) =>
         withStorage(async (storage) => {
-          const created = await ops.createKey(deps(storage), {
-            name: o.name,
-            tokenLimit: o.limit,
-            model: o.model ?? null,
-            expiresAt: o.expires?.at ?? null,
-            maxConcurrent: o.concurrency ?? null,
-          });
+          const created = await ops.createKey(
+            deps(storage),
+            {
+              name: o.name,
+              tokenLimit: o.limit,
+              model: o.model ?? null,
+              expiresAt: o.expires?.at ?? null,
+              maxConcurrent: o.concurrency ?? null,
+            },
+            cliActor(),
+          );
           if (o.json) return printJson(created);
           const { key, ...shown } = created;
           process.stdout.write(
@@ -74,10 +79,11 @@ export function keysCommand(withStorage: WithStorage): Command {
     .command("list")
     .description("list keys, newest first")
     .addOption(
-      new Option("--status <status>", "which keys")
-        .choices(["all", "active", "expired", "disabled"])
+      new Option("--status <status>", "which keys (revoked keys show only with revoked or --all)")
+        .choices(["all", "active", "expired", "disabled", "revoked"])
         .default("all"),
     )
+    .option("--all", "revoked keys too")
     .option("--model <model>", "only keys whose model override is exactly this")
     .option("--search <text>", "name contains it, or the key's prefix starts with it")
     .option("--limit <n>", "at most this many (1 to 500)", "50")
@@ -90,10 +96,12 @@ export function keysCommand(withStorage: WithStorage): Command {
         search?: string;
         limit: string;
         offset: string;
+        all?: boolean;
         json?: boolean;
       }) =>
         withStorage(async (storage) => {
-          const q = listKeysQuery.safeParse(o);
+          const { all, ...rest } = o;
+          const q = listKeysQuery.safeParse({ ...rest, include_revoked: all ? "true" : undefined });
           if (!q.success) throw new CliError(describeIssues(q.error.issues));
           const page = await ops.listKeys(deps(storage), q.data);
           if (o.json) return printJson(page);
@@ -197,7 +205,7 @@ export function keysCommand(withStorage: WithStorage): Command {
                   : undefined,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
-          const updated = await ops.updateKey(deps(storage), k.id, patch);
+          const updated = await ops.updateKey(deps(storage), k.id, patch, cliActor());
           if (o.json) return printJson(updated);
           process.stdout.write(
             `Updated ${updated.id}; running gateways apply it within a second.\n${describeKey(updated)}\n`,
@@ -212,7 +220,7 @@ export function keysCommand(withStorage: WithStorage): Command {
     .action((ref: string, o: { json?: boolean }) =>
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
-        const rotated = await ops.rotateKey(deps(storage), k.id);
+        const rotated = await ops.rotateKey(deps(storage), k.id, cliActor());
         if (o.json) return printJson(rotated);
         process.stdout.write(
           `Rotated ${k.id} ("${k.name}"). The old secret stops working within a second.\n\n  ${rotated.key}\n\n` +
@@ -223,21 +231,51 @@ export function keysCommand(withStorage: WithStorage): Command {
 
   keys
     .command("delete <key>")
-    .description("delete a key and its usage history")
+    .description(
+      "revoke a key: its secret stops working at once; its name, limits, totals and history stay",
+    )
     .option("-y, --yes", "do not ask for confirmation")
     .addOption(new Option("--force", "deprecated: use --yes").hideHelp())
     .option("--json", "print JSON")
     .action((ref: string, o: { yes?: boolean; force?: boolean; json?: boolean }) =>
       withStorage(async (storage) => {
         const k = await resolveKey(storage, ref);
-        if (!skipQuestion(o)) {
+        if (!skipQuestion(o) && k.revokedAt === null) {
           await confirm(
-            `Delete key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)}) and its usage history?`,
+            `Revoke key ${k.id} ("${k.name}", ${maskedKey(k.keyPrefix)})? Its secret stops working at once; its usage history stays.`,
           );
         }
-        const deleted = await ops.deleteKey(deps(storage), k.id);
-        if (o.json) return printJson(deleted);
-        process.stdout.write(`Deleted ${k.id} ("${k.name}").\n`);
+        const revoked = await ops.revokeKey(deps(storage), k.id, cliActor());
+        if (o.json) return printJson(revoked);
+        process.stdout.write(
+          k.revokedAt === null
+            ? `Revoked ${k.id} ("${k.name}"); running gateways refuse it within a second. Its usage stays in every total.\n`
+            : `${k.id} ("${k.name}") was already revoked; nothing changed.\n`,
+        );
+      }),
+    );
+
+  keys
+    .command("purge <key>")
+    .description("erase a revoked key and all its usage for good (for data-protection requests)")
+    .option("-y, --yes", "do not ask for confirmation")
+    .option("--json", "print JSON")
+    .action((ref: string, o: { yes?: boolean; json?: boolean }) =>
+      withStorage(async (storage) => {
+        const k = await resolveKey(storage, ref, "revoked");
+        if (k.revokedAt === null) {
+          throw new CliError(
+            `key ${k.id} ("${k.name}") is not revoked; revoke it first with: tollgate keys delete ${k.id}`,
+          );
+        }
+        if (!skipQuestion(o)) {
+          await confirm(
+            `Erase revoked key ${k.id} ("${k.name}") and its usage (${k.totalTokens} tokens) for good? Totals will no longer include it. This cannot be undone.`,
+          );
+        }
+        const purged = await ops.purgeKey(deps(storage), k.id, cliActor());
+        if (o.json) return printJson(purged);
+        process.stdout.write(`Purged ${k.id}: the key and its usage are erased.\n`);
       }),
     );
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { Command, CommanderError, Help, Option } from "commander";
 import pkg from "../../package.json" with { type: "json" };
+import { auditCommand } from "./audit.ts";
 import { backupCommands } from "./backup.ts";
 import { isUserError, withStorage } from "./context.ts";
 import { dbCommand } from "./db.ts";
@@ -34,6 +35,7 @@ const program = new Command("tollgate")
 program.addCommand(serveCommand());
 program.addCommand(keysCommand(withStorage));
 program.addCommand(usageCommand(withStorage));
+program.addCommand(auditCommand(withStorage));
 program.addCommand(migrateCommand());
 program.addCommand(dbCommand());
 program.addCommand(healthCommand());

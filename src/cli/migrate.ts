@@ -1,6 +1,7 @@
 import { constants, copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Command, Option } from "commander";
+import { cliActor } from "../audit/actor.ts";
 import { loadConfig } from "../config.ts";
 import { maskedKey } from "../keys/secret.ts";
 import { legacyToRows, parseLegacy, summarize } from "../legacy/convert.ts";
@@ -151,6 +152,19 @@ async function migrate(o: MigrateOptions) {
     });
     if (fresh.length >= 1000 && !o.json) process.stderr.write("\n");
     if (!result) throw new CliError(`${describeStorage(config)} does not support importing`);
+    await storage.appendAudit({
+      at: Date.now(),
+      actor: cliActor(),
+      action: "data.migrate",
+      keyId: null,
+      keyPrefix: null,
+      keyName: null,
+      changes: {
+        file: basename(file),
+        imported: result.inserted,
+        skipped: present.size + result.skipped.length,
+      },
+    });
     const ms = Math.round(performance.now() - started);
     if (o.json) {
       printJson({

@@ -147,6 +147,7 @@ export class KeyCache {
       expiresAt: null,
       maxConcurrent: null,
       disabled: false,
+      revokedAt: null,
       createdAt: now,
       updatedAt: now,
       lastUsedAt: null,

@@ -109,16 +109,26 @@ export async function rotateKey(
 
 /**
  * Finds exactly one key by id, display prefix or name, or by the key itself
- * (looked up by hash). A key-shaped reference is never echoed back.
+ * (looked up by hash). A key-shaped reference is never echoed back. A name
+ * shared by a revoked key and a live one means the live one, or with
+ * `prefer: "revoked"` (purge) the revoked one.
  */
-export async function resolveKey(storage: Storage, ref: string): Promise<KeyRecord> {
+export async function resolveKey(
+  storage: Storage,
+  ref: string,
+  prefer: "live" | "revoked" = "live",
+): Promise<KeyRecord> {
   const clean = ref.trim().replace(/…$/, "");
   if (OWN_KEY_SHAPE.test(clean)) {
     const byHash = await storage.getKeyByHash(hashKey(clean));
     if (byHash) return byHash;
     throw new KeyInputError("no key matches that secret (give its id, prefix or name)");
   }
-  const found = await storage.findKeys(clean);
+  let found = await storage.findKeys(clean);
+  if (found.length > 1) {
+    const preferred = found.filter((k) => (k.revokedAt !== null) === (prefer === "revoked"));
+    if (preferred.length === 1) found = preferred;
+  }
   if (found.length === 0)
     throw new KeyInputError(`no key matches "${ref}" (give its id, prefix or name)`);
   if (found.length > 1) {

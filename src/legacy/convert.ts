@@ -117,6 +117,7 @@ function legacyToRow(k: LegacyKey): KeyExport {
       lastUsedAt: k.last_used ? Date.parse(k.last_used) : null,
       totalTokens: k.total_lifetime_tokens,
       totalRequests: Number.isSafeInteger(requests) ? (requests as number) : 0,
+      revokedAt: null,
     },
     buckets: legacyBuckets(k),
   };

@@ -111,3 +111,44 @@ describe("db copy", () => {
     });
   });
 });
+
+describe("db copy and the audit log", () => {
+  test("revoked keys and the audit log go along, and the copy records itself in the target", async () => {
+    const from = await sqlite();
+    const to = await postgresDb();
+    await from.importKeys?.(rows.slice(0, 10), { skipExisting: false });
+    await from.revokeKey(rows[2]?.key.id ?? "", Date.UTC(2026, 11, 1));
+    for (const action of ["key.create", "key.revoke"]) {
+      await from.appendAudit({
+        at: Date.UTC(2026, 11, 1),
+        actor: { kind: "cli", name: "ops@host" },
+        action,
+        keyId: rows[2]?.key.id ?? null,
+        keyPrefix: rows[2]?.key.keyPrefix ?? null,
+        keyName: rows[2]?.key.name ?? null,
+        changes: null,
+      });
+    }
+    await copyDatabase(from, to, {
+      allowNonEmpty: false,
+      dryRun: false,
+      actor: { kind: "cli", name: "ops@host" },
+    });
+    expect((await to.getKeyById(rows[2]?.key.id ?? ""))?.revokedAt).toBe(Date.UTC(2026, 11, 1));
+    const log = await to.listAudit({ limit: 10, offset: 0 });
+    expect(log.entries.map((e) => e.action).sort()).toEqual([
+      "data.copy",
+      "key.create",
+      "key.revoke",
+    ]);
+    expect(log.entries.find((e) => e.action === "data.copy")?.changes).toMatchObject({
+      from: "sqlite",
+      keys: 10,
+      audit_entries: 2,
+    });
+    // The copied entries keep their ids; new ones follow them.
+    const { id: _, ...copied } = log.entries[0] as NonNullable<(typeof log.entries)[0]>;
+    await to.appendAudit({ ...copied, at: Date.UTC(2027, 0, 1) });
+    expect((await to.listAudit({ limit: 10, offset: 0 })).total).toBe(4);
+  });
+});

@@ -1,6 +1,6 @@
 import type { Config } from "../config.ts";
 import { compareRows } from "../storage/compare-rows.ts";
-import type { KeyExport, Storage } from "../storage/types.ts";
+import type { AuditActor, KeyExport, Storage } from "../storage/types.ts";
 
 /** Keys per batch: one batch in memory and one transaction on the target at a time. */
 const BATCH = 500;
@@ -64,6 +64,8 @@ export interface CopyOptions {
   allowNonEmpty: boolean;
   dryRun: boolean;
   onProgress?: (keysDone: number) => void;
+  /** Who runs the copy: recorded in the target's audit log. */
+  actor?: AuditActor;
 }
 
 /**
@@ -102,6 +104,18 @@ export async function copyDatabase(
     skipped += r.skipped.length;
     options.onProgress?.(source.keys);
   }
+  // The audit log goes along, when the target has none of its own yet.
+  let auditEntries = 0;
+  if (
+    from.exportAudit &&
+    to.importAudit &&
+    (await to.listAudit({ limit: 1, offset: 0 })).total === 0
+  ) {
+    for await (const entries of from.exportAudit(BATCH)) {
+      await to.importAudit(entries);
+      auditEntries += entries.length;
+    }
+  }
   const checkpoints = (await from.listCheckpoints?.()) ?? [];
   for (const c of checkpoints)
     await to.applyUsage({
@@ -116,6 +130,17 @@ export async function copyDatabase(
     throw new CopyError(
       `verification failed: source ${JSON.stringify(source)}, target ${JSON.stringify(target)}`,
     );
+  }
+  if (options.actor) {
+    await to.appendAudit({
+      at: Date.now(),
+      actor: options.actor,
+      action: "data.copy",
+      keyId: null,
+      keyPrefix: null,
+      keyName: null,
+      changes: { from: from.kind, keys: source.keys, skipped, audit_entries: auditEntries },
+    });
   }
   return { source, target, skipped, checkpoints: checkpoints.length };
 }

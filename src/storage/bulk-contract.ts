@@ -23,6 +23,7 @@ export function exportRow(i: number, buckets = 2): KeyExport {
       lastUsedAt: i % 4 ? T0 + 2 * i : null,
       totalTokens: 2 ** 33 + i,
       totalRequests: i,
+      revokedAt: i % 6 === 1 ? T0 + 3 * i : null,
     },
     buckets: Array.from({ length: buckets }, (_, j) => ({
       bucketStart: T0 - j * B,

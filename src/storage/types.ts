@@ -16,6 +16,17 @@ export interface KeyRecord {
   lastUsedAt: number | null;
   totalTokens: number;
   totalRequests: number;
+  /**
+   * Epoch ms the key was revoked, null while it is not. A revoked key keeps
+   * its name, limits, totals and usage; its hash is replaced by
+   * `revokedHash(id)`, which no secret hashes to.
+   */
+  revokedAt: number | null;
+}
+
+/** What a revoked key holds in place of its hash: unique, and never a SHA-256 hex digest. */
+export function revokedHash(id: string): string {
+  return `revoked:${id}`;
 }
 
 export interface NewKey {
@@ -46,9 +57,12 @@ export interface KeyListQuery {
   now: number;
   /**
    * active: neither disabled nor expired; expired: expiry at or before `now`;
-   * disabled: switched off; all (default).
+   * disabled: switched off; revoked: revoked keys only; all (default):
+   * every key that is not revoked, and revoked ones too with `includeRevoked`.
    */
-  status?: "active" | "expired" | "disabled" | "all";
+  status?: "active" | "expired" | "disabled" | "revoked" | "all";
+  /** With status "all": revoked keys too (they are hidden by default). */
+  includeRevoked?: boolean;
   /** Only keys whose model override is exactly this. */
   model?: string;
   /** Case-insensitive: the name contains it, or the display prefix starts with it. */
@@ -101,6 +115,36 @@ export interface KeyExport {
   buckets: BucketUsage[];
 }
 
+/** Who made a change: the CLI (system user@host), the admin API or a dashboard session (client address). */
+export interface AuditActor {
+  kind: "cli" | "api" | "dashboard";
+  name: string;
+}
+
+/** One entry of the audit log as written; `changes` never holds a secret or hash. */
+export interface NewAuditEntry {
+  at: number;
+  actor: AuditActor;
+  action: string;
+  keyId: string | null;
+  keyPrefix: string | null;
+  keyName: string | null;
+  /** { field: { before, after } } for key changes; details for data operations. */
+  changes: Record<string, unknown> | null;
+}
+
+export interface AuditEntry extends NewAuditEntry {
+  id: number;
+}
+
+export interface AuditQuery {
+  keyId?: string;
+  /** Entries at or after this epoch ms. */
+  since?: number;
+  limit: number;
+  offset: number;
+}
+
 export interface ImportOptions {
   /** Keys whose hash is already present are left as they are (and reported) instead of failing. */
   skipExisting: boolean;
@@ -139,6 +183,15 @@ export interface Storage {
   updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | null>;
   /** A new secret for the same key; usage and totals stay. */
   rotateKey(id: string, keyHash: string, keyPrefix: string, now: number): Promise<KeyRecord | null>;
+  /**
+   * Revokes a key: its hash becomes `revokedHash(id)` so its secret stops
+   * working, everything else stays. A key already revoked is returned as it is.
+   */
+  revokeKey(id: string, now: number): Promise<KeyRecord | null>;
+  /**
+   * Erases a key and its usage (purge), and blanks its name in the audit
+   * log, in one transaction.
+   */
   deleteKey(id: string): Promise<boolean>;
   countKeys(): Promise<number>;
 
@@ -169,6 +222,17 @@ export interface Storage {
   applyUsage(batch: UsageBatch): Promise<void>;
   /** Highest sequence number of `instanceId` already applied (0 if none). */
   checkpoint(instanceId: string): Promise<number>;
+
+  /** Appends one entry to the audit log. */
+  appendAudit(entry: NewAuditEntry): Promise<void>;
+  /** Audit entries newest first, with how many match. */
+  listAudit(query: AuditQuery): Promise<{ entries: AuditEntry[]; total: number }>;
+  /** Deletes at most `limit` audit entries older than `before` (retention); returns how many. */
+  pruneAudit(before: number, limit: number): Promise<number>;
+  /** Every audit entry, oldest first, in batches (backups and copies). */
+  exportAudit?(batchSize: number): AsyncIterable<AuditEntry[]>;
+  /** Writes entries as they are (ids kept); for restore and copy into an empty log. */
+  importAudit?(entries: AuditEntry[]): Promise<void>;
 
   /**
    * Calls `onChange` with the id of every key changed or deleted by any

@@ -17,6 +17,7 @@ const DASHBOARD_PAGE = [
   "key-dialogs.js",
   "key-detail.js",
   "totals.js",
+  "activity.js",
 ];
 
 /**

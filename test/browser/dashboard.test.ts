@@ -87,6 +87,12 @@ describeInBrowser("dashboard in a browser", () => {
       // Closing removes the secret from the page.
       await page.waitForFunction('document.getElementById("secret-value").textContent === ""');
       await row(page, "alice").getByText("0 / 2,000").waitFor();
+      // The Activity view shows the creation, made by this dashboard session.
+      const created = page.locator("#activity-list li", { hasText: "key.create" });
+      await created.filter({ hasText: "alice" }).waitFor();
+      expect(await created.textContent()).toContain("by dashboard 127.0.0.1");
+      expect(await created.textContent()).toContain("token_limit_per_5h: null → 2000");
+      expect(await page.locator("#activity").textContent()).not.toContain(secret);
 
       // Use it through the proxy; the dashboard shows the tokens after a refresh.
       await spend(gw, secret, 123);
@@ -125,6 +131,8 @@ describeInBrowser("dashboard in a browser", () => {
         await page.getByText(`123 tokens in 1 requests over the ${range}.`).waitFor();
         expect(await chartTokens(page, "#detail-chart")).toBe(123);
       }
+      // The key's own history, in its detail view.
+      await detail.locator("#detail-history li", { hasText: "key.create" }).waitFor();
       await detail.getByRole("button", { name: "Close" }).click();
 
       // Edit the limit: the gateway enforces the new one.
@@ -147,7 +155,7 @@ describeInBrowser("dashboard in a browser", () => {
       await expectRejected(secret);
       await spend(gw, rotated, 10);
 
-      // Revoke: cancelling keeps the key; confirming deletes it and the proxy refuses it.
+      // Revoke: cancelling keeps the key; confirming revokes it and the proxy refuses it.
       await alice.getByRole("button", { name: "Revoke alice" }).click();
       await page.getByRole("alertdialog", { name: "Revoke alice?" }).waitFor();
       await page.getByRole("button", { name: "Cancel" }).click();
@@ -157,6 +165,13 @@ describeInBrowser("dashboard in a browser", () => {
       await alice.waitFor({ state: "detached" });
       await page.getByText("No keys match.").waitFor();
       await expectRejected(rotated);
+      // The revoked key is kept, with its usage, under its own status.
+      await page.getByLabel("Status").selectOption("revoked");
+      await alice.waitFor();
+      expect(await alice.getByText("revoked", { exact: true }).count()).toBe(1);
+      expect(await alice.getByRole("button", { name: "Revoke alice" }).count()).toBe(0);
+      await page.getByLabel("Status").selectOption("all");
+      await alice.waitFor({ state: "detached" });
 
       expect(await page.evaluate(() => localStorage.length + sessionStorage.length)).toBe(0);
 

@@ -103,8 +103,10 @@ describe("admin key", () => {
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
+        "/admin/audit",
         "/admin/keys",
         "/admin/keys/{id}",
+        "/admin/keys/{id}/purge",
         "/admin/keys/{id}/rotate",
         "/admin/keys/{id}/usage",
         "/admin/session",

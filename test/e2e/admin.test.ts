@@ -67,6 +67,7 @@ const KEY_FIELDS = [
   "total_lifetime_tokens",
   "total_requests",
   "status",
+  "revoked_at",
   "usage",
 ].sort();
 
@@ -132,13 +133,30 @@ describe("keys through the admin API", () => {
     expect(await proxyStatus(fresh)).toBe(200);
 
     const gone = await gw.admin("DELETE", `/admin/keys/${k.id}`);
-    expect(gone).toMatchObject({ status: 200, body: { id: k.id, deleted: true } });
+    expect(gone).toMatchObject({
+      status: 200,
+      body: { id: k.id, revoked: true, key: { id: k.id, status: "revoked" } },
+    });
     expect(await proxyStatus(fresh)).toBe(401);
+    // Revoked: kept, but no longer changed or rotated.
+    for (const [method, path] of [
+      ["PATCH", `/admin/keys/${k.id}`],
+      ["POST", `/admin/keys/${k.id}/rotate`],
+    ] as const) {
+      const r = await gw.admin(method, path, method === "PATCH" ? { name: "x" } : undefined);
+      expect(r.status).toBe(409);
+    }
+    expect(await proxyStatus(fresh)).toBe(401);
+    expect((await gw.admin("POST", `/admin/keys/${k.id}/purge`)).body).toEqual({
+      id: k.id,
+      purged: true,
+    });
     for (const [method, path] of [
       ["GET", `/admin/keys/${k.id}`],
       ["PATCH", `/admin/keys/${k.id}`],
       ["POST", `/admin/keys/${k.id}/rotate`],
       ["DELETE", `/admin/keys/${k.id}`],
+      ["POST", `/admin/keys/${k.id}/purge`],
       ["GET", `/admin/keys/${k.id}/usage`],
     ] as const) {
       const r = await gw.admin(method, path, method === "PATCH" ? { name: "x" } : undefined);
@@ -314,7 +332,7 @@ describe("bad input gets a clear 400 naming the field, and changes nothing", () 
       "GET",
       "/admin/keys?status=gone",
       undefined,
-      /^status: must be all, active, expired or disabled$/,
+      /^status: must be all, active, expired, disabled or revoked$/,
     ],
     ["GET", "/admin/usage?step=2h", undefined, /^step: must be one of 5m, 15m, 1h, 6h, 1d$/],
     ["GET", "/admin/usage?from=yesterday", undefined, /^from: expected an ISO date/],

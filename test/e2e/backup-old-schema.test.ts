@@ -116,7 +116,7 @@ test("a native backup of a database at schema 0000 restores, is migrated, and is
   const restored = await g.cli(["restore", backup.path, "--yes"]);
   expect(restored.stdout).toContain("Restored 1 key");
   expect(restored.code).toBe(0);
-  expect(schemaOf(g.dbPath)).toEqual({ migrations: 3, bucketStartIndex: true });
+  expect(schemaOf(g.dbPath)).toEqual({ migrations: 4, bucketStartIndex: true });
   // A column the old schema lacked comes back empty: no per-key concurrency limit.
   const shown = await g.cli(["keys", "show", "veteran", "--json"]);
   expect(JSON.parse(shown.stdout)).toMatchObject({ id: record.id, max_concurrent: null });

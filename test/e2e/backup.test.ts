@@ -173,7 +173,7 @@ describe("backup and restore of a SQLite gateway", () => {
     const quiet = await backupJson(g);
     expect(quiet.counts.keys).toBe(2);
 
-    // 4. Life goes on: more usage, a new key, a deleted key.
+    // 4. Life goes on: more usage, a new key, a revoked key.
     for (let i = 0; i < 5; i++) expect(await chat(g, a.key)).toBe(200);
     const c = await g.createKey({ name: "carol", limit: "1M" });
     expect((await g.cli(["keys", "delete", b.id, "--yes"])).code).toBe(0);
@@ -207,7 +207,8 @@ describe("backup and restore of a SQLite gateway", () => {
     const undone = await g.cli(["restore", pre as string, "--yes"]);
     expect(undone.code).toBe(0);
     expect(await totals(g, c.id)).not.toBeNull();
-    expect(await totals(g, b.id)).toBeNull();
+    // Revoked, b is still there with its totals.
+    expect(await totals(g, b.id)).toEqual(before.b);
     expect(await totals(g, a.id)).toEqual(later);
 
     // 8. Listed, newest first.

@@ -154,7 +154,11 @@ describe("revocation through the CLI while the server runs", () => {
     const k = await gw.createKey({ name: "to-delete", limit: 1000 });
     expect(await openaiStatus(k.key)).toBe(200);
     const deleted = await changeWithCli(k.id, ["keys", "delete", k.id, "--yes", "--json"]);
-    expect(JSON.parse(deleted.stdout)).toEqual({ id: k.id, deleted: true });
+    expect(JSON.parse(deleted.stdout)).toMatchObject({
+      id: k.id,
+      revoked: true,
+      key: { id: k.id, status: "revoked" },
+    });
     await obeyed(k.key, 401, deleted.committedAfter);
     const stats = await gw.fetch("/stats", { headers: { authorization: `Bearer ${k.key}` } });
     expect(stats.status).toBe(401);

@@ -129,6 +129,15 @@ describe("tollgate migrate", () => {
     expect(again.stdout).toContain("0 to import, 20 already there (skipped)");
     expect(await keyCount(g)).toBe(20);
     expect((await g.cli(["keys", "show", "user 3", "--json"])).stdout).toBe(before);
+    // The import is in the audit log once, with its counts; the re-run imported nothing.
+    const audit = JSON.parse((await g.cli(["audit", "--json"])).stdout) as {
+      entries: Array<{ action: string; actor: { kind: string }; changes: unknown }>;
+    };
+    expect(audit.entries.map((e) => e.action)).toEqual(["data.migrate"]);
+    expect(audit.entries[0]).toMatchObject({
+      actor: { kind: "cli" },
+      changes: { imported: 20, skipped: 0 },
+    });
   });
 
   test("legacy keys have no concurrency limit; one kept in a file written by the file backend comes along", async () => {

@@ -1,18 +1,20 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import * as ops from "../../admin/operations.ts";
 import {
   createKeyBody,
-  deletedKey,
   issuedKeyObject,
   keyIdParam,
   keyList,
   keyObject,
   listKeysQuery,
+  purgedKey,
+  revokedKey,
   updateKeyBody,
 } from "../../admin/schemas.ts";
+import type { AuditActor } from "../../storage/types.ts";
 import type { AdminEnv } from "./auth.ts";
-import { errorResponses, json, notFoundResponse, security } from "./responses.ts";
+import { conflictResponse, errorResponses, json, notFoundResponse, security } from "./responses.ts";
 
 const tags = ["keys"];
 const body = <T>(schema: T) => ({
@@ -23,6 +25,7 @@ export function keyRoutes(
   app: OpenAPIHono<AdminEnv>,
   deps: ops.AdminDeps,
   guard: MiddlewareHandler<AdminEnv>,
+  actorOf: (c: Context<AdminEnv>) => AuditActor,
 ): void {
   const common = { tags, security, middleware: guard };
 
@@ -49,13 +52,17 @@ export function keyRoutes(
     }),
     async (c) => {
       const b = c.req.valid("json");
-      const created = await ops.createKey(deps, {
-        name: b.name,
-        tokenLimit: b.token_limit_per_5h,
-        model: b.model ?? null,
-        expiresAt: b.expires_at ?? null,
-        maxConcurrent: b.max_concurrent ?? null,
-      });
+      const created = await ops.createKey(
+        deps,
+        {
+          name: b.name,
+          tokenLimit: b.token_limit_per_5h,
+          model: b.model ?? null,
+          expiresAt: b.expires_at ?? null,
+          maxConcurrent: b.max_concurrent ?? null,
+        },
+        actorOf(c),
+      );
       return c.json(created, 201);
     },
   );
@@ -82,19 +89,25 @@ export function keyRoutes(
       responses: {
         200: json(keyObject, "The changed key"),
         ...notFoundResponse,
+        ...conflictResponse("The key is revoked"),
         ...errorResponses,
       },
     }),
     async (c) => {
       const b = c.req.valid("json");
-      const updated = await ops.updateKey(deps, c.req.valid("param").id, {
-        name: b.name,
-        tokenLimit: b.token_limit_per_5h,
-        model: b.model,
-        expiresAt: b.expires_at,
-        maxConcurrent: b.max_concurrent,
-        disabled: b.disabled,
-      });
+      const updated = await ops.updateKey(
+        deps,
+        c.req.valid("param").id,
+        {
+          name: b.name,
+          tokenLimit: b.token_limit_per_5h,
+          model: b.model,
+          expiresAt: b.expires_at,
+          maxConcurrent: b.max_concurrent,
+          disabled: b.disabled,
+        },
+        actorOf(c),
+      );
       return c.json(updated, 200);
     },
   );
@@ -109,10 +122,11 @@ export function keyRoutes(
       responses: {
         200: json(issuedKeyObject, "The key and its new secret"),
         ...notFoundResponse,
+        ...conflictResponse("The key is revoked"),
         ...errorResponses,
       },
     }),
-    async (c) => c.json(await ops.rotateKey(deps, c.req.valid("param").id), 200),
+    async (c) => c.json(await ops.rotateKey(deps, c.req.valid("param").id, actorOf(c)), 200),
   );
 
   app.openapi(
@@ -120,10 +134,29 @@ export function keyRoutes(
       ...common,
       method: "delete",
       path: "/keys/{id}",
-      summary: "Delete a key and its usage history; refused at once",
+      summary:
+        "Revoke a key: refused at once on every instance; its name, limits, totals and usage history stay",
       request: { params: keyIdParam },
-      responses: { 200: json(deletedKey, "Deleted"), ...notFoundResponse, ...errorResponses },
+      responses: { 200: json(revokedKey, "Revoked"), ...notFoundResponse, ...errorResponses },
     }),
-    async (c) => c.json(await ops.deleteKey(deps, c.req.valid("param").id), 200),
+    async (c) => c.json(await ops.revokeKey(deps, c.req.valid("param").id, actorOf(c)), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      ...common,
+      method: "post",
+      path: "/keys/{id}/purge",
+      summary:
+        "Erase a revoked key and its usage for good (data-protection requests); the audit log keeps its id and prefix",
+      request: { params: keyIdParam },
+      responses: {
+        200: json(purgedKey, "Purged"),
+        ...notFoundResponse,
+        ...conflictResponse("The key is not revoked"),
+        ...errorResponses,
+      },
+    }),
+    async (c) => c.json(await ops.purgeKey(deps, c.req.valid("param").id, actorOf(c)), 200),
   );
 }

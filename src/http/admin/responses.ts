@@ -21,3 +21,5 @@ export const errorResponses = {
 export const notFoundResponse = { 404: error("not_found: no key with that id") } as const;
 
 export const security: Array<Record<string, string[]>> = [{ bearer: [] }, { session: [] }];
+
+export const conflictResponse = (why: string) => ({ 409: error(`conflict: ${why}`) }) as const;

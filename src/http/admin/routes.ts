@@ -12,8 +12,9 @@ import type { Config } from "../../config.ts";
 import type { KeyCache } from "../../keys/cache.ts";
 import type { Logger } from "../../log.ts";
 import type { StorageHealth } from "../../storage/health.ts";
-import type { Storage } from "../../storage/types.ts";
-import { type AdminAuthDeps, type AdminEnv, requireAdmin } from "./auth.ts";
+import type { AuditActor, Storage } from "../../storage/types.ts";
+import { auditRoutes } from "./audit-routes.ts";
+import { type AdminAuthDeps, type AdminEnv, requireAdmin, sourceOf } from "./auth.ts";
 import { keyRoutes } from "./key-routes.ts";
 import { sessionRoutes } from "./session-routes.ts";
 import { storageDown } from "./storage-down.ts";
@@ -87,8 +88,15 @@ export function adminRoutes(deps: AdminRouteDeps): OpenAPIHono<AdminEnv> {
 
   const guard = requireAdmin(auth);
   sessionRoutes(app, auth);
-  keyRoutes(app, ops, guard);
+  // Who made a change, for the audit log: the client's address, and whether
+  // it came from the dashboard (a session) or the API (the bearer key).
+  const actorOf = (c: Context<AdminEnv>): AuditActor => ({
+    kind: c.get("admin").via === "cookie" ? "dashboard" : "api",
+    name: sourceOf(c, auth.proxies).address,
+  });
+  keyRoutes(app, ops, guard, actorOf);
   usageRoutes(app, ops, guard);
+  auditRoutes(app, ops, guard);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

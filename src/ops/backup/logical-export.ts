@@ -1,5 +1,6 @@
+import { auditFromRow } from "../../storage/audit-rows.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
-import type { BucketUsage, KeyExport, KeyRecord } from "../../storage/types.ts";
+import type { AuditEntry, BucketUsage, KeyExport, KeyRecord } from "../../storage/types.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import type { LogicalWriter } from "./logical-format.ts";
 import type { SchemaVersion } from "./manifest.ts";
@@ -20,6 +21,9 @@ export async function exportSqliteSnapshot(snapshot: string, out: LogicalWriter)
     if (!storage.exportKeys || !storage.listCheckpoints) throw new Error("cannot export");
     for await (const batch of storage.exportKeys(BATCH)) await out.keys(batch);
     await out.checkpoints(await storage.listCheckpoints());
+    if (storage.exportAudit) {
+      for await (const entries of storage.exportAudit(BATCH)) await out.audit(entries);
+    }
   } finally {
     await storage.close();
   }
@@ -51,6 +55,19 @@ export async function exportPostgres(
       await out.checkpoints(
         cps.map((c) => ({ instanceId: c.instance_id, lastSeq: Number(c.last_seq) })),
       );
+      // The audit log, when the database has one (schema 0003 on).
+      const [hasAudit] = await tx<{ n: number }[]>`
+        select count(*)::int as n from information_schema.tables
+        where table_schema = 'public' and table_name = 'audit_log'`;
+      let afterId = 0;
+      while ((hasAudit?.n ?? 0) > 0) {
+        const rows = await tx<AuditRowText[]>`
+          select id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes
+          from audit_log where id > ${afterId} order by id limit ${BATCH}`;
+        if (rows.length === 0) break;
+        await out.audit(rows.map(auditEntry));
+        afterId = Number(rows[rows.length - 1]?.id);
+      }
     });
   } catch (err) {
     if (err instanceof BackupError) throw err;
@@ -76,6 +93,8 @@ interface KeyRow {
   last_used_at: string | null;
   total_tokens: string;
   total_requests: string;
+  /** Absent from a database not yet migrated to it. */
+  revoked_at?: string | null;
 }
 
 const num = (v: string | null) => (v === null ? null : Number(v));
@@ -96,6 +115,7 @@ function keyRecord(r: KeyRow): KeyRecord {
     lastUsedAt: num(r.last_used_at),
     totalTokens: Number(r.total_tokens),
     totalRequests: Number(r.total_requests),
+    revokedAt: num(r.revoked_at ?? null),
   };
 }
 
@@ -130,4 +150,30 @@ async function withBuckets(tx: Tx, keys: KeyRecord[]): Promise<KeyExport[]> {
     byKey.set(r.key_id, list);
   }
   return keys.map((key) => ({ key, buckets: byKey.get(key.id) ?? [] }));
+}
+
+interface AuditRowText {
+  id: string;
+  at: string;
+  actor_kind: string;
+  actor: string;
+  action: string;
+  key_id: string | null;
+  key_prefix: string | null;
+  key_name: string | null;
+  changes: string | null;
+}
+
+function auditEntry(r: AuditRowText): AuditEntry {
+  return auditFromRow({
+    id: Number(r.id),
+    at: Number(r.at),
+    actorKind: r.actor_kind,
+    actor: r.actor,
+    action: r.action,
+    keyId: r.key_id,
+    keyPrefix: r.key_prefix,
+    keyName: r.key_name,
+    changes: r.changes,
+  });
 }

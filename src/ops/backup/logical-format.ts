@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { KeyExport } from "../../storage/types.ts";
+import type { AuditEntry, KeyExport } from "../../storage/types.ts";
 import { type PayloadWriter, readLines } from "./files.ts";
 import type { BackupCounts, DatabaseKind, SchemaVersion } from "./manifest.ts";
 
@@ -48,12 +48,28 @@ const keyLine = z.object({
     lastUsedAt: int.nullable(),
     totalTokens: count,
     totalRequests: count,
+    // Absent from backups made before keys could be revoked.
+    revokedAt: int.nullable().default(null),
   }),
   buckets: z.array(z.tuple([int, count, count])),
 });
 
 const checkpointLine = z.object({
   checkpoint: z.object({ instanceId: z.string().min(1), lastSeq: count }),
+});
+
+/** An audit log entry (after the checkpoints; absent from backups made before the log). */
+const auditLine = z.object({
+  audit: z.object({
+    id: count,
+    at: int,
+    actor: z.object({ kind: z.enum(["cli", "api", "dashboard"]), name: z.string() }),
+    action: z.string(),
+    keyId: z.string().nullable(),
+    keyPrefix: z.string().nullable(),
+    keyName: z.string().nullable(),
+    changes: z.record(z.string(), z.unknown()).nullable(),
+  }),
 });
 
 const endLine = z.object({
@@ -74,6 +90,7 @@ export type LogicalRecord =
   | { type: "header"; header: LogicalHeader }
   | { type: "key"; row: KeyExport }
   | { type: "checkpoint"; checkpoint: Checkpoint }
+  | { type: "audit"; entry: AuditEntry }
   | { type: "end"; counts: BackupCounts };
 
 /** The file is not a sound logical backup; `line` is 1-based. */
@@ -131,6 +148,12 @@ export class LogicalWriter {
       this.counts.checkpoints++;
       text += `${JSON.stringify({ checkpoint: { instanceId: c.instanceId, lastSeq: c.lastSeq } })}\n`;
     }
+    await this.out.write(text);
+  }
+
+  async audit(entries: AuditEntry[]): Promise<void> {
+    let text = "";
+    for (const e of entries) text += `${JSON.stringify({ audit: e })}\n`;
     await this.out.write(text);
   }
 
@@ -197,6 +220,11 @@ export async function* readLogical(path: string, gzip: boolean): AsyncGenerator<
         type: "checkpoint",
         checkpoint: (r.data as z.infer<typeof checkpointLine>).checkpoint,
       };
+    } else if (shape === "audit" && stage !== "done") {
+      const r = auditLine.safeParse(value);
+      if (!r.success) fail(`invalid audit record: ${issue(r.error)}`);
+      stage = "checkpoints";
+      yield { type: "audit", entry: (r.data as z.infer<typeof auditLine>).audit as AuditEntry };
     } else if (shape === "end") {
       const r = endLine.safeParse(value);
       if (!r.success) fail(`invalid end record: ${issue(r.error)}`);

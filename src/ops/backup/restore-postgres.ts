@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import { finished } from "node:stream/promises";
+import { auditToRow } from "../../storage/audit-rows.ts";
 import { KEY_CHANNEL } from "../../storage/postgres/index.ts";
 import type { KeyExport } from "../../storage/types.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
@@ -32,6 +33,7 @@ const KEY_COLUMNS = [
   "last_used_at",
   "total_tokens",
   "total_requests",
+  "revoked_at",
 ] as const;
 
 export interface Loaded {
@@ -109,30 +111,16 @@ async function readCheckpoints(tx: Tx): Promise<Checkpoint[]> {
 
 /** Streams the keys and buckets of an archive into the tables; returns its checkpoints. */
 async function copyFromArchive(tx: Tx, payload: string): Promise<Checkpoint[]> {
+  // One table at a time, keys first: their usage refers to them.
   for (const table of ["api_keys", "usage_buckets"] as const) {
-    const live = await liveColumns(tx, table);
-    let sink: Awaited<ReturnType<ReturnType<Tx["unsafe"]>["writable"]>> | undefined;
-    // One table at a time, keys first: their usage refers to them.
-    for await (const { header, lines } of archiveRows(payload, [{ schema: "public", table }])) {
-      if (!sink) {
-        const unknown = header.columns.filter((c) => !live.includes(c));
-        if (unknown.length > 0) {
-          throw new BackupError(
-            `the archive's ${table} has columns this version does not know (${unknown.join(", ")})`,
-          );
-        }
-        // Identifiers come from the archive's COPY line, which only matches [a-z0-9_].
-        sink = await tx
-          .unsafe(`copy public.${table} (${header.columns.join(", ")}) from stdin`)
-          .writable();
-      }
-      if (!sink.write(`${lines.join("\n")}\n`)) await once(sink, "drain");
-    }
-    if (sink) {
-      sink.end();
-      await finished(sink);
-    }
+    await copyTable(tx, payload, table, `public.${table}`);
   }
+  // The audit log is append-only: the backup's entries missing here (a lost
+  // database) come back, and every entry made since the backup stays.
+  await tx`create temp table audit_restore (like audit_log) on commit drop`;
+  await copyTable(tx, payload, "audit_log", "audit_restore");
+  await tx`insert into audit_log select * from audit_restore on conflict (id) do nothing`;
+  await tx`select setval(pg_get_serial_sequence('audit_log', 'id'), coalesce((select max(id) from audit_log), 0) + 1, false)`;
   const checkpoints: Checkpoint[] = [];
   const checkpointRows = archiveRows(payload, [{ schema: "public", table: "usage_checkpoints" }]);
   for await (const { header, lines } of checkpointRows) {
@@ -144,6 +132,29 @@ async function copyFromArchive(tx: Tx, payload: string): Promise<Checkpoint[]> {
     }
   }
   return checkpoints;
+}
+
+/** Streams one table of the archive into `target` with COPY; nothing when the archive lacks it. */
+async function copyTable(tx: Tx, payload: string, table: string, target: string): Promise<void> {
+  const live = await liveColumns(tx, table);
+  let sink: Awaited<ReturnType<ReturnType<Tx["unsafe"]>["writable"]>> | undefined;
+  for await (const { header, lines } of archiveRows(payload, [{ schema: "public", table }])) {
+    if (!sink) {
+      const unknown = header.columns.filter((c) => !live.includes(c));
+      if (unknown.length > 0) {
+        throw new BackupError(
+          `the archive's ${table} has columns this version does not know (${unknown.join(", ")})`,
+        );
+      }
+      // Identifiers come from the archive's COPY line, which only matches [a-z0-9_].
+      sink = await tx.unsafe(`copy ${target} (${header.columns.join(", ")}) from stdin`).writable();
+    }
+    if (!sink.write(`${lines.join("\n")}\n`)) await once(sink, "drain");
+  }
+  if (sink) {
+    sink.end();
+    await finished(sink);
+  }
 }
 
 async function liveColumns(tx: Tx, table: string): Promise<string[]> {
@@ -173,9 +184,18 @@ async function insertLogical(tx: Tx, payload: string, gzip: boolean): Promise<Ch
       }
     } else if (r.type === "checkpoint") {
       checkpoints.push(r.checkpoint);
+    } else if (r.type === "audit") {
+      // Append-only: the backup's entries missing here come back, the rest stay.
+      const e = auditToRow(r.entry);
+      await tx`
+        insert into audit_log (id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes)
+        values (${r.entry.id}, ${e.at}, ${e.actorKind}, ${e.actor}, ${e.action}, ${e.keyId},
+                ${e.keyPrefix}, ${e.keyName}, ${e.changes})
+        on conflict (id) do nothing`;
     }
   }
   if (batch.length > 0) await insertKeys(tx, batch);
+  await tx`select setval(pg_get_serial_sequence('audit_log', 'id'), coalesce((select max(id) from audit_log), 0) + 1, false)`;
   return checkpoints;
 }
 
@@ -195,6 +215,7 @@ async function insertKeys(tx: Tx, rows: KeyExport[]): Promise<void> {
     last_used_at: k.lastUsedAt,
     total_tokens: k.totalTokens,
     total_requests: k.totalRequests,
+    revoked_at: k.revokedAt,
   }));
   await tx`insert into api_keys ${tx(keys, ...KEY_COLUMNS)}`;
   const buckets = rows.flatMap((r) => r.buckets.map((b) => ({ keyId: r.key.id, ...b })));

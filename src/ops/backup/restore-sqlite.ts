@@ -1,4 +1,5 @@
 import { Database } from "bun:sqlite";
+import { auditToRow } from "../../storage/audit-rows.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
 import type { KeyExport } from "../../storage/types.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
@@ -39,15 +40,21 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     db.run("PRAGMA foreign_keys = ON");
     const key = db.query(
       `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at,
-         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests)
+         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests,
+         revoked_at)
        VALUES ($id, $keyHash, $keyPrefix, $name, $tokenLimit, $model, $expiresAt,
-         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests)`,
+         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests,
+         $revokedAt)`,
     );
     const bucket = db.query(
       "INSERT INTO usage_buckets (key_id, bucket_start, tokens, requests) VALUES (?, ?, ?, ?)",
     );
     const checkpoint = db.query(
       "INSERT INTO usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
+    );
+    const audit = db.query(
+      `INSERT INTO audit_log (id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const write = db.transaction((rows: KeyExport[]) => {
       for (const { key: k, buckets } of rows) {
@@ -65,6 +72,19 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
         }
       } else if (r.type === "checkpoint") {
         checkpoint.run(r.checkpoint.instanceId, r.checkpoint.lastSeq, Date.now());
+      } else if (r.type === "audit") {
+        const e = auditToRow(r.entry);
+        audit.run(
+          r.entry.id,
+          e.at,
+          e.actorKind,
+          e.actor,
+          e.action,
+          e.keyId,
+          e.keyPrefix,
+          e.keyName,
+          e.changes,
+        );
       }
     }
     write(batch);
@@ -117,6 +137,12 @@ function replaceTables(db: Database, expected: BackupCounts): Replaced {
     const cols = columns(db, table);
     db.run(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM staged.${table}`);
   }
+  // The audit log is append-only: a restore brings back the backup's entries
+  // that are missing here (a lost database) and keeps every entry made since.
+  const auditCols = columns(db, "audit_log");
+  db.run(
+    `INSERT OR IGNORE INTO main.audit_log (${auditCols}) SELECT ${auditCols} FROM staged.audit_log`,
+  );
   const merged = checkpointsAfterRestore(readCheckpoints("staged"), current);
   const insert = db.query(
     "INSERT INTO main.usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",

@@ -1,15 +1,20 @@
 import { matchesKeyQuery } from "../key-filter.ts";
-import type {
-  BucketUsage,
-  KeyExport,
-  KeyListQuery,
-  KeyPatch,
-  KeyRecord,
-  KeyTotal,
-  NewKey,
-  Storage,
-  UsageBatch,
+import {
+  type AuditEntry,
+  type AuditQuery,
+  type BucketUsage,
+  type KeyExport,
+  type KeyListQuery,
+  type KeyPatch,
+  type KeyRecord,
+  type KeyTotal,
+  type NewAuditEntry,
+  type NewKey,
+  revokedHash,
+  type Storage,
+  type UsageBatch,
 } from "../types.ts";
+import { fromFileAudit, queryAudit, toFileAudit } from "./audit.ts";
 import { KeyDocument } from "./document.ts";
 import type { LockOptions } from "./lock.ts";
 import { expiryToFile, iso, newEntry, type Snapshot } from "./records.ts";
@@ -122,14 +127,80 @@ class FileStorage implements Storage {
     );
   }
 
+  async revokeKey(id: string, now: number): Promise<KeyRecord | null> {
+    const s = this.doc.read();
+    const k = s.records[s.byId.get(id) ?? -1];
+    if (!k || k.revokedAt !== null) return copy(k);
+    return this.changeKey(id, (entry) => {
+      // A legacy id is derived from the hash: pin it before the hash goes.
+      entry.id = id;
+      // A legacy entry's plaintext key goes too: the old gateway must not accept it either.
+      delete entry.key;
+      entry.key_sha256 = revokedHash(id);
+      entry.revoked_at = iso(now);
+      entry.updated_at = iso(now);
+    });
+  }
+
   async deleteKey(id: string): Promise<boolean> {
     const { result } = await this.doc.mutate((draft, current) => {
       const i = current.byId.get(id);
       if (i === undefined) return { result: false, write: false };
       draft.keys.splice(i, 1);
+      if (draft.tollgate_audit) {
+        draft.tollgate_audit = draft.tollgate_audit.map((e) =>
+          e.key_id === id ? { ...e, key_name: null, changes: withoutName(e.changes) } : e,
+        );
+      }
       return { result: true, write: true };
     });
     return result;
+  }
+
+  async appendAudit(entry: NewAuditEntry): Promise<void> {
+    await this.doc.mutate((draft) => {
+      const log = draft.tollgate_audit ?? [];
+      const id = log.reduce((max, e) => Math.max(max, e.id), 0) + 1;
+      draft.tollgate_audit = [...log, toFileAudit(entry, id)];
+      return { result: undefined, write: true };
+    });
+  }
+
+  async listAudit(query: AuditQuery): Promise<{ entries: AuditEntry[]; total: number }> {
+    return queryAudit(this.doc.read().parsed.tollgate_audit ?? [], query);
+  }
+
+  async pruneAudit(before: number, limit: number): Promise<number> {
+    const { result } = await this.doc.mutate((draft) => {
+      const log = draft.tollgate_audit ?? [];
+      const old = new Set(
+        log
+          .filter((e) => e.at < before)
+          .sort((a, b) => a.at - b.at)
+          .slice(0, limit)
+          .map((e) => e.id),
+      );
+      if (old.size === 0) return { result: 0, write: false };
+      draft.tollgate_audit = log.filter((e) => !old.has(e.id));
+      return { result: old.size, write: true };
+    });
+    return result;
+  }
+
+  async *exportAudit(batchSize: number): AsyncIterable<AuditEntry[]> {
+    const log = [...(this.doc.read().parsed.tollgate_audit ?? [])].sort((a, b) => a.id - b.id);
+    for (let i = 0; i < log.length; i += batchSize)
+      yield log.slice(i, i + batchSize).map(fromFileAudit);
+  }
+
+  async importAudit(entries: AuditEntry[]): Promise<void> {
+    await this.doc.mutate((draft) => {
+      draft.tollgate_audit = [
+        ...(draft.tollgate_audit ?? []),
+        ...entries.map((e) => toFileAudit(e, e.id)),
+      ];
+      return { result: undefined, write: entries.length > 0 };
+    });
   }
 
   async countKeys(): Promise<number> {
@@ -266,4 +337,10 @@ function compareIds(a: string, b: string): number {
 
 function copy(k: KeyRecord | undefined): KeyRecord | null {
   return k ? { ...k } : null;
+}
+
+function withoutName<T extends Record<string, unknown> | null | undefined>(changes: T): T {
+  if (!changes || !("name" in changes)) return changes;
+  const { name: _, ...rest } = changes;
+  return rest as T;
 }

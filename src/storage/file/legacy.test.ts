@@ -95,6 +95,7 @@ describe("file storage: a legacy apikeys.json", () => {
       lastUsedAt: T0 - 30 * 60_000,
       totalTokens: BIG * 3,
       totalRequests: 0,
+      revokedAt: null,
     });
     const bob = await s.getKeyByHash(hashKey(BOB));
     expect(bob).toMatchObject({ name: "bob", model: null, lastUsedAt: null, totalTokens: 0 });

@@ -69,6 +69,7 @@ export function toRecord(k: FileKey): KeyRecord {
     lastUsedAt: k.last_used ? Date.parse(k.last_used) : null,
     totalTokens: k.total_lifetime_tokens,
     totalRequests: k.total_requests ?? 0,
+    revokedAt: k.revoked_at ? Date.parse(k.revoked_at) : null,
   };
 }
 

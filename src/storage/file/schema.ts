@@ -24,16 +24,33 @@ export const fileKey = legacyKey
     max_concurrent: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     total_requests: count.optional(),
     updated_at: isoDate.optional(),
+    /** When the key was revoked; its `key_sha256` is then a marker no secret hashes to. */
+    revoked_at: isoDate.optional(),
     rolling_window_cache: legacyRollingCache.extend({ buckets: z.array(fileBucket) }).nullish(),
   })
   .refine((k) => k.key !== undefined || k.key_sha256 !== undefined, {
     message: "has neither `key` nor `key_sha256`",
   });
 
+const fileAuditEntry = z.object({
+  id: count,
+  at: count,
+  actor_kind: z.enum(["cli", "api", "dashboard"]),
+  actor: z.string(),
+  action: z.string(),
+  key_id: z.string().nullable(),
+  key_prefix: z.string().nullable(),
+  key_name: z.string().nullable(),
+  changes: z.record(z.string(), z.unknown()).nullable(),
+});
+export type FileAuditEntry = z.output<typeof fileAuditEntry>;
+
 export const keyFile = legacyFile.extend({
   keys: z.array(fileKey),
   /** Highest usage sequence number applied per gateway instance. */
   tollgate_checkpoints: z.record(z.string(), count).optional(),
+  /** The audit log, oldest first. */
+  tollgate_audit: z.array(fileAuditEntry).optional(),
 });
 
 /** One key entry as parsed: defaults applied, types trusted. */

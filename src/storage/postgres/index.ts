@@ -1,28 +1,33 @@
 import { fileURLToPath } from "node:url";
-import { asc, count, desc, eq, or, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, isNull, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import { keyListWhere } from "../key-filter.ts";
-import type {
-  BucketUsage,
-  ImportOptions,
-  ImportResult,
-  KeyExport,
-  KeyListQuery,
-  KeyPatch,
-  KeyRecord,
-  KeyTotal,
-  NewKey,
-  Storage,
-  UsageBatch,
+import {
+  type AuditEntry,
+  type AuditQuery,
+  type BucketUsage,
+  type ImportOptions,
+  type ImportResult,
+  type KeyExport,
+  type KeyListQuery,
+  type KeyPatch,
+  type KeyRecord,
+  type KeyTotal,
+  type NewAuditEntry,
+  type NewKey,
+  revokedHash,
+  type Storage,
+  type UsageBatch,
 } from "../types.ts";
+import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import type { Db, Sql } from "./database.ts";
 import * as history from "./history.ts";
 import * as schema from "./schema.ts";
 
-const { apiKeys, usageCheckpoints } = schema;
+const { apiKeys, auditLog, usageCheckpoints } = schema;
 
 const MIGRATIONS = fileURLToPath(new URL("../../../migrations/pg", import.meta.url));
 
@@ -71,6 +76,7 @@ const keyColumns = {
   lastUsedAt: apiKeys.lastUsedAt,
   totalTokens: apiKeys.totalTokens,
   totalRequests: apiKeys.totalRequests,
+  revokedAt: apiKeys.revokedAt,
 };
 
 class PostgresStorage implements Storage {
@@ -172,10 +178,33 @@ class PostgresStorage implements Storage {
     return this.changeKey(id, { keyHash, keyPrefix, updatedAt: now });
   }
 
+  /** Announced like any change, so every instance drops the key from its cache at once. */
+  async revokeKey(id: string, now: number): Promise<KeyRecord | null> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(apiKeys)
+        .set({ keyHash: revokedHash(id), revokedAt: now, updatedAt: now })
+        .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+        .returning(keyColumns);
+      if (row) {
+        await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
+        return row;
+      }
+      const [existing] = await tx.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+      return existing ?? null;
+    });
+  }
+
   async deleteKey(id: string): Promise<boolean> {
     return this.db.transaction(async (tx) => {
       const gone = await tx.delete(apiKeys).where(eq(apiKeys.id, id)).returning({ id: apiKeys.id });
-      if (gone.length > 0) await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
+      if (gone.length > 0) {
+        await tx
+          .update(auditLog)
+          .set({ keyName: null, changes: sql`(${auditLog.changes}::jsonb - 'name')::text` })
+          .where(eq(auditLog.keyId, id));
+        await tx.execute(sql`select pg_notify(${KEY_CHANNEL}, ${id})`);
+      }
       return gone.length > 0;
     });
   }
@@ -279,6 +308,26 @@ class PostgresStorage implements Storage {
     // after a reconnect; the key cache's TTL covers notifications lost meanwhile.
     const sub = await this.client.listen(KEY_CHANNEL, (id) => onChange(id));
     return () => sub.unlisten();
+  }
+
+  async appendAudit(entry: NewAuditEntry): Promise<void> {
+    await audit.appendAudit(this.db, entry);
+  }
+
+  async listAudit(query: AuditQuery): Promise<{ entries: AuditEntry[]; total: number }> {
+    return audit.listAudit(this.db, query);
+  }
+
+  async pruneAudit(before: number, limit: number): Promise<number> {
+    return audit.pruneAudit(this.client, before, limit);
+  }
+
+  exportAudit(batchSize: number): AsyncIterable<AuditEntry[]> {
+    return audit.exportAudit(this.db, batchSize);
+  }
+
+  async importAudit(entries: AuditEntry[]): Promise<void> {
+    await audit.importAudit(this.db, entries);
   }
 
   async importKeys(rows: KeyExport[], options: ImportOptions): Promise<ImportResult> {

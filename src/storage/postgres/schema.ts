@@ -1,4 +1,13 @@
-import { bigint, boolean, index, integer, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+} from "drizzle-orm/pg-core";
 
 // Token counts and times are bigint (int8). Times are epoch milliseconds, as
 // in the SQLite schema, so window arithmetic is the same in both dialects.
@@ -23,6 +32,8 @@ export const apiKeys = pgTable(
     lastUsedAt: int8("last_used_at"),
     totalTokens: int8("total_tokens").notNull().default(0),
     totalRequests: int8("total_requests").notNull().default(0),
+    /** Epoch ms the key was revoked; its hash is then a marker no secret hashes to. */
+    revokedAt: int8("revoked_at"),
   },
   (t) => [index("api_keys_name_idx").on(t.name), index("api_keys_prefix_idx").on(t.keyPrefix)],
 );
@@ -51,3 +62,26 @@ export const usageCheckpoints = pgTable("usage_checkpoints", {
   lastSeq: int8("last_seq").notNull(),
   updatedAt: int8("updated_at").notNull(),
 });
+
+/**
+ * Every change to keys and to the data, newest last. Append-only: nothing in
+ * Tollgate edits or deletes an entry, except that purging a key blanks its
+ * name here and retention drops entries past AUDIT_RETENTION_DAYS. Never a
+ * secret or a hash.
+ */
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: int8("at").notNull(),
+    actorKind: text("actor_kind").notNull(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    keyId: text("key_id"),
+    keyPrefix: text("key_prefix"),
+    keyName: text("key_name"),
+    /** JSON: { field: { before, after } }, or details of a data operation. */
+    changes: text("changes"),
+  },
+  (t) => [index("audit_log_at_idx").on(t.at), index("audit_log_key_id_idx").on(t.keyId, t.at)],
+);

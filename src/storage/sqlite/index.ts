@@ -1,30 +1,35 @@
 import { Database } from "bun:sqlite";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { asc, count, desc, eq, or } from "drizzle-orm";
+import { asc, count, desc, eq, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
 import { makePrivateDir, touchPrivate } from "../../util/private-files.ts";
 import { keyListWhere } from "../key-filter.ts";
-import type {
-  BucketUsage,
-  ImportOptions,
-  ImportResult,
-  KeyExport,
-  KeyListQuery,
-  KeyPatch,
-  KeyRecord,
-  KeyTotal,
-  NewKey,
-  Storage,
-  UsageBatch,
+import {
+  type AuditEntry,
+  type AuditQuery,
+  type BucketUsage,
+  type ImportOptions,
+  type ImportResult,
+  type KeyExport,
+  type KeyListQuery,
+  type KeyPatch,
+  type KeyRecord,
+  type KeyTotal,
+  type NewAuditEntry,
+  type NewKey,
+  revokedHash,
+  type Storage,
+  type UsageBatch,
 } from "../types.ts";
+import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import { SqliteUsageHistory } from "./history.ts";
 import * as schema from "./schema.ts";
 import { type Db, prepareStatements, type Statements } from "./statements.ts";
 
-const { apiKeys, usageCheckpoints } = schema;
+const { apiKeys, auditLog, usageCheckpoints } = schema;
 
 // Resolved from this file, not the working directory, so the CLI works from anywhere.
 const MIGRATIONS = fileURLToPath(new URL("../../../migrations/sqlite", import.meta.url));
@@ -143,9 +148,36 @@ class SqliteStorage implements Storage {
     );
   }
 
+  async revokeKey(id: string, now: number): Promise<KeyRecord | null> {
+    return this.sqlite
+      .transaction(() => {
+        const k = this.q.keyById.get({ id });
+        if (!k || k.revokedAt !== null) return k ?? null;
+        return (
+          this.db
+            .update(apiKeys)
+            .set({ keyHash: revokedHash(id), revokedAt: now, updatedAt: now })
+            .where(eq(apiKeys.id, id))
+            .returning()
+            .get() ?? null
+        );
+      })
+      .immediate();
+  }
+
   async deleteKey(id: string): Promise<boolean> {
-    const gone = this.db.delete(apiKeys).where(eq(apiKeys.id, id)).returning().all();
-    return gone.length > 0;
+    return this.sqlite
+      .transaction(() => {
+        const gone = this.db.delete(apiKeys).where(eq(apiKeys.id, id)).returning().all();
+        if (gone.length > 0)
+          this.db
+            .update(auditLog)
+            .set({ keyName: null, changes: sql`json_remove(${auditLog.changes}, '$.name')` })
+            .where(eq(auditLog.keyId, id))
+            .run();
+        return gone.length > 0;
+      })
+      .immediate();
   }
 
   async countKeys(): Promise<number> {
@@ -203,6 +235,26 @@ class SqliteStorage implements Storage {
 
   async checkpoint(instanceId: string): Promise<number> {
     return this.q.checkpoint.get({ instanceId })?.lastSeq ?? 0;
+  }
+
+  async appendAudit(entry: NewAuditEntry): Promise<void> {
+    audit.appendAudit(this.db, entry);
+  }
+
+  async listAudit(query: AuditQuery): Promise<{ entries: AuditEntry[]; total: number }> {
+    return audit.listAudit(this.db, query);
+  }
+
+  async pruneAudit(before: number, limit: number): Promise<number> {
+    return audit.pruneAudit(this.sqlite, before, limit);
+  }
+
+  exportAudit(batchSize: number): AsyncIterable<AuditEntry[]> {
+    return audit.exportAudit(this.db, batchSize);
+  }
+
+  async importAudit(entries: AuditEntry[]): Promise<void> {
+    audit.importAudit(this.sqlite, this.db, entries);
   }
 
   async importKeys(rows: KeyExport[], options: ImportOptions): Promise<ImportResult> {

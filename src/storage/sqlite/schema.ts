@@ -21,6 +21,8 @@ export const apiKeys = sqliteTable(
     lastUsedAt: integer("last_used_at", { mode: "number" }),
     totalTokens: integer("total_tokens", { mode: "number" }).notNull().default(0),
     totalRequests: integer("total_requests", { mode: "number" }).notNull().default(0),
+    /** Epoch ms the key was revoked; its hash is then a marker no secret hashes to. */
+    revokedAt: integer("revoked_at", { mode: "number" }),
   },
   (t) => [index("api_keys_name_idx").on(t.name), index("api_keys_prefix_idx").on(t.keyPrefix)],
 );
@@ -49,3 +51,26 @@ export const usageCheckpoints = sqliteTable("usage_checkpoints", {
   lastSeq: integer("last_seq", { mode: "number" }).notNull(),
   updatedAt: integer("updated_at", { mode: "number" }).notNull().default(sql`(unixepoch() * 1000)`),
 });
+
+/**
+ * Every change to keys and to the data, newest last. Append-only: nothing in
+ * Tollgate edits or deletes an entry, except that purging a key blanks its
+ * name here and retention drops entries past AUDIT_RETENTION_DAYS. Never a
+ * secret or a hash.
+ */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: integer("id", { mode: "number" }).primaryKey({ autoIncrement: true }),
+    at: integer("at", { mode: "number" }).notNull(),
+    actorKind: text("actor_kind").notNull(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    keyId: text("key_id"),
+    keyPrefix: text("key_prefix"),
+    keyName: text("key_name"),
+    /** JSON: { field: { before, after } }, or details of a data operation. */
+    changes: text("changes"),
+  },
+  (t) => [index("audit_log_at_idx").on(t.at), index("audit_log_key_id_idx").on(t.keyId, t.at)],
+);

@@ -89,5 +89,6 @@ export function createAdminApi({ onSessionLost }) {
     deleteKey: (id) => call("DELETE", key(id)),
     keyUsage: (id, query) => call("GET", `${key(id)}/usage?${query}`),
     usage: (query) => call("GET", `/admin/usage?${query}`),
+    audit: (query) => call("GET", `/admin/audit?${new URLSearchParams(query)}`),
   };
 }

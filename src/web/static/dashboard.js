@@ -2,6 +2,7 @@
 // the actions on keys. The session is the server's HttpOnly cookie; the page
 // keeps only the CSRF token, in memory, and asks for it again on every load.
 
+import { createActivity } from "./activity.js";
 import { createAdminApi } from "./admin-api.js";
 import { byId, show } from "./dom.js";
 import { createKeyDetail } from "./key-detail.js";
@@ -36,6 +37,7 @@ const api = createAdminApi({
 });
 const detail = createKeyDetail({ api });
 const totals = createTotals({ api });
+const activity = createActivity({ api });
 const dialogs = createKeyDialogs({
   api,
   announce,
@@ -57,6 +59,7 @@ const table = createKeysTable({
 function reloadAll() {
   void table.load();
   void totals.load();
+  void activity.load();
   void detail.refresh();
 }
 

@@ -23,7 +23,12 @@ export function el(tag, props = {}, ...children) {
 }
 
 /** Badge colour per key status. */
-export const STATUS_CLASS = { active: "badge-ok", expired: "badge-bad", disabled: "badge-warn" };
+export const STATUS_CLASS = {
+  active: "badge-ok",
+  expired: "badge-bad",
+  disabled: "badge-warn",
+  revoked: "badge-bad",
+};
 
 export function byId(id) {
   const node = document.getElementById(id);

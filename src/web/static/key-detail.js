@@ -1,5 +1,6 @@
 // One key in detail: its facts and a chart of its tokens over 5 h, 24 h or 30 d.
 
+import { activityItem } from "./activity.js";
 import { drawUsageChart, rangeSwitch } from "./chart.js";
 import { byId, el, STATUS_CLASS } from "./dom.js";
 import { expiryText, formatDateTime, formatInt, RANGES, rangeQuery } from "./format.js";
@@ -68,6 +69,20 @@ export function createKeyDetail({ api }) {
     chart.replaceChildren();
     if (!dialog.open) dialog.showModal();
     void loadChart();
+    void loadHistory(key);
+  }
+
+  /** The key's own audit entries, newest first. */
+  async function loadHistory(key) {
+    const history = byId("detail-history");
+    history.replaceChildren();
+    try {
+      const page = await api.audit({ key: key.id, limit: 50 });
+      if (current !== key) return;
+      history.replaceChildren(...page.entries.map((e) => activityItem(e, { withKey: false })));
+    } catch (err) {
+      if (err.status !== 401) error.textContent = err.message;
+    }
   }
 
   dialog.addEventListener("close", () => {

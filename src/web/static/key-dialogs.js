@@ -181,7 +181,7 @@ export function createKeyDialogs({ api, onChanged, announce, report }) {
     const sure = await confirmAction({
       title: `Revoke ${key.name}?`,
       message:
-        "The key stops working at once and is deleted with its usage history. This cannot be undone.",
+        "The key stops working at once and cannot be used again. Its usage history stays in every total (filter by status revoked to see it).",
       confirmLabel: "Revoke key",
     });
     if (!sure) return;

@@ -82,9 +82,10 @@ export function createKeysTable({ api, actions }) {
           "div",
           { class: "actions" },
           button("Usage", "detail"),
-          button("Edit", "edit"),
-          button("Rotate", "rotate"),
-          button("Revoke", "revoke", { class: "small danger" }),
+          // A revoked key is kept for its history only: nothing to change.
+          key.status === "revoked" ? null : button("Edit", "edit"),
+          key.status === "revoked" ? null : button("Rotate", "rotate"),
+          key.status === "revoked" ? null : button("Revoke", "revoke", { class: "small danger" }),
         ),
       ),
     );
