@@ -146,6 +146,7 @@ export class KeyCache {
       model: null,
       expiresAt: null,
       maxConcurrent: null,
+      weeklyLimit: null,
       disabled: false,
       createdAt: now,
       updatedAt: now,

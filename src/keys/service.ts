@@ -21,6 +21,13 @@ const maxConcurrent = z
   .min(1, "concurrency must be at least 1")
   .max(2_147_483_647, "concurrency is too large")
   .nullable();
+/** Tokens per rolling 7 days; null = no weekly limit. */
+const weeklyLimit = z
+  .number()
+  .int("weekly limit must be a whole number of tokens")
+  .min(0, "weekly limit must not be negative")
+  .max(Number.MAX_SAFE_INTEGER, "weekly limit is too large")
+  .nullable();
 
 export const createKeyInput = z.object({
   name,
@@ -28,6 +35,7 @@ export const createKeyInput = z.object({
   model: model.default(null),
   expiresAt: expiresAt.default(null),
   maxConcurrent: maxConcurrent.default(null),
+  weeklyLimit: weeklyLimit.default(null),
 });
 export type CreateKeyInput = z.input<typeof createKeyInput>;
 
@@ -38,6 +46,7 @@ export const updateKeyInput = z
     model: model.optional(),
     expiresAt: expiresAt.optional(),
     maxConcurrent: maxConcurrent.optional(),
+    weeklyLimit: weeklyLimit.optional(),
     disabled: z.boolean().optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), "nothing to update");
@@ -83,6 +92,7 @@ export async function createKey(
     model: v.model,
     expiresAt: v.expiresAt,
     maxConcurrent: v.maxConcurrent,
+    weeklyLimit: v.weeklyLimit,
     createdAt: now,
   });
   return { record, secret };

@@ -98,6 +98,7 @@ function legacyToRow(k: LegacyKey): KeyExport {
   const requests = extra.total_requests;
   // The old format has no such field; a file written by Tollgate's file backend may.
   const concurrent = extra.max_concurrent;
+  const weekly = extra.token_limit_per_week;
   return {
     key: {
       id: legacyKeyId(keyHash),
@@ -111,6 +112,8 @@ function legacyToRow(k: LegacyKey): KeyExport {
         Number.isSafeInteger(concurrent) && (concurrent as number) >= 1
           ? (concurrent as number)
           : null,
+      weeklyLimit:
+        Number.isSafeInteger(weekly) && (weekly as number) >= 0 ? (weekly as number) : null,
       disabled: extra.disabled === true,
       createdAt,
       updatedAt: createdAt,

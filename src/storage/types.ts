@@ -10,6 +10,8 @@ export interface KeyRecord {
   expiresAt: number | null;
   /** Requests in flight at once; null = no limit of its own (the gateway default applies). */
   maxConcurrent: number | null;
+  /** Tokens per rolling 7 days; null = no weekly limit. */
+  weeklyLimit: number | null;
   disabled: boolean;
   createdAt: number;
   updatedAt: number;
@@ -27,6 +29,7 @@ export interface NewKey {
   model: string | null;
   expiresAt: number | null;
   maxConcurrent: number | null;
+  weeklyLimit: number | null;
   createdAt: number;
 }
 
@@ -36,6 +39,7 @@ export interface KeyPatch {
   model?: string | null;
   expiresAt?: number | null;
   maxConcurrent?: number | null;
+  weeklyLimit?: number | null;
   disabled?: boolean;
 }
 

@@ -39,9 +39,10 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     db.run("PRAGMA foreign_keys = ON");
     const key = db.query(
       `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at,
-         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests)
+         max_concurrent, token_limit_week, disabled, created_at, updated_at, last_used_at,
+         total_tokens, total_requests)
        VALUES ($id, $keyHash, $keyPrefix, $name, $tokenLimit, $model, $expiresAt,
-         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests)`,
+         $maxConcurrent, $weeklyLimit, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests)`,
     );
     const bucket = db.query(
       "INSERT INTO usage_buckets (key_id, bucket_start, tokens, requests) VALUES (?, ?, ?, ?)",

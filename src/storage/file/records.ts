@@ -63,6 +63,7 @@ export function toRecord(k: FileKey): KeyRecord {
     model: k.model ?? null,
     expiresAt: expiryFromFile(k.expiry_date),
     maxConcurrent: k.max_concurrent ?? null,
+    weeklyLimit: k.token_limit_per_week ?? null,
     disabled: k.disabled ?? false,
     createdAt,
     updatedAt: k.updated_at ? Date.parse(k.updated_at) : createdAt,
@@ -91,6 +92,7 @@ export function newEntry(key: NewKey): RawKey {
   };
   if (key.model !== null) entry.model = key.model;
   if (key.maxConcurrent !== null) entry.max_concurrent = key.maxConcurrent;
+  if (key.weeklyLimit !== null) entry.token_limit_per_week = key.weeklyLimit;
   return entry;
 }
 

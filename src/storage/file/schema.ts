@@ -22,6 +22,8 @@ export const fileKey = legacyKey
     disabled: z.boolean().optional(),
     /** Requests in flight at once; absent = no limit of its own. */
     max_concurrent: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    /** Tokens per rolling 7 days; absent = no weekly limit. */
+    token_limit_per_week: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     total_requests: count.optional(),
     updated_at: isoDate.optional(),
     rolling_window_cache: legacyRollingCache.extend({ buckets: z.array(fileBucket) }).nullish(),

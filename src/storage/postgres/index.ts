@@ -65,6 +65,7 @@ const keyColumns = {
   model: apiKeys.model,
   expiresAt: apiKeys.expiresAt,
   maxConcurrent: apiKeys.maxConcurrent,
+  weeklyLimit: apiKeys.weeklyLimit,
   disabled: apiKeys.disabled,
   createdAt: apiKeys.createdAt,
   updatedAt: apiKeys.updatedAt,

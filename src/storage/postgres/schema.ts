@@ -17,6 +17,7 @@ export const apiKeys = pgTable(
     model: text("model"),
     expiresAt: int8("expires_at"),
     maxConcurrent: integer("max_concurrent"),
+    weeklyLimit: int8("token_limit_week"),
     disabled: boolean("disabled").notNull().default(false),
     createdAt: int8("created_at").notNull(),
     updatedAt: int8("updated_at").notNull(),

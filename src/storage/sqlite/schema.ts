@@ -15,6 +15,7 @@ export const apiKeys = sqliteTable(
     model: text("model"),
     expiresAt: integer("expires_at", { mode: "number" }),
     maxConcurrent: integer("max_concurrent", { mode: "number" }),
+    weeklyLimit: integer("token_limit_week", { mode: "number" }),
     disabled: integer("disabled", { mode: "boolean" }).notNull().default(false),
     createdAt: integer("created_at", { mode: "number" }).notNull(),
     updatedAt: integer("updated_at", { mode: "number" }).notNull(),

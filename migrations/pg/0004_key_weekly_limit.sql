@@ -1,0 +1,1 @@
+ALTER TABLE "api_keys" ADD COLUMN "token_limit_week" bigint;

@@ -1,0 +1,1 @@
+ALTER TABLE `api_keys` ADD `token_limit_week` integer;
