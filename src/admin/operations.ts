@@ -1,6 +1,6 @@
 import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
-import { windowFloor } from "../quota/window.ts";
+import { WEEK_MS, windowFloor } from "../quota/window.ts";
 import type { KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
 import { keyObject, windowUsageOf } from "./key-view.ts";
@@ -22,6 +22,7 @@ export interface NewKeyInput {
   model?: string | null;
   expiresAt?: number | null;
   maxConcurrent?: number | null;
+  weeklyLimit?: number | null;
 }
 
 /** Input problems the key service finds become the API's validation errors. */
@@ -37,8 +38,10 @@ async function validated<T>(run: () => Promise<T>): Promise<T> {
 const notFound = (id: string) => new AdminError("not_found", `no key with id ${id}`);
 
 async function withWindow(storage: Storage, k: KeyRecord, now: number): Promise<KeyObject> {
-  const buckets = await storage.usageSince(k.id, windowFloor(now));
-  return keyObject(k, windowUsageOf(buckets, k.tokenLimit, now), now);
+  const weekly = k.weeklyLimit !== null;
+  const buckets = await storage.usageSince(k.id, windowFloor(now, weekly ? WEEK_MS : undefined));
+  const week = weekly ? windowUsageOf(buckets, k.weeklyLimit ?? 0, now, WEEK_MS) : undefined;
+  return keyObject(k, windowUsageOf(buckets, k.tokenLimit, now), now, week);
 }
 
 /**
@@ -52,11 +55,22 @@ export async function listKeys(deps: AdminDeps, q: ListKeysQuery): Promise<KeyLi
   const ids = page.keys.map((k) => k.id);
   const totals = ids.length ? await deps.storage.usageByKey(windowFloor(now), now + 1, ids) : [];
   const used = new Map(totals.map((t) => [t.keyId, t.tokens]));
+  // Weekly keys' weeks, in one more query (only when the page has any).
+  const weeklyIds = page.keys.filter((k) => k.weeklyLimit !== null).map((k) => k.id);
+  const weekTotals = weeklyIds.length
+    ? await deps.storage.usageByKey(windowFloor(now, WEEK_MS), now + 1, weeklyIds)
+    : [];
+  const weekUsed = new Map(weekTotals.map((t) => [t.keyId, t.tokens]));
   return {
     total: page.total,
     limit: q.limit,
     offset: q.offset,
-    keys: page.keys.map((k) => keyObject(k, { used: used.get(k.id) ?? 0, oldestStart: null }, now)),
+    keys: page.keys.map((k) =>
+      keyObject(k, { used: used.get(k.id) ?? 0, oldestStart: null }, now, {
+        used: weekUsed.get(k.id) ?? 0,
+        oldestStart: null,
+      }),
+    ),
   };
 }
 

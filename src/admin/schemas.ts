@@ -67,6 +67,14 @@ const maxConcurrent = z
       "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
   });
 
+const weeklyLimit = z
+  .number({ error: required("must be a number of tokens, or null") })
+  .int("must be a whole number of tokens")
+  .min(0, "must not be negative (use null for no weekly limit)")
+  .max(Number.MAX_SAFE_INTEGER, "is too large")
+  .nullable()
+  .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" });
+
 export const createKeyBody = z
   .strictObject({
     name,
@@ -74,6 +82,7 @@ export const createKeyBody = z
     model: model.optional(),
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
+    token_limit_per_week: weeklyLimit.optional(),
   })
   .meta({ id: "CreateKey" });
 
@@ -84,11 +93,12 @@ export const updateKeyBody = z
     model: model.optional(),
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
+    token_limit_per_week: weeklyLimit.optional(),
     disabled: z.boolean({ error: required("must be true or false") }).optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), {
     message:
-      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, disabled",
+      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, token_limit_per_week, disabled",
   })
   .meta({ id: "UpdateKey" });
 
@@ -156,6 +166,11 @@ export const keyObject = z
       description:
         "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
     }),
+    token_limit_per_week: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" }),
     disabled: z.boolean(),
     created_at: iso("Creation time"),
     last_used: nullableIso("Last request; null = never used"),
@@ -163,6 +178,9 @@ export const keyObject = z
     total_requests: z.number().int(),
     status: keyStatus,
     usage: keyUsageState,
+    weekly_usage: keyUsageState
+      .nullable()
+      .meta({ description: "The rolling 7-day window; null when the key has no weekly limit" }),
   })
   .meta({ id: "Key" });
 export type KeyObject = z.infer<typeof keyObject>;

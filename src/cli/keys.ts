@@ -42,6 +42,11 @@ export function keysCommand(withStorage: WithStorage): Command {
       "requests the key may have in flight at once (default: DEFAULT_KEY_CONCURRENCY)",
       parseConcurrency,
     )
+    .option(
+      "--weekly-limit <tokens>",
+      "token quota per rolling 7 days as well (default: none)",
+      parseTokens,
+    )
     .option("--json", "print JSON")
     .action(
       (o: {
@@ -50,6 +55,7 @@ export function keysCommand(withStorage: WithStorage): Command {
         model?: string;
         expires?: Expiry;
         concurrency?: number;
+        weeklyLimit?: number;
         json?: boolean;
       }) =>
         withStorage(async (storage) => {
@@ -59,6 +65,7 @@ export function keysCommand(withStorage: WithStorage): Command {
             model: o.model ?? null,
             expiresAt: o.expires?.at ?? null,
             maxConcurrent: o.concurrency ?? null,
+            weeklyLimit: o.weeklyLimit ?? null,
           });
           if (o.json) return printJson(created);
           const { key, ...shown } = created;
@@ -113,6 +120,8 @@ export function keysCommand(withStorage: WithStorage): Command {
               "STATUS",
               "USED (5h)",
               "LIMIT",
+              "USED (7d)",
+              "WEEKLY LIMIT",
               "CONCURRENCY",
               "LIFETIME",
               "EXPIRES",
@@ -124,6 +133,8 @@ export function keysCommand(withStorage: WithStorage): Command {
               k.status,
               String(k.usage.tokens_used_in_current_window),
               String(k.token_limit_per_5h),
+              k.weekly_usage ? String(k.weekly_usage.tokens_used_in_current_window) : "-",
+              k.token_limit_per_week === null ? "none" : String(k.token_limit_per_week),
               k.max_concurrent === null ? "default" : String(k.max_concurrent),
               String(k.total_lifetime_tokens),
               k.expires_at ?? "never",
@@ -149,7 +160,7 @@ export function keysCommand(withStorage: WithStorage): Command {
 
   keys
     .command("update <key>")
-    .description("change a key's name, limit, model, expiry, concurrency or state")
+    .description("change a key's name, limits, model, expiry, concurrency or state")
     .option("--name <name>", "new name")
     .option("--limit <tokens>", "new token quota per 5 hours", parseTokens)
     .option("--model <model>", "force this model (use --no-model to remove the override)")
@@ -161,6 +172,12 @@ export function keysCommand(withStorage: WithStorage): Command {
       parseConcurrency,
     )
     .option("--no-concurrency", "remove the key's own limit (DEFAULT_KEY_CONCURRENCY applies)")
+    .option(
+      "--weekly-limit <tokens>",
+      "new token quota per rolling 7 days (use --no-weekly-limit to remove it)",
+      parseTokens,
+    )
+    .option("--no-weekly-limit", "remove the weekly limit (only the 5-hour one applies)")
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -173,6 +190,7 @@ export function keysCommand(withStorage: WithStorage): Command {
           model?: string | false;
           expires?: Expiry;
           concurrency?: number | boolean;
+          weeklyLimit?: number | boolean;
           disable?: boolean;
           enable?: boolean;
           json?: boolean;
@@ -194,6 +212,12 @@ export function keysCommand(withStorage: WithStorage): Command {
                 ? null
                 : typeof o.concurrency === "number"
                   ? o.concurrency
+                  : undefined,
+            weeklyLimit:
+              o.weeklyLimit === false
+                ? null
+                : typeof o.weeklyLimit === "number"
+                  ? o.weeklyLimit
                   : undefined,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };

@@ -12,11 +12,11 @@ import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
 import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
 import { responseTokens } from "../proxy/usage.ts";
-import { type Admission, admit } from "../quota/admission.ts";
+import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, WINDOW_MS } from "../quota/window.ts";
+import { afterCharge, windowName } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLog, AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
@@ -101,7 +101,7 @@ export function proxyHandler(deps: ProxyDeps) {
     // flight have reserved. Everything from reading the usage to entering
     // the request runs without a pause, so parallel requests see each other.
     const mark = inFlight.mark(key.id);
-    const buckets = await deps.usage.buckets(key.id);
+    const buckets = await deps.usage.buckets(key.id, { spanMs: keySpanMs(key) });
     const concurrency = concurrencyLimitOf(key, config);
     if (concurrency !== null && inFlight.count(key.id) >= concurrency) {
       access.fields.quota = "concurrency";
@@ -117,6 +117,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const decision = admit({
       buckets,
       limit: key.tokenLimit,
+      weeklyLimit: key.weeklyLimit,
       now,
       reservedByOthers: inFlight.reserved(key.id) + inFlight.settledSince(key.id, mark),
       // Only metered endpoints cost tokens; the rest reserve nothing.
@@ -326,15 +327,15 @@ function refusal(
   if (decision.reason === "spent") {
     return new GatewayError(
       "quota_exceeded",
-      `token quota of ${state.limit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
-      quotaExceededHeaders(dialect, state, now, WINDOW_MS),
+      `token quota of ${state.limit} per ${windowName(state.spanMs)} is used up (${state.used} used); it frees up gradually as usage ages out`,
+      quotaExceededHeaders(dialect, state, now, state.spanMs),
     );
   }
   if (decision.reason === "reserved") {
     return new GatewayError(
       "quota_reserved",
       `the rest of this key's token quota (${state.limit - state.used} of ${state.limit}) is reserved by its other requests in flight; retry when they finish`,
-      waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+      waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
     );
   }
   const field = output?.field ?? "max_tokens";
@@ -345,8 +346,8 @@ function refusal(
   const what = `this request may use up to ${decision.needed} tokens (${field} ${output?.named}${output && output.answers > 1 ? ` for each of ${output.answers} answers` : ""}, plus its input estimate), so lower ${field}`;
   return new GatewayError(
     "quota_exceeded",
-    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens remain${advice}`,
-    waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens per ${windowName(state.spanMs)} remain${advice}`,
+    waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
   );
 }
 

@@ -6,6 +6,7 @@ const now = 1_000 * BUCKET_MS;
 const base = (over: Partial<AdmissionRequest>): AdmissionRequest => ({
   buckets: [],
   limit: 1000,
+  weeklyLimit: null,
   now,
   reservedByOthers: 0,
   input: 10,
