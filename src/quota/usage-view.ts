@@ -329,9 +329,39 @@ function applyRead(e: Entry, rows: BucketUsage[], since: number, read: Read): vo
   const floor = windowFloor(read.startedAt, e.spanMs);
   const kept = e.stored.filter((b) => b.bucketStart >= floor && b.bucketStart < since);
   e.stored = kept.concat(rows.map((r) => ({ bucketStart: r.bucketStart, tokens: r.tokens })));
+  if (e.spanMs > WINDOW_MS) e.stored = coarsenOlder(e.stored, windowFloor(read.startedAt));
   e.flushedSince = e.flushedSince.filter(
     (f) => f.flushNo > read.seenFlush || f.bucketStart < since,
   );
   e.loadedAt = read.startedAt;
   e.gen = read.gen;
+}
+
+const HOUR_MS = 60 * 60 * 1000;
+
+/**
+ * A weekly key's buckets older than `before` (the 5-hour floor) merged per
+ * hour, each hour's total kept at the start of its newest 5-minute bucket: at
+ * most 168 entries instead of 2016, so admission sums a week in about the
+ * time it sums 5 hours. Usage so merged ages out of the week with the newest
+ * bucket of its hour, up to 55 minutes late: never early, so the quota only
+ * errs on its own side.
+ */
+export function coarsenOlder(buckets: Bucket[], before: number): Bucket[] {
+  const out: Bucket[] = [];
+  const hours = new Map<number, Bucket>();
+  for (const b of buckets) {
+    if (b.bucketStart >= before) {
+      out.push(b);
+      continue;
+    }
+    const hour = Math.floor(b.bucketStart / HOUR_MS);
+    const h = hours.get(hour);
+    if (!h) hours.set(hour, { bucketStart: b.bucketStart, tokens: b.tokens });
+    else {
+      h.bucketStart = Math.max(h.bucketStart, b.bucketStart);
+      h.tokens += b.tokens;
+    }
+  }
+  return [...hours.values(), ...out];
 }
