@@ -250,7 +250,7 @@ describe("keys through the admin API", () => {
     const resets = Date.parse(String(week.window_resets_at));
     expect(resets - Date.now()).toBeGreaterThan(6.9 * 24 * 3600_000);
     const listed = await gw.admin<{ keys: KeyObj[] }>("GET", "/admin/keys?search=weekly-api");
-    expect((listed.body.keys[0]?.weekly_usage as Json).tokens_used_in_current_window).toBe(16);
+    expect(listed.body.keys[0]?.weekly_usage).toMatchObject({ tokens_used_in_current_window: 16 });
 
     for (const [value, message] of [
       [-1, /^token_limit_per_week: must not be negative/],
