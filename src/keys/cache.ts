@@ -147,6 +147,7 @@ export class KeyCache {
       expiresAt: null,
       maxConcurrent: null,
       weeklyLimit: null,
+      allowedModels: null,
       disabled: false,
       createdAt: now,
       updatedAt: now,

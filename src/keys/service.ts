@@ -29,6 +29,15 @@ const weeklyLimit = z
   .max(Number.MAX_SAFE_INTEGER, "weekly limit is too large")
   .nullable();
 
+/** Model names or glob patterns; an empty list means none of its own (null = any model). */
+const allowedModels = z
+  .array(
+    z.string().trim().min(1, "a model name must not be empty").max(200, "a model name is too long"),
+  )
+  .max(100, "at most 100 models")
+  .nullable()
+  .transform((list) => (list === null || list.length === 0 ? null : [...new Set(list)]));
+
 export const createKeyInput = z.object({
   name,
   tokenLimit: limit,
@@ -36,6 +45,7 @@ export const createKeyInput = z.object({
   expiresAt: expiresAt.default(null),
   maxConcurrent: maxConcurrent.default(null),
   weeklyLimit: weeklyLimit.default(null),
+  allowedModels: allowedModels.default(null),
 });
 export type CreateKeyInput = z.input<typeof createKeyInput>;
 
@@ -47,6 +57,7 @@ export const updateKeyInput = z
     expiresAt: expiresAt.optional(),
     maxConcurrent: maxConcurrent.optional(),
     weeklyLimit: weeklyLimit.optional(),
+    allowedModels: allowedModels.optional(),
     disabled: z.boolean().optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), "nothing to update");
@@ -93,6 +104,7 @@ export async function createKey(
     expiresAt: v.expiresAt,
     maxConcurrent: v.maxConcurrent,
     weeklyLimit: v.weeklyLimit,
+    allowedModels: v.allowedModels,
     createdAt: now,
   });
   return { record, secret };

@@ -63,6 +63,7 @@ export function storageContract(
         expiresAt: null,
         maxConcurrent: null,
         weeklyLimit: null,
+        allowedModels: null,
         disabled: false,
         createdAt: T0,
         lastUsedAt: null,
@@ -80,6 +81,7 @@ export function storageContract(
         expiresAt: null,
         maxConcurrent: null,
         weeklyLimit: null,
+        allowedModels: null,
         createdAt: T0,
       };
       await s.createKey({ ...base, id: "k1", keyHash: "h" });
@@ -159,6 +161,26 @@ export function storageContract(
       await s.updateKey(record.id, { weeklyLimit: 0 }, T0 + 4);
       const rotated = await s.rotateKey(record.id, hashKey("pk_rotw"), "pk_rotw", T0 + 5);
       expect(rotated?.weeklyLimit).toBe(0);
+    });
+
+    test("a key's allowed models are kept, changed and cleared", async () => {
+      const { record, secret } = await createKey(
+        s,
+        { name: "picky", tokenLimit: 10, allowedModels: ["glm-4.*", "glm-5"] },
+        T0,
+      );
+      expect(record.allowedModels).toEqual(["glm-4.*", "glm-5"]);
+      expect((await s.getKeyByHash(hashKey(secret)))?.allowedModels).toEqual(["glm-4.*", "glm-5"]);
+      const listed = await s.listKeys({ limit: 10, offset: 0, now: T0 });
+      expect(listed.keys.map((k) => k.allowedModels)).toEqual([["glm-4.*", "glm-5"]]);
+      const changed = await s.updateKey(record.id, { allowedModels: ["glm-4.6"] }, T0 + 1);
+      expect(changed?.allowedModels).toEqual(["glm-4.6"]);
+      expect((await s.updateKey(record.id, { name: "picky2" }, T0 + 2))?.allowedModels).toEqual([
+        "glm-4.6",
+      ]);
+      const cleared = await s.updateKey(record.id, { allowedModels: null }, T0 + 3);
+      expect(cleared?.allowedModels).toBeNull();
+      expect((await s.getKeyById(record.id))?.allowedModels).toBeNull();
     });
 
     test("findKeys matches id, prefix or name", async () => {

@@ -12,6 +12,8 @@ export interface KeyRecord {
   maxConcurrent: number | null;
   /** Tokens per rolling 7 days; null = no weekly limit. */
   weeklyLimit: number | null;
+  /** Model names or glob patterns the key may ask for; null = any model. */
+  allowedModels: string[] | null;
   disabled: boolean;
   createdAt: number;
   updatedAt: number;
@@ -30,6 +32,7 @@ export interface NewKey {
   expiresAt: number | null;
   maxConcurrent: number | null;
   weeklyLimit: number | null;
+  allowedModels: string[] | null;
   createdAt: number;
 }
 
@@ -40,6 +43,7 @@ export interface KeyPatch {
   expiresAt?: number | null;
   maxConcurrent?: number | null;
   weeklyLimit?: number | null;
+  allowedModels?: string[] | null;
   disabled?: boolean;
 }
 

@@ -44,6 +44,8 @@ const keyLine = z.object({
     maxConcurrent: int.min(1).nullable().default(null),
     // Absent from backups made before keys had a weekly limit.
     weeklyLimit: count.nullable().default(null),
+    // Absent from backups made before keys had a list of allowed models.
+    allowedModels: z.array(z.string()).nullable().default(null),
     disabled: z.boolean(),
     createdAt: int,
     updatedAt: int,

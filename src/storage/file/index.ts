@@ -94,6 +94,8 @@ class FileStorage implements Storage {
       else if (patch.maxConcurrent !== undefined) entry.max_concurrent = patch.maxConcurrent;
       if (patch.weeklyLimit === null) delete entry.token_limit_per_week;
       else if (patch.weeklyLimit !== undefined) entry.token_limit_per_week = patch.weeklyLimit;
+      if (patch.allowedModels === null) delete entry.allowed_models;
+      else if (patch.allowedModels !== undefined) entry.allowed_models = patch.allowedModels;
       if (patch.disabled !== undefined) entry.disabled = patch.disabled;
       entry.updated_at = iso(now);
     });

@@ -64,6 +64,7 @@ export function toRecord(k: FileKey): KeyRecord {
     expiresAt: expiryFromFile(k.expiry_date),
     maxConcurrent: k.max_concurrent ?? null,
     weeklyLimit: k.token_limit_per_week ?? null,
+    allowedModels: k.allowed_models ?? null,
     disabled: k.disabled ?? false,
     createdAt,
     updatedAt: k.updated_at ? Date.parse(k.updated_at) : createdAt,
@@ -93,6 +94,7 @@ export function newEntry(key: NewKey): RawKey {
   if (key.model !== null) entry.model = key.model;
   if (key.maxConcurrent !== null) entry.max_concurrent = key.maxConcurrent;
   if (key.weeklyLimit !== null) entry.token_limit_per_week = key.weeklyLimit;
+  if (key.allowedModels !== null) entry.allowed_models = key.allowedModels;
   return entry;
 }
 

@@ -66,6 +66,7 @@ const keyColumns = {
   expiresAt: apiKeys.expiresAt,
   maxConcurrent: apiKeys.maxConcurrent,
   weeklyLimit: apiKeys.weeklyLimit,
+  allowedModels: apiKeys.allowedModels,
   disabled: apiKeys.disabled,
   createdAt: apiKeys.createdAt,
   updatedAt: apiKeys.updatedAt,

@@ -1,4 +1,13 @@
-import { bigint, boolean, index, integer, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+} from "drizzle-orm/pg-core";
 
 // Token counts and times are bigint (int8). Times are epoch milliseconds, as
 // in the SQLite schema, so window arithmetic is the same in both dialects.
@@ -18,6 +27,8 @@ export const apiKeys = pgTable(
     expiresAt: int8("expires_at"),
     maxConcurrent: integer("max_concurrent"),
     weeklyLimit: int8("token_limit_week"),
+    /** JSON array of model names or glob patterns; null = any model. */
+    allowedModels: jsonb("allowed_models").$type<string[]>(),
     disabled: boolean("disabled").notNull().default(false),
     createdAt: int8("created_at").notNull(),
     updatedAt: int8("updated_at").notNull(),

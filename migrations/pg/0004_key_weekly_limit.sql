@@ -1,1 +1,0 @@
-ALTER TABLE "api_keys" ADD COLUMN "token_limit_week" bigint;

@@ -1,1 +1,0 @@
-ALTER TABLE `api_keys` ADD `token_limit_week` integer;
