@@ -21,6 +21,8 @@ export const errorCodes = {
   },
   key_expired: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   key_disabled: { status: 403, openai: "permission_error", anthropic: "permission_error" },
+  /** The request names a model outside the key's allowed list. */
+  model_not_allowed: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   not_found: { status: 404, openai: "invalid_request_error", anthropic: "not_found_error" },
   request_timeout: {
     status: 408,

@@ -49,6 +49,7 @@ export function keyObject(
     expires_at: iso(k.expiresAt),
     max_concurrent: k.maxConcurrent,
     token_limit_per_week: k.weeklyLimit,
+    allowed_models: k.allowedModels,
     disabled: k.disabled,
     created_at: new Date(k.createdAt).toISOString(),
     last_used: iso(k.lastUsedAt),

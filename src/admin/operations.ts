@@ -23,6 +23,7 @@ export interface NewKeyInput {
   expiresAt?: number | null;
   maxConcurrent?: number | null;
   weeklyLimit?: number | null;
+  allowedModels?: string[] | null;
 }
 
 /** Input problems the key service finds become the API's validation errors. */

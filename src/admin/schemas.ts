@@ -75,6 +75,22 @@ const weeklyLimit = z
   .nullable()
   .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" });
 
+const allowedModels = z
+  .array(
+    z
+      .string({ error: "must be model names" })
+      .trim()
+      .min(1, "must not contain an empty name")
+      .max(200, "must hold names of at most 200 characters"),
+    { error: required("must be a list of model names or glob patterns, or null") },
+  )
+  .max(100, "must hold at most 100 models")
+  .nullable()
+  .meta({
+    description:
+      "Model names or glob patterns (e.g. glm-4.*) the key may use; null or [] = any model. Checked on the model sent upstream, after the key's model override",
+  });
+
 export const createKeyBody = z
   .strictObject({
     name,
@@ -83,6 +99,7 @@ export const createKeyBody = z
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
     token_limit_per_week: weeklyLimit.optional(),
+    allowed_models: allowedModels.optional(),
   })
   .meta({ id: "CreateKey" });
 
@@ -94,11 +111,12 @@ export const updateKeyBody = z
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
     token_limit_per_week: weeklyLimit.optional(),
+    allowed_models: allowedModels.optional(),
     disabled: z.boolean({ error: required("must be true or false") }).optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), {
     message:
-      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, token_limit_per_week, disabled",
+      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, token_limit_per_week, allowed_models, disabled",
   })
   .meta({ id: "UpdateKey" });
 
@@ -171,6 +189,10 @@ export const keyObject = z
       .int()
       .nullable()
       .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" }),
+    allowed_models: z
+      .array(z.string())
+      .nullable()
+      .meta({ description: "Model names or glob patterns the key may use; null = any model" }),
     disabled: z.boolean(),
     created_at: iso("Creation time"),
     last_used: nullableIso("Last request; null = never used"),

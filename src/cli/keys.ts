@@ -7,7 +7,14 @@ import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
 import { CliError, confirm, skipQuestion, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
-import { parseConcurrency, parseExpiry, parseLimit, parseNewExpiry, parseTokens } from "./parse.ts";
+import {
+  parseConcurrency,
+  parseExpiry,
+  parseLimit,
+  parseModels,
+  parseNewExpiry,
+  parseTokens,
+} from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
 
 // Every command runs the admin API's own operation, so `--json` prints what
@@ -47,9 +54,15 @@ export function keysCommand(withStorage: WithStorage): Command {
       "token quota per rolling 7 days as well (default: none)",
       parseTokens,
     )
+    .option(
+      "--models <list>",
+      "models the key may use, comma-separated; globs allowed (e.g. glm-4.*,glm-5)",
+      parseModels,
+    )
     .option("--json", "print JSON")
     .action(
       (o: {
+        models?: string[];
         name: string;
         limit: number;
         model?: string;
@@ -66,6 +79,7 @@ export function keysCommand(withStorage: WithStorage): Command {
             expiresAt: o.expires?.at ?? null,
             maxConcurrent: o.concurrency ?? null,
             weeklyLimit: o.weeklyLimit ?? null,
+            allowedModels: o.models ?? null,
           });
           if (o.json) return printJson(created);
           const { key, ...shown } = created;
@@ -178,6 +192,12 @@ export function keysCommand(withStorage: WithStorage): Command {
       parseTokens,
     )
     .option("--no-weekly-limit", "remove the weekly limit (only the 5-hour one applies)")
+    .option(
+      "--models <list>",
+      "models the key may use, comma-separated, globs allowed ('' or --no-models: any)",
+      parseModels,
+    )
+    .option("--no-models", "let the key use any model again")
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -191,6 +211,7 @@ export function keysCommand(withStorage: WithStorage): Command {
           expires?: Expiry;
           concurrency?: number | boolean;
           weeklyLimit?: number | boolean;
+          models?: string[] | boolean;
           disable?: boolean;
           enable?: boolean;
           json?: boolean;
@@ -219,6 +240,8 @@ export function keysCommand(withStorage: WithStorage): Command {
                 : typeof o.weeklyLimit === "number"
                   ? o.weeklyLimit
                   : undefined,
+            allowedModels:
+              o.models === false ? null : Array.isArray(o.models) ? o.models : undefined,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
           const updated = await ops.updateKey(deps(storage), k.id, patch);

@@ -53,6 +53,7 @@ export function describeKey(k: KeyObject): string {
             : ""),
     ],
     ["model", k.model ?? "(request's model, else the default)"],
+    ["models", k.allowed_models === null ? "(any)" : k.allowed_models.join(", ")],
     ["expires", k.expires_at ?? "never"],
     [
       "in flight",

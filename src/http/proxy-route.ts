@@ -3,6 +3,7 @@ import type { UsageLedger } from "../accounting/ledger.ts";
 import { TrustedProxies } from "../admin/client-address.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
+import { describeAllowed, filterModelList, modelAllowed } from "../keys/allowed-models.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
@@ -96,6 +97,15 @@ export function proxyHandler(deps: ProxyDeps) {
 
     const prepared = await requestBody(req, path, dialect, key, config);
     if (prepared.model) access.fields.model = prepared.model;
+    // Checked on the model that goes upstream: after the key's override and
+    // the default model have applied.
+    if (prepared.model !== undefined && !modelAllowed(key.allowedModels, prepared.model)) {
+      access.fields.quota = "model";
+      throw new GatewayError(
+        "model_not_allowed",
+        `this key may not use the model ${JSON.stringify(prepared.model)}; it may use: ${describeAllowed(key.allowedModels ?? [])}`,
+      );
+    }
 
     // Admission: the window's usage plus what the key's other requests in
     // flight have reserved. Everything from reading the usage to entering
@@ -237,7 +247,12 @@ export function proxyHandler(deps: ProxyDeps) {
       }
 
       // A whole response: read it, charge what it reports, pass it on unchanged.
-      const bytes = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+      let bytes = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+      // The model list shows a key only the models it may use.
+      if (path === "/v1/models" && upstream.ok && key.allowedModels !== null) {
+        bytes = filterModelList(bytes, key.allowedModels);
+        headers.delete("content-length");
+      }
       const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
       charge(tokens);
       metrics.upstreamDuration.observe(

@@ -12,3 +12,30 @@ export function modelAllowed(allowed: readonly string[] | null, model: string): 
 export function describeAllowed(allowed: readonly string[]): string {
   return allowed.join(", ");
 }
+
+/**
+ * An OpenAI model list (`{"object":"list","data":[{"id":…},…]}`) with only
+ * the models the key may use; anything else is returned as it came.
+ */
+export function filterModelList(bytes: Uint8Array, allowed: readonly string[]): Uint8Array {
+  let list: unknown;
+  try {
+    list = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return bytes;
+  }
+  if (
+    typeof list !== "object" ||
+    list === null ||
+    !Array.isArray((list as { data?: unknown }).data)
+  )
+    return bytes;
+  const data = (list as { data: unknown[] }).data.filter(
+    (m) =>
+      typeof m === "object" &&
+      m !== null &&
+      typeof (m as { id?: unknown }).id === "string" &&
+      modelAllowed(allowed, (m as { id: string }).id),
+  );
+  return new TextEncoder().encode(JSON.stringify({ ...list, data }));
+}

@@ -118,7 +118,7 @@ describeInBrowser("dashboard key form in a browser", () => {
   );
 
   test(
-    "weekly limit: set on create, shown in the table and the detail view, refused when bad, emptied on edit",
+    "weekly limit and allowed models: set on create, shown in the table and the detail view, refused when bad, emptied on edit",
     async () => {
       const { page, context, problems } = await newPage(browser, gw.url);
       await signIn(page);
@@ -133,6 +133,7 @@ describeInBrowser("dashboard key form in a browser", () => {
       await page.getByLabel("Name").fill("weekly");
       await page.getByLabel("Tokens per 5 hours").fill("1000");
       await page.getByLabel("Tokens per 7 days").fill("2k");
+      await page.getByLabel("Allowed models").fill("glm-4.6, glm-4.5*");
       await page.getByRole("button", { name: "Create key" }).click();
       await page.getByRole("dialog", { name: "Key created: weekly" }).waitFor();
       gw.secrets.push((await page.locator("#secret-value").textContent()) ?? "");
@@ -143,6 +144,7 @@ describeInBrowser("dashboard key form in a browser", () => {
       await row(page, "weekly").getByRole("button", { name: "Usage weekly" }).click();
       const detail = page.getByRole("dialog", { name: "weekly" });
       await detail.getByText("2,000 tokens", { exact: true }).waitFor();
+      await detail.getByText("glm-4.6, glm-4.5*", { exact: true }).waitFor();
       await detail.getByRole("button", { name: "Close" }).click();
 
       await row(page, "weekly").getByRole("button", { name: "Edit weekly" }).click();
@@ -154,9 +156,17 @@ describeInBrowser("dashboard key form in a browser", () => {
       expect(await weeklyOf("weekly")).toBe(2000);
 
       await field.fill("");
+      expect(await page.getByLabel("Allowed models").inputValue()).toBe("glm-4.6, glm-4.5*");
+      await page.getByLabel("Allowed models").fill("");
       await page.getByRole("button", { name: "Save" }).click();
       await page.getByRole("dialog", { name: "Edit weekly" }).waitFor({ state: "hidden" });
       expect(await weeklyOf("weekly")).toBeNull();
+      const after = await admin<{ keys: Array<ApiKey & { allowed_models: string[] | null }> }>(
+        gw,
+        "GET",
+        "/admin/keys?search=weekly",
+      );
+      expect(after.keys[0]?.allowed_models).toBeNull();
       expect(problems).toEqual([]);
       await context.close();
     },

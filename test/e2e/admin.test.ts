@@ -62,6 +62,7 @@ const KEY_FIELDS = [
   "expires_at",
   "max_concurrent",
   "token_limit_per_week",
+  "allowed_models",
   "disabled",
   "created_at",
   "last_used",
@@ -84,6 +85,7 @@ describe("keys through the admin API", () => {
       max_concurrent: null,
       token_limit_per_week: null,
       weekly_usage: null,
+      allowed_models: null,
       disabled: false,
       last_used: null,
       total_lifetime_tokens: 0,
@@ -279,6 +281,31 @@ describe("keys through the admin API", () => {
     for (const schema of [CreateKey, UpdateKey, Key])
       expect(JSON.stringify(schema?.properties.token_limit_per_week)).toContain("7 days");
     expect(Key?.properties.weekly_usage).toBeDefined();
+  });
+
+  test("allowed models are set, changed, cleared with null or [], and bad lists change nothing", async () => {
+    const k = await create({ name: "models-api", allowed_models: ["glm-4.6", "glm-4.5*"] });
+    expect(k.allowed_models).toEqual(["glm-4.6", "glm-4.5*"]);
+    for (const [value, message] of [
+      ["glm-4.6", /^allowed_models: must be a list of model names or glob patterns, or null$/],
+      [[""], /^allowed_models\.0: must not contain an empty name$/],
+      [[7], /^allowed_models\.0: must be model names$/],
+    ] as const) {
+      const r = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: value });
+      expect(r.status).toBe(400);
+      expect(String((r.body.error as Json).message)).toMatch(message);
+    }
+    expect((await gw.admin("GET", `/admin/keys/${k.id}`)).body.allowed_models).toEqual([
+      "glm-4.6",
+      "glm-4.5*",
+    ]);
+    const changed = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: ["glm-5"] });
+    expect(changed.body.allowed_models).toEqual(["glm-5"]);
+    const emptied = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: [] });
+    expect(emptied.body.allowed_models).toBeNull();
+    await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: ["glm-5"] });
+    const cleared = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: null });
+    expect(cleared.body.allowed_models).toBeNull();
   });
 
   test("list filters by status, model and search, pages, and counts the total", async () => {

@@ -53,6 +53,8 @@ export interface CreateKeyOptions {
   concurrency?: number;
   /** `--weekly-limit`: tokens per rolling 7 days. */
   weeklyLimit?: number;
+  /** `--models`: names or globs, comma-separated. */
+  models?: string;
 }
 
 /** What `keys create --json` prints. */
@@ -373,6 +375,7 @@ export class GatewayProcess {
     if (options.expires !== undefined) args.push("--expires", options.expires);
     if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
     if (options.weeklyLimit !== undefined) args.push("--weekly-limit", String(options.weeklyLimit));
+    if (options.models !== undefined) args.push("--models", options.models);
     args.push("--json");
     const r = await this.cli(args);
     if (r.code !== 0) throw new Error(`keys create failed (${r.code}): ${r.stderr}`);

@@ -56,6 +56,7 @@ export function keyRoutes(
         expiresAt: b.expires_at ?? null,
         maxConcurrent: b.max_concurrent ?? null,
         weeklyLimit: b.token_limit_per_week ?? null,
+        allowedModels: b.allowed_models ?? null,
       });
       return c.json(created, 201);
     },
@@ -96,6 +97,7 @@ export function keyRoutes(
         expiresAt: b.expires_at,
         maxConcurrent: b.max_concurrent,
         weeklyLimit: b.token_limit_per_week,
+        allowedModels: b.allowed_models,
         disabled: b.disabled,
       });
       return c.json(updated, 200);

@@ -17,6 +17,7 @@ function facts(key, now) {
         ]
       : [["Limit per 7 days", "none"]]),
     ["Model override", key.model ?? "none"],
+    ["Allowed models", key.allowed_models ? key.allowed_models.join(", ") : "any"],
     [
       "Concurrent requests",
       key.max_concurrent === null ? "gateway default" : `at most ${formatInt(key.max_concurrent)}`,
