@@ -44,6 +44,10 @@ export const errorCodes = {
   quota_reserved: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   /** The key already has as many requests in flight as it may. */
   concurrency_limit: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
+  /** The upstream has too many requests at once (e.g. Z.AI 1302): retry shortly. */
+  upstream_busy: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
+  /** The upstream plan, shared by every key, is spent until a time (e.g. Z.AI 1308). */
+  upstream_plan_spent: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },
   upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },

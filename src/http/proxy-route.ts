@@ -12,12 +12,13 @@ import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/head
 import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
 import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
+import { classifyRefusal, type Refusal } from "../proxy/upstream-refusals.ts";
 import { responseTokens } from "../proxy/usage.ts";
 import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, windowName } from "../quota/window.ts";
+import { afterCharge, type WindowState, windowName } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLog, AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
@@ -174,23 +175,48 @@ export function proxyHandler(deps: ProxyDeps) {
       if (typeof body === "string") outHeaders.set("content-type", "application/json");
       const sentAt = performance.now();
       const abort = new AbortController();
-      const upstream = await forward({
-        method: req.method,
-        url: upstreamUrl(
-          dialect,
-          bases[dialect],
-          path,
-          url.search,
-          endpoint.endpoint ? "known" : "any",
-        ),
-        headers: outHeaders,
-        body,
-        timeoutMs: config.upstreamTimeoutMs,
-        signal: abort.signal,
-      }).catch((err: unknown) => {
-        if (err instanceof GatewayError) metrics.upstreamErrors.inc({ dialect, reason: err.code });
-        throw err;
-      });
+      const send = () =>
+        forward({
+          method: req.method,
+          url: upstreamUrl(
+            dialect,
+            bases[dialect],
+            path,
+            url.search,
+            endpoint.endpoint ? "known" : "any",
+          ),
+          headers: outHeaders,
+          body,
+          timeoutMs: config.upstreamTimeoutMs,
+          signal: abort.signal,
+        }).catch((err: unknown) => {
+          if (err instanceof GatewayError)
+            metrics.upstreamErrors.inc({ dialect, reason: err.code });
+          throw err;
+        });
+      let upstream = await send();
+      // A 429 of the upstream's own is read and classified: too many requests
+      // at once is tried once more after a short wait; a spent plan, or a
+      // second refusal, becomes the gateway's own 429. Neither is charged.
+      let preread: Uint8Array | undefined;
+      if (upstream.status === 429) {
+        preread = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+        let refusal = classifyRefusal(429, upstream.headers, decode(preread), deps.clock());
+        if (refusal?.kind === "busy" && refusal.waitMs <= BUSY_RETRY_MAX_WAIT_MS) {
+          await Bun.sleep(Math.max(BUSY_RETRY_MIN_MS, refusal.waitMs));
+          upstream = await send();
+          preread = undefined;
+          if (upstream.status === 429) {
+            preread = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+            refusal = classifyRefusal(429, upstream.headers, decode(preread), deps.clock());
+          } else refusal = null;
+        }
+        if (refusal) {
+          access.fields.upstream_refusal = refusal.kind;
+          metrics.upstreamErrors.inc({ dialect, reason: `refused_${refusal.kind}` });
+          throw upstreamRefusal(refusal, dialect, state, deps.clock());
+        }
+      }
       metrics.upstreamTtfb.observe({ dialect }, (performance.now() - sentAt) / 1000);
 
       const headers = clientHeaders(upstream.headers, upstream.status);
@@ -247,7 +273,7 @@ export function proxyHandler(deps: ProxyDeps) {
       }
 
       // A whole response: read it, charge what it reports, pass it on unchanged.
-      let bytes = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+      let bytes = preread ?? (await readWhole(upstream, config.upstreamIdleTimeoutMs, abort));
       // The model list shows a key only the models it may use.
       if (path === "/v1/models" && upstream.ok && key.allowedModels !== null) {
         bytes = filterModelList(bytes, key.allowedModels);
@@ -363,6 +389,47 @@ function refusal(
     "quota_exceeded",
     `${what}: only ${decision.remaining} of the key's ${state.limit} tokens per ${windowName(state.spanMs)} remain${advice}`,
     waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
+  );
+}
+
+/** A busy upstream is tried once more when it names a wait no longer than this. */
+const BUSY_RETRY_MAX_WAIT_MS = 2_000;
+/** The least wait before that one retry. */
+const BUSY_RETRY_MIN_MS = 250;
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/**
+ * The gateway's own 429 for a refusal of the upstream's: it carries the key's
+ * quota headers (untouched: it is not the key's quota) and says whose limit
+ * it is. A spent plan says until when, with `x-should-retry: false`, so the
+ * SDKs and coding agents stop instead of retrying for minutes.
+ */
+function upstreamRefusal(
+  refusal: Refusal,
+  dialect: Dialect,
+  state: WindowState,
+  now: number,
+): GatewayError {
+  const headers = quotaHeaders(dialect, state, now);
+  if (refusal.kind === "busy") {
+    const s = Math.max(1, Math.ceil(refusal.waitMs / 1000));
+    return new GatewayError(
+      "upstream_busy",
+      `the upstream has too many requests at once (${refusal.source}); retry in ${s} s. This is not this key's quota.`,
+      { ...headers, "retry-after": String(s) },
+    );
+  }
+  const until = refusal.until === null ? null : new Date(refusal.until).toISOString();
+  const wait = refusal.until === null ? null : Math.max(1, Math.ceil((refusal.until - now) / 1000));
+  return new GatewayError(
+    "upstream_plan_spent",
+    `the shared upstream plan is spent ${until ? `until ${until}` : "for now"} (${refusal.source}); every key of this gateway waits for it. This is not this key's quota.`,
+    {
+      ...headers,
+      ...(wait === null ? {} : { "retry-after": String(wait) }),
+      "x-should-retry": "false",
+    },
   );
 }
 
