@@ -18,7 +18,7 @@ import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, type WindowState, windowName } from "../quota/window.ts";
+import { afterCharge, WINDOW_MS, type WindowState, windowName } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLog, AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
@@ -387,7 +387,7 @@ function refusal(
   const what = `this request may use up to ${decision.needed} tokens (${field} ${output?.named}${output && output.answers > 1 ? ` for each of ${output.answers} answers` : ""}, plus its input estimate), so lower ${field}`;
   return new GatewayError(
     "quota_exceeded",
-    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens per ${windowName(state.spanMs)} remain${advice}`,
+    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens${state.spanMs === WINDOW_MS ? "" : ` per ${windowName(state.spanMs)}`} remain${advice}`,
     waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
   );
 }
