@@ -21,6 +21,8 @@ export const errorCodes = {
   },
   key_expired: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   key_disabled: { status: 403, openai: "permission_error", anthropic: "permission_error" },
+  /** The request names a model outside the key's allowed list. */
+  model_not_allowed: { status: 403, openai: "permission_error", anthropic: "permission_error" },
   not_found: { status: 404, openai: "invalid_request_error", anthropic: "not_found_error" },
   request_timeout: {
     status: 408,
@@ -42,8 +44,14 @@ export const errorCodes = {
   quota_reserved: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   /** The key already has as many requests in flight as it may. */
   concurrency_limit: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
-  /** Every upstream slot (UPSTREAM_MAX_CONCURRENCY) stayed taken for the whole queue wait. */
+  /**
+   * No upstream slot: every UPSTREAM_MAX_CONCURRENCY slot stayed taken for the
+   * whole queue wait, or the upstream said it has too many requests at once
+   * (e.g. Z.AI 1302). Retry shortly.
+   */
   upstream_busy: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
+  /** The upstream plan, shared by every key, is spent until a time (e.g. Z.AI 1308). */
+  upstream_plan_spent: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
   internal_error: { status: 500, openai: "server_error", anthropic: "api_error" },
   upstream_not_configured: { status: 503, openai: "server_error", anthropic: "api_error" },
   upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },

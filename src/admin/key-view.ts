@@ -1,4 +1,4 @@
-import { type Bucket, WINDOW_MS, windowState } from "../quota/window.ts";
+import { type Bucket, WEEK_MS, WINDOW_MS, windowState } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { KeyObject } from "./schemas.ts";
 
@@ -25,12 +25,25 @@ export interface WindowUsage {
   oldestStart: number | null;
 }
 
-export function windowUsageOf(buckets: Bucket[], limit: number, now: number): WindowUsage {
-  const s = windowState(buckets, limit, now);
+export function windowUsageOf(
+  buckets: Bucket[],
+  limit: number,
+  now: number,
+  spanMs = WINDOW_MS,
+): WindowUsage {
+  const s = windowState(buckets, limit, now, spanMs);
   return { used: s.used, oldestStart: s.used > 0 ? s.oldestStart : null };
 }
 
-export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObject {
+const NOTHING: WindowUsage = { used: 0, oldestStart: null };
+
+/** `week` is the key's weekly window usage (ignored when it has no weekly limit). */
+export function keyObject(
+  k: KeyRecord,
+  usage: WindowUsage,
+  now: number,
+  week: WindowUsage = NOTHING,
+): KeyObject {
   return {
     id: k.id,
     name: k.name,
@@ -39,6 +52,8 @@ export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObj
     model: k.model,
     expires_at: iso(k.expiresAt),
     max_concurrent: k.maxConcurrent,
+    token_limit_per_week: k.weeklyLimit,
+    allowed_models: k.allowedModels,
     disabled: k.disabled,
     created_at: new Date(k.createdAt).toISOString(),
     last_used: iso(k.lastUsedAt),
@@ -51,5 +66,13 @@ export function keyObject(k: KeyRecord, usage: WindowUsage, now: number): KeyObj
       remaining_tokens: Math.max(0, k.tokenLimit - usage.used),
       window_resets_at: usage.oldestStart === null ? null : iso(usage.oldestStart + WINDOW_MS),
     },
+    weekly_usage:
+      k.weeklyLimit === null
+        ? null
+        : {
+            tokens_used_in_current_window: week.used,
+            remaining_tokens: Math.max(0, k.weeklyLimit - week.used),
+            window_resets_at: week.oldestStart === null ? null : iso(week.oldestStart + WEEK_MS),
+          },
   };
 }

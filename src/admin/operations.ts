@@ -2,7 +2,7 @@ import { keyChanges, updateAction } from "../audit/changes.ts";
 import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
 import type { PlanCapacity } from "../quota/plan.ts";
-import { windowFloor } from "../quota/window.ts";
+import { WEEK_MS, windowFloor } from "../quota/window.ts";
 import type { AuditActor, KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
 import { keyObject, windowUsageOf } from "./key-view.ts";
@@ -33,6 +33,8 @@ export interface NewKeyInput {
   model?: string | null;
   expiresAt?: number | null;
   maxConcurrent?: number | null;
+  weeklyLimit?: number | null;
+  allowedModels?: string[] | null;
 }
 
 /** Input problems the key service finds become the API's validation errors. */
@@ -81,8 +83,10 @@ async function existing(deps: AdminDeps, id: string, live = false): Promise<KeyR
 }
 
 async function withWindow(storage: Storage, k: KeyRecord, now: number): Promise<KeyObject> {
-  const buckets = await storage.usageSince(k.id, windowFloor(now));
-  return keyObject(k, windowUsageOf(buckets, k.tokenLimit, now), now);
+  const weekly = k.weeklyLimit !== null;
+  const buckets = await storage.usageSince(k.id, windowFloor(now, weekly ? WEEK_MS : undefined));
+  const week = weekly ? windowUsageOf(buckets, k.weeklyLimit ?? 0, now, WEEK_MS) : undefined;
+  return keyObject(k, windowUsageOf(buckets, k.tokenLimit, now), now, week);
 }
 
 /**
@@ -97,11 +101,22 @@ export async function listKeys(deps: AdminDeps, q: ListKeysQuery): Promise<KeyLi
   const ids = page.keys.map((k) => k.id);
   const totals = ids.length ? await deps.storage.usageByKey(windowFloor(now), now + 1, ids) : [];
   const used = new Map(totals.map((t) => [t.keyId, t.tokens]));
+  // Weekly keys' weeks, in one more query (only when the page has any).
+  const weeklyIds = page.keys.filter((k) => k.weeklyLimit !== null).map((k) => k.id);
+  const weekTotals = weeklyIds.length
+    ? await deps.storage.usageByKey(windowFloor(now, WEEK_MS), now + 1, weeklyIds)
+    : [];
+  const weekUsed = new Map(weekTotals.map((t) => [t.keyId, t.tokens]));
   return {
     total: page.total,
     limit: q.limit,
     offset: q.offset,
-    keys: page.keys.map((k) => keyObject(k, { used: used.get(k.id) ?? 0, oldestStart: null }, now)),
+    keys: page.keys.map((k) =>
+      keyObject(k, { used: used.get(k.id) ?? 0, oldestStart: null }, now, {
+        used: weekUsed.get(k.id) ?? 0,
+        oldestStart: null,
+      }),
+    ),
   };
 }
 

@@ -67,6 +67,30 @@ const maxConcurrent = z
       "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
   });
 
+const weeklyLimit = z
+  .number({ error: required("must be a number of tokens, or null") })
+  .int("must be a whole number of tokens")
+  .min(0, "must not be negative (use null for no weekly limit)")
+  .max(Number.MAX_SAFE_INTEGER, "is too large")
+  .nullable()
+  .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" });
+
+const allowedModels = z
+  .array(
+    z
+      .string({ error: "must be model names" })
+      .trim()
+      .min(1, "must not contain an empty name")
+      .max(200, "must hold names of at most 200 characters"),
+    { error: required("must be a list of model names or glob patterns, or null") },
+  )
+  .max(100, "must hold at most 100 models")
+  .nullable()
+  .meta({
+    description:
+      "Model names or glob patterns (e.g. glm-4.*) the key may use; null or [] = any model. Checked on the model sent upstream, after the key's model override",
+  });
+
 export const createKeyBody = z
   .strictObject({
     name,
@@ -74,6 +98,8 @@ export const createKeyBody = z
     model: model.optional(),
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
+    token_limit_per_week: weeklyLimit.optional(),
+    allowed_models: allowedModels.optional(),
   })
   .meta({ id: "CreateKey" });
 
@@ -84,11 +110,13 @@ export const updateKeyBody = z
     model: model.optional(),
     expires_at: expiresAt.optional(),
     max_concurrent: maxConcurrent.optional(),
+    token_limit_per_week: weeklyLimit.optional(),
+    allowed_models: allowedModels.optional(),
     disabled: z.boolean({ error: required("must be true or false") }).optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), {
     message:
-      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, disabled",
+      "give at least one of name, token_limit_per_5h, model, expires_at, max_concurrent, token_limit_per_week, allowed_models, disabled",
   })
   .meta({ id: "UpdateKey" });
 
@@ -165,6 +193,15 @@ export const keyObject = z
       description:
         "Requests the key may have in flight at once, per gateway instance; null = none of its own (DEFAULT_KEY_CONCURRENCY applies)",
     }),
+    token_limit_per_week: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: "Token quota per rolling 7 days; null = no weekly limit" }),
+    allowed_models: z
+      .array(z.string())
+      .nullable()
+      .meta({ description: "Model names or glob patterns the key may use; null = any model" }),
     disabled: z.boolean(),
     created_at: iso("Creation time"),
     last_used: nullableIso("Last request; null = never used"),
@@ -173,6 +210,9 @@ export const keyObject = z
     status: keyStatus,
     revoked_at: nullableIso("When the key was revoked; null = not revoked"),
     usage: keyUsageState,
+    weekly_usage: keyUsageState
+      .nullable()
+      .meta({ description: "The rolling 7-day window; null when the key has no weekly limit" }),
   })
   .meta({ id: "Key" });
 export type KeyObject = z.infer<typeof keyObject>;

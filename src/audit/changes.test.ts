@@ -12,6 +12,8 @@ const key: KeyRecord = {
   model: null,
   expiresAt: null,
   maxConcurrent: null,
+  weeklyLimit: null,
+  allowedModels: null,
   disabled: false,
   createdAt: T0,
   updatedAt: T0,
@@ -49,5 +51,16 @@ describe("updateAction", () => {
     [{ disabled: { before: false, after: true }, name: { before: "a", after: "b" } }, "key.update"],
   ])("%j is %s", (changes, action) => {
     expect(updateAction(changes)).toBe(action);
+  });
+});
+
+describe("keyChanges on the plan fields", () => {
+  test("a weekly limit and allowed models are audited; an equal list is no change", () => {
+    const after = { ...key, weeklyLimit: 5000, allowedModels: ["glm-4.*"] };
+    expect(keyChanges(key, after)).toEqual({
+      token_limit_per_week: { before: null, after: 5000 },
+      allowed_models: { before: null, after: ["glm-4.*"] },
+    });
+    expect(keyChanges(after, { ...after, allowedModels: ["glm-4.*"] })).toEqual({});
   });
 });

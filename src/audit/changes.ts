@@ -18,6 +18,8 @@ export function auditedFields(k: KeyRecord | null): Record<string, unknown> {
     model: k.model,
     expires_at: iso(k.expiresAt),
     max_concurrent: k.maxConcurrent,
+    token_limit_per_week: k.weeklyLimit,
+    allowed_models: k.allowedModels,
     disabled: k.disabled,
     revoked_at: iso(k.revokedAt),
   };
@@ -31,7 +33,8 @@ export function keyChanges(before: KeyRecord | null, after: KeyRecord | null): F
   for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
     const was = field in a ? a[field] : null;
     const now = field in b ? b[field] : null;
-    if (was !== now) out[field] = { before: was, after: now };
+    // Lists (allowed_models) compare by content.
+    if (JSON.stringify(was) !== JSON.stringify(now)) out[field] = { before: was, after: now };
   }
   return out;
 }

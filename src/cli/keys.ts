@@ -8,7 +8,14 @@ import { resolveKey } from "../keys/service.ts";
 import type { KeyPatch, Storage } from "../storage/types.ts";
 import { CliError, confirm, skipQuestion, type WithStorage } from "./context.ts";
 import { describeKey, printJson, printTable } from "./output.ts";
-import { parseConcurrency, parseExpiry, parseLimit, parseNewExpiry, parseTokens } from "./parse.ts";
+import {
+  parseConcurrency,
+  parseExpiry,
+  parseLimit,
+  parseModels,
+  parseNewExpiry,
+  parseTokens,
+} from "./parse.ts";
 import { keyUsageCommand } from "./usage.ts";
 
 // Every command runs the admin API's own operation, so `--json` prints what
@@ -43,14 +50,26 @@ export function keysCommand(withStorage: WithStorage): Command {
       "requests the key may have in flight at once (default: DEFAULT_KEY_CONCURRENCY)",
       parseConcurrency,
     )
+    .option(
+      "--weekly-limit <tokens>",
+      "token quota per rolling 7 days as well (default: none)",
+      parseTokens,
+    )
+    .option(
+      "--models <list>",
+      "models the key may use, comma-separated; globs allowed (e.g. glm-4.*,glm-5)",
+      parseModels,
+    )
     .option("--json", "print JSON")
     .action(
       (o: {
+        models?: string[];
         name: string;
         limit: number;
         model?: string;
         expires?: Expiry;
         concurrency?: number;
+        weeklyLimit?: number;
         json?: boolean;
       }) =>
         withStorage(async (storage) => {
@@ -62,6 +81,8 @@ export function keysCommand(withStorage: WithStorage): Command {
               model: o.model ?? null,
               expiresAt: o.expires?.at ?? null,
               maxConcurrent: o.concurrency ?? null,
+              weeklyLimit: o.weeklyLimit ?? null,
+              allowedModels: o.models ?? null,
             },
             cliActor(),
           );
@@ -122,6 +143,8 @@ export function keysCommand(withStorage: WithStorage): Command {
               "USED (5h)",
               "LIMIT",
               "CONCURRENCY",
+              "USED (7d)",
+              "WEEKLY LIMIT",
               "LIFETIME",
               "EXPIRES",
             ],
@@ -133,6 +156,8 @@ export function keysCommand(withStorage: WithStorage): Command {
               String(k.usage.tokens_used_in_current_window),
               String(k.token_limit_per_5h),
               k.max_concurrent === null ? "default" : String(k.max_concurrent),
+              k.weekly_usage ? String(k.weekly_usage.tokens_used_in_current_window) : "-",
+              k.token_limit_per_week === null ? "none" : String(k.token_limit_per_week),
               String(k.total_lifetime_tokens),
               k.expires_at ?? "never",
             ]),
@@ -157,7 +182,7 @@ export function keysCommand(withStorage: WithStorage): Command {
 
   keys
     .command("update <key>")
-    .description("change a key's name, limit, model, expiry, concurrency or state")
+    .description("change a key's name, limits, model, expiry, concurrency or state")
     .option("--name <name>", "new name")
     .option("--limit <tokens>", "new token quota per 5 hours", parseTokens)
     .option("--model <model>", "force this model (use --no-model to remove the override)")
@@ -169,6 +194,18 @@ export function keysCommand(withStorage: WithStorage): Command {
       parseConcurrency,
     )
     .option("--no-concurrency", "remove the key's own limit (DEFAULT_KEY_CONCURRENCY applies)")
+    .option(
+      "--weekly-limit <tokens>",
+      "new token quota per rolling 7 days (use --no-weekly-limit to remove it)",
+      parseTokens,
+    )
+    .option("--no-weekly-limit", "remove the weekly limit (only the 5-hour one applies)")
+    .option(
+      "--models <list>",
+      "models the key may use, comma-separated, globs allowed ('' or --no-models: any)",
+      parseModels,
+    )
+    .option("--no-models", "let the key use any model again")
     .option("--disable", "refuse every request made with the key")
     .option("--enable", "accept the key again")
     .option("--json", "print JSON")
@@ -181,6 +218,8 @@ export function keysCommand(withStorage: WithStorage): Command {
           model?: string | false;
           expires?: Expiry;
           concurrency?: number | boolean;
+          weeklyLimit?: number | boolean;
+          models?: string[] | boolean;
           disable?: boolean;
           enable?: boolean;
           json?: boolean;
@@ -203,6 +242,14 @@ export function keysCommand(withStorage: WithStorage): Command {
                 : typeof o.concurrency === "number"
                   ? o.concurrency
                   : undefined,
+            weeklyLimit:
+              o.weeklyLimit === false
+                ? null
+                : typeof o.weeklyLimit === "number"
+                  ? o.weeklyLimit
+                  : undefined,
+            allowedModels:
+              o.models === false ? null : Array.isArray(o.models) ? o.models : undefined,
             disabled: o.disable ? true : o.enable ? false : undefined,
           };
           const updated = await ops.updateKey(deps(storage), k.id, patch, cliActor());

@@ -43,7 +43,17 @@ export function describeKey(k: KeyObject): string {
       `${n(k.usage.tokens_used_in_current_window)}, ${n(k.usage.remaining_tokens)} left` +
         (k.usage.window_resets_at ? `; the oldest frees up at ${k.usage.window_resets_at}` : ""),
     ],
+    [
+      "weekly",
+      k.token_limit_per_week === null || !k.weekly_usage
+        ? "(no weekly limit)"
+        : `${n(k.token_limit_per_week)} tokens per 7 days; ${n(k.weekly_usage.tokens_used_in_current_window)} used, ${n(k.weekly_usage.remaining_tokens)} left` +
+          (k.weekly_usage.window_resets_at
+            ? `; the oldest frees up at ${k.weekly_usage.window_resets_at}`
+            : ""),
+    ],
     ["model", k.model ?? "(request's model, else the default)"],
+    ["models", k.allowed_models === null ? "(any)" : k.allowed_models.join(", ")],
     ["expires", k.expires_at ?? "never"],
     [
       "in flight",

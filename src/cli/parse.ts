@@ -14,6 +14,18 @@ export function parseTokens(value: string): number {
   return n;
 }
 
+/** `--models a,b`: names or globs, comma-separated; '' = none (any model). */
+export function parseModels(value: string): string[] {
+  const models = value
+    .split(",")
+    .map((m) => m.trim())
+    .filter((m) => m !== "");
+  if (models.some((m) => m.length > 200)) {
+    throw new InvalidArgumentError("a model name is at most 200 characters");
+  }
+  return models;
+}
+
 /** Requests in flight at once: a whole number from 1, as the admin API's `max_concurrent`. */
 export function parseConcurrency(value: string): number {
   const v = value.trim();

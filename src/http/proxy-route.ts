@@ -3,6 +3,7 @@ import type { UsageLedger } from "../accounting/ledger.ts";
 import { TrustedProxies } from "../admin/client-address.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
+import { describeAllowed, filterModelList, modelAllowed } from "../keys/allowed-models.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
@@ -11,13 +12,14 @@ import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/head
 import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
 import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
+import { classifyRefusal, type Refusal } from "../proxy/upstream-refusals.ts";
 import { responseTokens } from "../proxy/usage.ts";
-import { type Admission, admit } from "../quota/admission.ts";
+import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
 import type { FairQueue } from "../quota/fair-queue.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, WINDOW_MS } from "../quota/window.ts";
+import { afterCharge, WINDOW_MS, type WindowState, windowName } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import type { AccessLog, AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
@@ -104,12 +106,21 @@ export function proxyHandler(deps: ProxyDeps) {
 
     const prepared = await requestBody(req, path, dialect, key, config);
     if (prepared.model) access.fields.model = prepared.model;
+    // Checked on the model that goes upstream: after the key's override and
+    // the default model have applied.
+    if (prepared.model !== undefined && !modelAllowed(key.allowedModels, prepared.model)) {
+      access.fields.quota = "model";
+      throw new GatewayError(
+        "model_not_allowed",
+        `this key may not use the model ${JSON.stringify(prepared.model)}; it may use: ${describeAllowed(key.allowedModels ?? [])}`,
+      );
+    }
 
     // Admission: the window's usage plus what the key's other requests in
     // flight have reserved. Everything from reading the usage to entering
     // the request runs without a pause, so parallel requests see each other.
     const mark = inFlight.mark(key.id);
-    const buckets = await deps.usage.buckets(key.id);
+    const buckets = await deps.usage.buckets(key.id, { spanMs: keySpanMs(key) });
     const concurrency = concurrencyLimitOf(key, config);
     if (concurrency !== null && inFlight.count(key.id) >= concurrency) {
       access.fields.quota = "concurrency";
@@ -125,6 +136,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const decision = admit({
       buckets,
       limit: key.tokenLimit,
+      weeklyLimit: key.weeklyLimit,
       now,
       reservedByOthers: inFlight.reserved(key.id) + inFlight.settledSince(key.id, mark),
       // Only metered endpoints cost tokens; the rest reserve nothing.
@@ -187,23 +199,48 @@ export function proxyHandler(deps: ProxyDeps) {
       if (typeof body === "string") outHeaders.set("content-type", "application/json");
       const sentAt = performance.now();
       const abort = new AbortController();
-      const upstream = await forward({
-        method: req.method,
-        url: upstreamUrl(
-          dialect,
-          bases[dialect],
-          path,
-          url.search,
-          endpoint.endpoint ? "known" : "any",
-        ),
-        headers: outHeaders,
-        body,
-        timeoutMs: config.upstreamTimeoutMs,
-        signal: abort.signal,
-      }).catch((err: unknown) => {
-        if (err instanceof GatewayError) metrics.upstreamErrors.inc({ dialect, reason: err.code });
-        throw err;
-      });
+      const send = () =>
+        forward({
+          method: req.method,
+          url: upstreamUrl(
+            dialect,
+            bases[dialect],
+            path,
+            url.search,
+            endpoint.endpoint ? "known" : "any",
+          ),
+          headers: outHeaders,
+          body,
+          timeoutMs: config.upstreamTimeoutMs,
+          signal: abort.signal,
+        }).catch((err: unknown) => {
+          if (err instanceof GatewayError)
+            metrics.upstreamErrors.inc({ dialect, reason: err.code });
+          throw err;
+        });
+      let upstream = await send();
+      // A 429 of the upstream's own is read and classified: too many requests
+      // at once is tried once more after a short wait; a spent plan, or a
+      // second refusal, becomes the gateway's own 429. Neither is charged.
+      let preread: Uint8Array | undefined;
+      if (upstream.status === 429) {
+        preread = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+        let refusal = classifyRefusal(429, upstream.headers, decode(preread), deps.clock());
+        if (refusal?.kind === "busy" && refusal.waitMs <= BUSY_RETRY_MAX_WAIT_MS) {
+          await Bun.sleep(Math.max(BUSY_RETRY_MIN_MS, refusal.waitMs));
+          upstream = await send();
+          preread = undefined;
+          if (upstream.status === 429) {
+            preread = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+            refusal = classifyRefusal(429, upstream.headers, decode(preread), deps.clock());
+          } else refusal = null;
+        }
+        if (refusal) {
+          access.fields.upstream_refusal = refusal.kind;
+          metrics.upstreamErrors.inc({ dialect, reason: `refused_${refusal.kind}` });
+          throw upstreamRefusal(refusal, dialect, state, deps.clock());
+        }
+      }
       metrics.upstreamTtfb.observe({ dialect }, (performance.now() - sentAt) / 1000);
 
       const headers = clientHeaders(upstream.headers, upstream.status);
@@ -260,7 +297,12 @@ export function proxyHandler(deps: ProxyDeps) {
       }
 
       // A whole response: read it, charge what it reports, pass it on unchanged.
-      const bytes = await readWhole(upstream, config.upstreamIdleTimeoutMs, abort);
+      let bytes = preread ?? (await readWhole(upstream, config.upstreamIdleTimeoutMs, abort));
+      // The model list shows a key only the models it may use.
+      if (path === "/v1/models" && upstream.ok && key.allowedModels !== null) {
+        bytes = filterModelList(bytes, key.allowedModels);
+        headers.delete("content-length");
+      }
       const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
       charge(tokens);
       metrics.upstreamDuration.observe(
@@ -350,15 +392,15 @@ function refusal(
   if (decision.reason === "spent") {
     return new GatewayError(
       "quota_exceeded",
-      `token quota of ${state.limit} per 5 hours is used up (${state.used} used); it frees up gradually as usage ages out`,
-      quotaExceededHeaders(dialect, state, now, WINDOW_MS),
+      `token quota of ${state.limit} per ${windowName(state.spanMs)} is used up (${state.used} used); it frees up gradually as usage ages out`,
+      quotaExceededHeaders(dialect, state, now, state.spanMs),
     );
   }
   if (decision.reason === "reserved") {
     return new GatewayError(
       "quota_reserved",
       `the rest of this key's token quota (${state.limit - state.used} of ${state.limit}) is reserved by its other requests in flight; retry when they finish`,
-      waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+      waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
     );
   }
   const field = output?.field ?? "max_tokens";
@@ -369,8 +411,49 @@ function refusal(
   const what = `this request may use up to ${decision.needed} tokens (${field} ${output?.named}${output && output.answers > 1 ? ` for each of ${output.answers} answers` : ""}, plus its input estimate), so lower ${field}`;
   return new GatewayError(
     "quota_exceeded",
-    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens remain${advice}`,
-    waitHeaders(dialect, state, now, decision.retryAfterMs, WINDOW_MS),
+    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens${state.spanMs === WINDOW_MS ? "" : ` per ${windowName(state.spanMs)}`} remain${advice}`,
+    waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
+  );
+}
+
+/** A busy upstream is tried once more when it names a wait no longer than this. */
+const BUSY_RETRY_MAX_WAIT_MS = 2_000;
+/** The least wait before that one retry. */
+const BUSY_RETRY_MIN_MS = 250;
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/**
+ * The gateway's own 429 for a refusal of the upstream's: it carries the key's
+ * quota headers (untouched: it is not the key's quota) and says whose limit
+ * it is. A spent plan says until when, with `x-should-retry: false`, so the
+ * SDKs and coding agents stop instead of retrying for minutes.
+ */
+function upstreamRefusal(
+  refusal: Refusal,
+  dialect: Dialect,
+  state: WindowState,
+  now: number,
+): GatewayError {
+  const headers = quotaHeaders(dialect, state, now);
+  if (refusal.kind === "busy") {
+    const s = Math.max(1, Math.ceil(refusal.waitMs / 1000));
+    return new GatewayError(
+      "upstream_busy",
+      `the upstream has too many requests at once (${refusal.source}); retry in ${s} s. This is not this key's quota.`,
+      { ...headers, "retry-after": String(s) },
+    );
+  }
+  const until = refusal.until === null ? null : new Date(refusal.until).toISOString();
+  const wait = refusal.until === null ? null : Math.max(1, Math.ceil((refusal.until - now) / 1000));
+  return new GatewayError(
+    "upstream_plan_spent",
+    `the shared upstream plan is spent ${until ? `until ${until}` : "for now"} (${refusal.source}); every key of this gateway waits for it. This is not this key's quota.`,
+    {
+      ...headers,
+      ...(wait === null ? {} : { "retry-after": String(wait) }),
+      "x-should-retry": "false",
+    },
   );
 }
 

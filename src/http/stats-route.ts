@@ -7,8 +7,9 @@ import { holderUsage } from "../admin/usage.ts";
 import { GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import { maskedKey } from "../keys/secret.ts";
+import { bindingWindow, keySpanMs, windowStates } from "../quota/admission.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { WINDOW_MS, windowState } from "../quota/window.ts";
+import { WEEK_MS, type WindowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
 import type { AccessLogEnv } from "./access-log.ts";
@@ -58,8 +59,12 @@ export function statsHandler(deps: StatsDeps) {
     const mark = deps.usage.readMark();
     // Buckets from a read that began after the totals above were read: the
     // window usage then includes every charge in the totals.
-    const buckets = await deps.usage.buckets(key.id, { readAfter: mark });
-    const state = windowState(buckets, key.tokenLimit, now);
+    const buckets = await deps.usage.buckets(key.id, {
+      readAfter: mark,
+      spanMs: keySpanMs(key),
+    });
+    const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
+    const [state, weekly] = states as [WindowState, WindowState | undefined];
     const pending = deps.ledger.pendingTotals(key.id);
     const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);
     return c.json({
@@ -67,20 +72,28 @@ export function statsHandler(deps: StatsDeps) {
       name: key.name,
       model: key.model ?? deps.defaultModel,
       token_limit_per_5h: key.tokenLimit,
+      token_limit_per_week: key.weeklyLimit,
       expiry_date: iso(key.expiresAt),
       created_at: iso(key.createdAt),
       last_used: lastUsed > 0 ? iso(lastUsed) : null,
       is_expired: key.expiresAt !== null && key.expiresAt <= now,
       is_disabled: key.disabled,
-      current_usage: {
-        tokens_used_in_current_window: state.used,
-        window_started_at: iso(state.oldestStart),
-        window_ends_at: iso(state.oldestStart + WINDOW_MS),
-        remaining_tokens: state.remaining,
-      },
+      current_usage: windowUsage(state),
+      weekly_usage: weekly ? windowUsage(weekly) : null,
+      binding_window: bindingWindow(states).spanMs === WEEK_MS ? "week" : "5h",
       total_lifetime_tokens: key.totalTokens + pending.tokens,
       total_requests: key.totalRequests + pending.requests,
     });
+  };
+}
+
+/** One window as /stats shows it (the old gateway's field names). */
+function windowUsage(s: WindowState) {
+  return {
+    tokens_used_in_current_window: s.used,
+    window_started_at: iso(s.oldestStart),
+    window_ends_at: iso(s.oldestStart + s.spanMs),
+    remaining_tokens: s.remaining,
   };
 }
 

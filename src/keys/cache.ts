@@ -146,6 +146,8 @@ export class KeyCache {
       model: null,
       expiresAt: null,
       maxConcurrent: null,
+      weeklyLimit: null,
+      allowedModels: null,
       disabled: false,
       revokedAt: null,
       createdAt: now,

@@ -21,6 +21,22 @@ const maxConcurrent = z
   .min(1, "concurrency must be at least 1")
   .max(2_147_483_647, "concurrency is too large")
   .nullable();
+/** Tokens per rolling 7 days; null = no weekly limit. */
+const weeklyLimit = z
+  .number()
+  .int("weekly limit must be a whole number of tokens")
+  .min(0, "weekly limit must not be negative")
+  .max(Number.MAX_SAFE_INTEGER, "weekly limit is too large")
+  .nullable();
+
+/** Model names or glob patterns; an empty list means none of its own (null = any model). */
+const allowedModels = z
+  .array(
+    z.string().trim().min(1, "a model name must not be empty").max(200, "a model name is too long"),
+  )
+  .max(100, "at most 100 models")
+  .nullable()
+  .transform((list) => (list === null || list.length === 0 ? null : [...new Set(list)]));
 
 export const createKeyInput = z.object({
   name,
@@ -28,6 +44,8 @@ export const createKeyInput = z.object({
   model: model.default(null),
   expiresAt: expiresAt.default(null),
   maxConcurrent: maxConcurrent.default(null),
+  weeklyLimit: weeklyLimit.default(null),
+  allowedModels: allowedModels.default(null),
 });
 export type CreateKeyInput = z.input<typeof createKeyInput>;
 
@@ -38,6 +56,8 @@ export const updateKeyInput = z
     model: model.optional(),
     expiresAt: expiresAt.optional(),
     maxConcurrent: maxConcurrent.optional(),
+    weeklyLimit: weeklyLimit.optional(),
+    allowedModels: allowedModels.optional(),
     disabled: z.boolean().optional(),
   })
   .refine((p) => Object.values(p).some((v) => v !== undefined), "nothing to update");
@@ -83,6 +103,8 @@ export async function createKey(
     model: v.model,
     expiresAt: v.expiresAt,
     maxConcurrent: v.maxConcurrent,
+    weeklyLimit: v.weeklyLimit,
+    allowedModels: v.allowedModels,
     createdAt: now,
   });
   return { record, secret };

@@ -98,6 +98,8 @@ function legacyToRow(k: LegacyKey): KeyExport {
   const requests = extra.total_requests;
   // The old format has no such field; a file written by Tollgate's file backend may.
   const concurrent = extra.max_concurrent;
+  const weekly = extra.token_limit_per_week;
+  const models = extra.allowed_models;
   return {
     key: {
       id: legacyKeyId(keyHash),
@@ -110,6 +112,12 @@ function legacyToRow(k: LegacyKey): KeyExport {
       maxConcurrent:
         Number.isSafeInteger(concurrent) && (concurrent as number) >= 1
           ? (concurrent as number)
+          : null,
+      weeklyLimit:
+        Number.isSafeInteger(weekly) && (weekly as number) >= 0 ? (weekly as number) : null,
+      allowedModels:
+        Array.isArray(models) && models.length > 0 && models.every((m) => typeof m === "string")
+          ? (models as string[])
           : null,
       disabled: extra.disabled === true,
       createdAt,

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { type AdmissionRequest, admit, RESERVED_RETRY_MS } from "./admission.ts";
-import { BUCKET_MS, WINDOW_MS } from "./window.ts";
+import { BUCKET_MS, WEEK_MS, WINDOW_MS } from "./window.ts";
 
 const now = 1_000 * BUCKET_MS;
 const base = (over: Partial<AdmissionRequest>): AdmissionRequest => ({
   buckets: [],
   limit: 1000,
+  weeklyLimit: null,
   now,
   reservedByOthers: 0,
   input: 10,
@@ -79,5 +80,55 @@ describe("admit", () => {
 
   test("endpoints without output reserve their input only", () => {
     expect(admit(base({ output: null, input: 300 }))).toMatchObject({ ok: true, reservation: 300 });
+  });
+});
+
+describe("admit with a weekly window", () => {
+  const HOUR = 60 * 60 * 1000;
+  // 900 tokens two days ago: outside the 5 hours, inside the week.
+  const old = { bucketStart: now - 48 * HOUR, tokens: 900 };
+
+  test("usage older than 5 hours counts only against the week", () => {
+    expect(admit(base({ buckets: [old], limit: 1000 })).ok).toBe(true);
+    const d = admit(base({ buckets: [old], limit: 1000, weeklyLimit: 900 }));
+    expect(d).toMatchObject({ ok: false, reason: "spent" });
+    if (d.ok) throw new Error("admitted");
+    expect(d.state.spanMs).toBe(WEEK_MS);
+    // Free once the old bucket leaves the week.
+    expect(d.retryAfterMs).toBe(old.bucketStart + WEEK_MS - now);
+  });
+
+  test("what remains is the least either window leaves; the tighter one is shown", () => {
+    const d = admit(base({ buckets: [old], limit: 1000, weeklyLimit: 1000 }));
+    expect(d).toMatchObject({ ok: true, forwardCap: 90, reservation: 100 });
+    expect(d.state).toMatchObject({ spanMs: WEEK_MS, used: 900, remaining: 100 });
+    const loose = admit(base({ buckets: [old], limit: 1000, weeklyLimit: 100_000 }));
+    expect(loose.state).toMatchObject({ spanMs: WINDOW_MS, used: 0, remaining: 1000 });
+  });
+
+  test("when both are spent, the longer wait is the one to honour", () => {
+    const recent = { bucketStart: now - HOUR, tokens: 200 };
+    const d = admit(base({ buckets: [old, recent], limit: 100, weeklyLimit: 1000 }));
+    if (d.ok) throw new Error("admitted");
+    expect(d.state.spanMs).toBe(WEEK_MS);
+    expect(d.retryAfterMs).toBe(old.bucketStart + WEEK_MS - now);
+  });
+
+  test("a cap that does not fit the week waits for the week", () => {
+    const d = admit(
+      base({
+        buckets: [old],
+        limit: 10_000,
+        weeklyLimit: 1000,
+        output: { named: 500, answers: 1 },
+      }),
+    );
+    expect(d).toMatchObject({ ok: false, reason: "cap", remaining: 100, needed: 510 });
+    if (d.ok) throw new Error("admitted");
+    expect(d.retryAfterMs).toBe(old.bucketStart + WEEK_MS - now);
+    const never = admit(
+      base({ buckets: [], limit: 10_000, weeklyLimit: 100, output: { named: 500, answers: 1 } }),
+    );
+    expect(never).toMatchObject({ ok: false, reason: "cap", retryAfterMs: Infinity });
   });
 });

@@ -1,4 +1,11 @@
-import { type Bucket, msUntilUsageAtMost, type WindowState, windowState } from "./window.ts";
+import {
+  type Bucket,
+  msUntilUsageAtMost,
+  WEEK_MS,
+  WINDOW_MS,
+  type WindowState,
+  windowState,
+} from "./window.ts";
 
 // Whether a request may start, and what it reserves of its key's quota. Pure.
 //
@@ -17,6 +24,8 @@ export type CapPolicy = "refuse" | "clamp";
 export interface AdmissionRequest {
   buckets: Iterable<Bucket>;
   limit: number;
+  /** Tokens per rolling 7 days, or null for no weekly window. */
+  weeklyLimit: number | null;
   now: number;
   /** Tokens the key's other requests in flight hold (plus any charged while usage was read). */
   reservedByOthers: number;
@@ -28,6 +37,10 @@ export interface AdmissionRequest {
   /** Output tokens reserved per answer when the request names no cap. */
   defaultOutput: number;
 }
+
+// With a weekly limit too, every window must admit, and what remains is the
+// least either leaves. `state` is then the window that binds first, which the
+// quota headers and Retry-After describe.
 
 export type Admission =
   | {
@@ -59,9 +72,46 @@ export type Admission =
 /** The wait when only other requests' reservations stand in the way: they end soon. */
 export const RESERVED_RETRY_MS = 1000;
 
+/** How far back a key's usage counts: a week when it has a weekly limit. */
+export function keySpanMs(key: { weeklyLimit: number | null }): number {
+  return key.weeklyLimit === null ? WINDOW_MS : WEEK_MS;
+}
+
+/** The key's windows at `now`: the 5-hour one, and the weekly one when it has one. */
+export function windowStates(
+  buckets: Iterable<Bucket>,
+  limit: number,
+  weeklyLimit: number | null,
+  now: number,
+): WindowState[] {
+  const all = [...buckets];
+  const states = [windowState(all, limit, now, WINDOW_MS)];
+  if (weeklyLimit !== null) states.push(windowState(all, weeklyLimit, now, WEEK_MS));
+  return states;
+}
+
+/**
+ * The window that binds first: one that is spent (the one with the longest
+ * wait, as every spent window must free up), else the one with the least
+ * remaining (the 5-hour one on a tie).
+ */
+export function bindingWindow(states: readonly WindowState[]): WindowState {
+  const [first, ...rest] = states;
+  if (!first) throw new Error("a key has at least one window");
+  let best = first;
+  for (const s of rest) {
+    if (!s.allowed) {
+      if (best.allowed || s.retryAfterMs > best.retryAfterMs) best = s;
+    } else if (best.allowed && s.remaining < best.remaining) best = s;
+  }
+  return best;
+}
+
 export function admit(r: AdmissionRequest): Admission {
-  const state = windowState(r.buckets, r.limit, r.now);
-  const remaining = r.limit - state.used - r.reservedByOthers;
+  const buckets = [...r.buckets];
+  const states = windowStates(buckets, r.limit, r.weeklyLimit, r.now);
+  const state = bindingWindow(states);
+  const remaining = Math.min(...states.map((s) => s.limit - s.used)) - r.reservedByOthers;
   if (!state.allowed) {
     return {
       ok: false,
@@ -103,13 +153,21 @@ export function admit(r: AdmissionRequest): Admission {
     return { ok: true, state, reservation: input + room * answers, forwardCap: room };
   }
   const needed = input + named * answers;
-  // Admitted once enough usage ages out (the other requests in flight will
-  // have ended by then); if nothing needs to age out, it is their
-  // reservations that stand in the way, and those go soon.
-  let retryAfterMs =
-    needed > r.limit
-      ? Number.POSITIVE_INFINITY
-      : msUntilUsageAtMost(r.buckets, r.limit - needed, r.now);
+  // Admitted once enough usage ages out of every window (the other requests
+  // in flight will have ended by then); if nothing needs to age out, it is
+  // their reservations that stand in the way, and those go soon.
+  let retryAfterMs = 0;
+  let binding = state;
+  for (const s of states) {
+    const wait =
+      needed > s.limit
+        ? Number.POSITIVE_INFINITY
+        : msUntilUsageAtMost(buckets, s.limit - needed, r.now, s.spanMs);
+    if (wait > retryAfterMs) {
+      retryAfterMs = wait;
+      binding = s;
+    }
+  }
   if (retryAfterMs === 0) retryAfterMs = RESERVED_RETRY_MS;
-  return { ok: false, reason: "cap", state, remaining, needed, retryAfterMs };
+  return { ok: false, reason: "cap", state: binding, remaining, needed, retryAfterMs };
 }

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import type { StorageHealth } from "../storage/health.ts";
 import { fakes, holdQueries, T0 } from "./usage-view.fakes.ts";
-import { UsageView } from "./usage-view.ts";
-import { windowUsage } from "./window.ts";
+import { coarsenOlder, UsageView } from "./usage-view.ts";
+import { WEEK_MS, windowUsage } from "./window.ts";
 
 // A key's usage as admission sees it, read by the request itself: no
 // background rounds, or their settings as requests see them. The rounds are
@@ -157,5 +157,52 @@ describe("UsageView", () => {
     await view.buckets("k", { readAfter: mark });
     expect(f.db.queries).toBe(3);
     view.stop();
+  });
+});
+
+describe("UsageView for a weekly key", () => {
+  const HOUR = 60 * 60 * 1000;
+  const BUCKET = 5 * 60 * 1000;
+
+  test("reads a week back, keeps older hours merged, and never ages usage out early", async () => {
+    const f = fakes();
+    const now = T0;
+    const view = new UsageView(f.storage, f.ledgerLike, () => now, 1000);
+    // Two days ago, a whole hour of 5-minute buckets; and one bucket now.
+    const hourStart = T0 - 48 * HOUR;
+    f.db.rows = [
+      ...Array.from({ length: 12 }, (_, i) => ({
+        bucketStart: hourStart + i * BUCKET,
+        tokens: 10,
+        requests: 1,
+      })),
+      { bucketStart: T0, tokens: 7, requests: 1 },
+    ];
+    // A 5-hour key does not see the old hour.
+    expect(windowUsage(await view.buckets("plain"), now)).toBe(7);
+    const week = await view.buckets("weekly", { spanMs: WEEK_MS });
+    expect(windowUsage(week, now, WEEK_MS)).toBe(127);
+    expect(windowUsage(week, now)).toBe(7);
+    // The old hour is one entry, kept at its newest bucket's start.
+    expect(week).toContainEqual({ bucketStart: hourStart + 11 * BUCKET, tokens: 120 });
+    expect(week.length).toBe(2);
+    // A key that gains a weekly limit is read again, a week back.
+    expect(windowUsage(await view.buckets("plain", { spanMs: WEEK_MS }), now, WEEK_MS)).toBe(127);
+  });
+
+  test("coarsenOlder merges only what is older than the floor", () => {
+    const floor = T0 - 5 * HOUR;
+    const merged = coarsenOlder(
+      [
+        { bucketStart: floor - HOUR, tokens: 1 },
+        { bucketStart: floor - HOUR + BUCKET, tokens: 2 },
+        { bucketStart: floor + BUCKET, tokens: 4 },
+      ],
+      floor,
+    );
+    expect(merged).toEqual([
+      { bucketStart: floor - HOUR + BUCKET, tokens: 3 },
+      { bucketStart: floor + BUCKET, tokens: 4 },
+    ]);
   });
 });

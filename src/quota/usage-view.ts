@@ -4,7 +4,18 @@ import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "./window.ts";
 
+/**
+ * How often a background round re-reads the part of a weekly key's window
+ * older than 5 hours (2016 buckets a key at most; rounds in between read the
+ * last 5 hours as for any key). Those buckets change only when a journal is
+ * replayed after an outage, so a minute's staleness there costs nothing
+ * in practice, where re-reading a week every second would.
+ */
+export const WEEK_FULL_MS = 60_000;
+
 interface Entry {
+  /** How far back its usage counts (WINDOW_MS, or WEEK_MS for a weekly key). */
+  spanMs: number;
   /** The database's buckets for the key, as of the last load. */
   stored: Bucket[];
   /** When the read last applied started (its recent buckets are that fresh). */
@@ -64,6 +75,7 @@ export class UsageView {
   private timer: ReturnType<typeof setInterval> | undefined;
   private round: Promise<void> | undefined;
   private lastFullAt = -Infinity;
+  private lastWeekFullAt = -Infinity;
   /** Keys used lately (a round drops them once idle, use adds them back): what a round reads. */
   private readonly active = new Set<string>();
   /**
@@ -92,11 +104,21 @@ export class UsageView {
    * after the mark was taken: for a caller that shows the buckets beside
    * figures it has just read from the database itself.
    */
-  async buckets(keyId: string, options: { readAfter?: number } = {}): Promise<Bucket[]> {
+  async buckets(
+    keyId: string,
+    options: { readAfter?: number; spanMs?: number } = {},
+  ): Promise<Bucket[]> {
     const now = this.clock();
+    const spanMs = options.spanMs ?? WINDOW_MS;
     let e = this.entries.get(keyId);
+    if (e && e.spanMs < spanMs) {
+      // The key gained a weekly limit: what it holds covers too short a span.
+      this.entries.delete(keyId);
+      e = undefined;
+    }
     if (!e) {
       e = {
+        spanMs,
         stored: [],
         loadedAt: -Infinity,
         gen: 0,
@@ -216,23 +238,34 @@ export class UsageView {
     }
     if (targets.length === 0) return;
     const full = now - this.lastFullAt >= opts.fullMs;
+    const weekFull = full && now - this.lastWeekFullAt >= WEEK_FULL_MS;
     const since = full
       ? windowFloor(now)
       : Math.max(windowFloor(now), bucketStartOf(now) - BUCKET_MS);
+    // Weekly keys' older buckets are re-read only now and then (WEEK_FULL_MS).
+    const sinceOf = (e: Entry) => (weekFull ? windowFloor(now, e.spanMs) : since);
+    const groups = new Map<number, string[]>();
+    for (const [id, e] of targets) {
+      const from = sinceOf(e);
+      const ids = groups.get(from);
+      if (ids) ids.push(id);
+      else groups.set(from, [id]);
+    }
     const read = this.beginRead();
-    let rows: Map<string, BucketUsage[]>;
+    const rows = new Map<string, BucketUsage[]>();
     try {
-      rows = await this.storage.usageSinceMany(
-        targets.map(([id]) => id),
-        since,
+      const answers = await Promise.all(
+        [...groups].map(([from, ids]) => this.storage.usageSinceMany(ids, from)),
       );
+      for (const answer of answers) for (const [id, r] of answer) rows.set(id, r);
     } catch (err) {
       if (this.epoch === epoch) this.health?.reportFailure(err);
       return;
     }
     if (full) this.lastFullAt = Math.max(this.lastFullAt, read.startedAt);
+    if (weekFull) this.lastWeekFullAt = Math.max(this.lastWeekFullAt, read.startedAt);
     for (const [id, e] of targets)
-      if (this.entries.get(id) === e) applyRead(e, rows.get(id) ?? [], since, read);
+      if (this.entries.get(id) === e) applyRead(e, rows.get(id) ?? [], sinceOf(e), read);
   }
 
   /**
@@ -264,7 +297,7 @@ export class UsageView {
   private load(keyId: string, e: Entry): Promise<void> {
     e.loading ??= (async () => {
       const read = this.beginRead();
-      const since = windowFloor(read.startedAt);
+      const since = windowFloor(read.startedAt, e.spanMs);
       try {
         applyRead(e, await this.storage.usageSince(keyId, since), since, read);
       } catch (err) {
@@ -293,12 +326,42 @@ export class UsageView {
  */
 function applyRead(e: Entry, rows: BucketUsage[], since: number, read: Read): void {
   if (read.gen <= e.gen) return;
-  const floor = windowFloor(read.startedAt);
+  const floor = windowFloor(read.startedAt, e.spanMs);
   const kept = e.stored.filter((b) => b.bucketStart >= floor && b.bucketStart < since);
   e.stored = kept.concat(rows.map((r) => ({ bucketStart: r.bucketStart, tokens: r.tokens })));
+  if (e.spanMs > WINDOW_MS) e.stored = coarsenOlder(e.stored, windowFloor(read.startedAt));
   e.flushedSince = e.flushedSince.filter(
     (f) => f.flushNo > read.seenFlush || f.bucketStart < since,
   );
   e.loadedAt = read.startedAt;
   e.gen = read.gen;
+}
+
+const HOUR_MS = 60 * 60 * 1000;
+
+/**
+ * A weekly key's buckets older than `before` (the 5-hour floor) merged per
+ * hour, each hour's total kept at the start of its newest 5-minute bucket: at
+ * most 168 entries instead of 2016, so admission sums a week in about the
+ * time it sums 5 hours. Usage so merged ages out of the week with the newest
+ * bucket of its hour, up to 55 minutes late: never early, so the quota only
+ * errs on its own side.
+ */
+export function coarsenOlder(buckets: Bucket[], before: number): Bucket[] {
+  const out: Bucket[] = [];
+  const hours = new Map<number, Bucket>();
+  for (const b of buckets) {
+    if (b.bucketStart >= before) {
+      out.push(b);
+      continue;
+    }
+    const hour = Math.floor(b.bucketStart / HOUR_MS);
+    const h = hours.get(hour);
+    if (!h) hours.set(hour, { bucketStart: b.bucketStart, tokens: b.tokens });
+    else {
+      h.bucketStart = Math.max(h.bucketStart, b.bucketStart);
+      h.tokens += b.tokens;
+    }
+  }
+  return [...hours.values(), ...out];
 }

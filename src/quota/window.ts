@@ -2,10 +2,17 @@
 //
 // Usage is kept in 5-minute buckets. A bucket counts towards the window while
 // it started less than 5 hours ago, so usage ages out bucket by bucket,
-// exactly 5 hours after the bucket it fell in started.
+// exactly 5 hours after the bucket it fell in started. A key may also have a
+// weekly window: the same rule over 7 days (`spanMs` = WEEK_MS).
 
 export const BUCKET_MS = 5 * 60 * 1000;
 export const WINDOW_MS = 5 * 60 * 60 * 1000;
+export const WEEK_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** The window's length in words, for messages. */
+export function windowName(spanMs: number): string {
+  return spanMs === WEEK_MS ? "7 days" : "5 hours";
+}
 
 export interface Bucket {
   bucketStart: number;
@@ -17,25 +24,29 @@ export function bucketStartOf(t: number): number {
 }
 
 /** Oldest bucket start still inside the window at `now`. */
-export function windowFloor(now: number): number {
-  return now - WINDOW_MS + 1;
+export function windowFloor(now: number, spanMs = WINDOW_MS): number {
+  return now - spanMs + 1;
 }
 
-export function inWindow(bucketStart: number, now: number): boolean {
-  return bucketStart >= windowFloor(now) && bucketStart <= now;
+export function inWindow(bucketStart: number, now: number, spanMs = WINDOW_MS): boolean {
+  return bucketStart >= windowFloor(now, spanMs) && bucketStart <= now;
 }
 
-export function windowUsage(buckets: Iterable<Bucket>, now: number): number {
+export function windowUsage(buckets: Iterable<Bucket>, now: number, spanMs = WINDOW_MS): number {
   let sum = 0;
-  for (const b of buckets) if (inWindow(b.bucketStart, now)) sum += b.tokens;
+  for (const b of buckets) if (inWindow(b.bucketStart, now, spanMs)) sum += b.tokens;
   return sum;
 }
 
 /** Buckets in the window, merged by start and sorted oldest first. */
-export function windowBuckets(buckets: Iterable<Bucket>, now: number): Bucket[] {
+export function windowBuckets(
+  buckets: Iterable<Bucket>,
+  now: number,
+  spanMs = WINDOW_MS,
+): Bucket[] {
   const merged = new Map<number, number>();
   for (const b of buckets) {
-    if (b.tokens === 0 || !inWindow(b.bucketStart, now)) continue;
+    if (b.tokens === 0 || !inWindow(b.bucketStart, now, spanMs)) continue;
     merged.set(b.bucketStart, (merged.get(b.bucketStart) ?? 0) + b.tokens);
   }
   return [...merged]
@@ -44,6 +55,8 @@ export function windowBuckets(buckets: Iterable<Bucket>, now: number): Bucket[] 
 }
 
 export interface WindowState {
+  /** The window's length: WINDOW_MS (5 hours) or WEEK_MS. */
+  spanMs: number;
   limit: number;
   used: number;
   remaining: number;
@@ -61,23 +74,29 @@ export interface WindowState {
  * A request is admitted while usage < limit. When it is not, the wait is until
  * the oldest buckets have aged out far enough to bring usage under the limit.
  */
-export function windowState(buckets: Iterable<Bucket>, limit: number, now: number): WindowState {
-  const inside = windowBuckets(buckets, now);
+export function windowState(
+  buckets: Iterable<Bucket>,
+  limit: number,
+  now: number,
+  spanMs = WINDOW_MS,
+): WindowState {
+  const inside = windowBuckets(buckets, now, spanMs);
   let used = 0;
   for (const b of inside) used += b.tokens;
   const allowed = used < limit;
   // A limit of 0 never admits anything: no wait helps (0, as "unknown").
-  const wait = allowed ? 0 : untilAtMost(inside, used, limit - 1, now);
+  const wait = allowed ? 0 : untilAtMost(inside, used, limit - 1, now, spanMs);
   const retryAfterMs = Number.isFinite(wait) ? wait : 0;
   const newest = inside.at(-1);
   const oldest = inside[0];
   return {
+    spanMs,
     limit,
     used,
     remaining: Math.max(0, limit - used),
     allowed,
     retryAfterMs: Math.max(0, retryAfterMs),
-    resetAt: newest ? newest.bucketStart + WINDOW_MS : now,
+    resetAt: newest ? newest.bucketStart + spanMs : now,
     oldestStart: oldest ? oldest.bucketStart : now,
   };
 }
@@ -87,23 +106,34 @@ export function windowState(buckets: Iterable<Bucket>, limit: number, now: numbe
  * `used`) have aged out far enough that usage is at most `target`; 0 when it
  * already is, Infinity when it never will be (a negative target).
  */
-function untilAtMost(inside: readonly Bucket[], used: number, target: number, now: number): number {
+function untilAtMost(
+  inside: readonly Bucket[],
+  used: number,
+  target: number,
+  now: number,
+  spanMs: number,
+): number {
   if (used <= target) return 0;
   if (target < 0) return Number.POSITIVE_INFINITY;
   let left = used;
   for (const b of inside) {
     left -= b.tokens;
-    if (left <= target) return Math.max(0, b.bucketStart + WINDOW_MS - now);
+    if (left <= target) return Math.max(0, b.bucketStart + spanMs - now);
   }
   return Number.POSITIVE_INFINITY;
 }
 
 /** Ms until the window's usage is at most `target` (Infinity if it never will be). */
-export function msUntilUsageAtMost(buckets: Iterable<Bucket>, target: number, now: number): number {
-  const inside = windowBuckets(buckets, now);
+export function msUntilUsageAtMost(
+  buckets: Iterable<Bucket>,
+  target: number,
+  now: number,
+  spanMs = WINDOW_MS,
+): number {
+  const inside = windowBuckets(buckets, now, spanMs);
   let used = 0;
   for (const b of inside) used += b.tokens;
-  return untilAtMost(inside, used, target, now);
+  return untilAtMost(inside, used, target, now, spanMs);
 }
 
 /** The state once a response that cost `tokens` at `now` is charged. */
@@ -114,7 +144,7 @@ export function afterCharge(state: WindowState, tokens: number, now: number): Wi
     ...state,
     used,
     remaining: Math.max(0, state.limit - used),
-    resetAt: Math.max(state.resetAt, bucketStartOf(now) + WINDOW_MS),
+    resetAt: Math.max(state.resetAt, bucketStartOf(now) + state.spanMs),
     oldestStart: state.used === 0 ? bucketStartOf(now) : state.oldestStart,
   };
 }

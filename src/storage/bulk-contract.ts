@@ -17,6 +17,8 @@ export function exportRow(i: number, buckets = 2): KeyExport {
       model: i % 2 ? "glm-4.5" : null,
       expiresAt: i % 3 ? T0 + i : null,
       maxConcurrent: i % 2 ? null : 1 + (i % 7),
+      weeklyLimit: i % 3 ? null : 5000 + i,
+      allowedModels: i % 4 ? null : ["glm-4.*", `model-${i}`],
       disabled: i % 5 === 0,
       createdAt: T0 + i,
       updatedAt: T0 + i,

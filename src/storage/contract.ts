@@ -63,6 +63,8 @@ export function storageContract(
         model: null,
         expiresAt: null,
         maxConcurrent: null,
+        weeklyLimit: null,
+        allowedModels: null,
         disabled: false,
         createdAt: T0,
         lastUsedAt: null,
@@ -79,6 +81,8 @@ export function storageContract(
         model: null,
         expiresAt: null,
         maxConcurrent: null,
+        weeklyLimit: null,
+        allowedModels: null,
         createdAt: T0,
       };
       await s.createKey({ ...base, id: "k1", keyHash: "h" });
@@ -136,6 +140,48 @@ export function storageContract(
       await s.updateKey(record.id, { maxConcurrent: 2 }, T0 + 4);
       const rotated = await s.rotateKey(record.id, hashKey("pk_rot"), "pk_rot", T0 + 5);
       expect(rotated?.maxConcurrent).toBe(2);
+    });
+
+    test("a key's weekly limit is kept, changed and removed", async () => {
+      const { record, secret } = await createKey(
+        s,
+        { name: "weekly", tokenLimit: 10, weeklyLimit: 5_000_000_000 },
+        T0,
+      );
+      expect(record.weeklyLimit).toBe(5_000_000_000);
+      expect((await s.getKeyByHash(hashKey(secret)))?.weeklyLimit).toBe(5_000_000_000);
+      const listed = await s.listKeys({ limit: 10, offset: 0, now: T0 });
+      expect(listed.keys.map((k) => k.weeklyLimit)).toEqual([5_000_000_000]);
+
+      const lowered = await s.updateKey(record.id, { weeklyLimit: 70 }, T0 + 1);
+      expect(lowered).toMatchObject({ weeklyLimit: 70, name: "weekly", tokenLimit: 10 });
+      expect((await s.updateKey(record.id, { tokenLimit: 20 }, T0 + 2))?.weeklyLimit).toBe(70);
+      const removed = await s.updateKey(record.id, { weeklyLimit: null }, T0 + 3);
+      expect(removed?.weeklyLimit).toBeNull();
+      expect((await s.getKeyById(record.id))?.weeklyLimit).toBeNull();
+      await s.updateKey(record.id, { weeklyLimit: 0 }, T0 + 4);
+      const rotated = await s.rotateKey(record.id, hashKey("pk_rotw"), "pk_rotw", T0 + 5);
+      expect(rotated?.weeklyLimit).toBe(0);
+    });
+
+    test("a key's allowed models are kept, changed and cleared", async () => {
+      const { record, secret } = await createKey(
+        s,
+        { name: "picky", tokenLimit: 10, allowedModels: ["glm-4.*", "glm-5"] },
+        T0,
+      );
+      expect(record.allowedModels).toEqual(["glm-4.*", "glm-5"]);
+      expect((await s.getKeyByHash(hashKey(secret)))?.allowedModels).toEqual(["glm-4.*", "glm-5"]);
+      const listed = await s.listKeys({ limit: 10, offset: 0, now: T0 });
+      expect(listed.keys.map((k) => k.allowedModels)).toEqual([["glm-4.*", "glm-5"]]);
+      const changed = await s.updateKey(record.id, { allowedModels: ["glm-4.6"] }, T0 + 1);
+      expect(changed?.allowedModels).toEqual(["glm-4.6"]);
+      expect((await s.updateKey(record.id, { name: "picky2" }, T0 + 2))?.allowedModels).toEqual([
+        "glm-4.6",
+      ]);
+      const cleared = await s.updateKey(record.id, { allowedModels: null }, T0 + 3);
+      expect(cleared?.allowedModels).toBeNull();
+      expect((await s.getKeyById(record.id))?.allowedModels).toBeNull();
     });
 
     test("findKeys matches id, prefix or name", async () => {

@@ -10,6 +10,10 @@ export interface KeyRecord {
   expiresAt: number | null;
   /** Requests in flight at once; null = no limit of its own (the gateway default applies). */
   maxConcurrent: number | null;
+  /** Tokens per rolling 7 days; null = no weekly limit. */
+  weeklyLimit: number | null;
+  /** Model names or glob patterns the key may ask for; null = any model. */
+  allowedModels: string[] | null;
   disabled: boolean;
   createdAt: number;
   updatedAt: number;
@@ -38,6 +42,8 @@ export interface NewKey {
   model: string | null;
   expiresAt: number | null;
   maxConcurrent: number | null;
+  weeklyLimit: number | null;
+  allowedModels: string[] | null;
   createdAt: number;
 }
 
@@ -47,6 +53,8 @@ export interface KeyPatch {
   model?: string | null;
   expiresAt?: number | null;
   maxConcurrent?: number | null;
+  weeklyLimit?: number | null;
+  allowedModels?: string[] | null;
   disabled?: boolean;
 }
 

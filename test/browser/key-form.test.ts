@@ -117,5 +117,61 @@ describeInBrowser("dashboard key form in a browser", () => {
     FLOW_TIMEOUT_MS,
   );
 
+  test(
+    "weekly limit and allowed models: set on create, shown in the table and the detail view, refused when bad, emptied on edit",
+    async () => {
+      const { page, context, problems } = await newPage(browser, gw.url);
+      await signIn(page);
+      const weeklyOf = async (name: string) => {
+        const list = await admin<{
+          keys: Array<ApiKey & { token_limit_per_week: number | null }>;
+        }>(gw, "GET", "/admin/keys?limit=500");
+        return list.keys.find((k) => k.name === name)?.token_limit_per_week;
+      };
+
+      await page.getByRole("button", { name: "New key" }).click();
+      await page.getByLabel("Name").fill("weekly");
+      await page.getByLabel("Tokens per 5 hours").fill("1000");
+      await page.getByLabel("Tokens per 7 days").fill("2k");
+      await page.getByLabel("Allowed models").fill("glm-4.6, glm-4.5*");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("dialog", { name: "Key created: weekly" }).waitFor();
+      gw.secrets.push((await page.locator("#secret-value").textContent()) ?? "");
+      await page.getByRole("button", { name: "Done" }).click();
+      expect(await weeklyOf("weekly")).toBe(2000);
+      await row(page, "weekly").getByText("week 0 / 2,000").waitFor();
+
+      await row(page, "weekly").getByRole("button", { name: "Usage weekly" }).click();
+      const detail = page.getByRole("dialog", { name: "weekly" });
+      await detail.getByText("2,000 tokens", { exact: true }).waitFor();
+      await detail.getByText("glm-4.6, glm-4.5*", { exact: true }).waitFor();
+      await detail.getByRole("button", { name: "Close" }).click();
+
+      await row(page, "weekly").getByRole("button", { name: "Edit weekly" }).click();
+      const field = page.getByLabel("Tokens per 7 days");
+      expect(await field.inputValue()).toBe("2000");
+      await field.fill("-1");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.locator("#key-form-error", { hasText: "weekly limit" }).waitFor();
+      expect(await weeklyOf("weekly")).toBe(2000);
+
+      await field.fill("");
+      expect(await page.getByLabel("Allowed models").inputValue()).toBe("glm-4.6, glm-4.5*");
+      await page.getByLabel("Allowed models").fill("");
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByRole("dialog", { name: "Edit weekly" }).waitFor({ state: "hidden" });
+      expect(await weeklyOf("weekly")).toBeNull();
+      const after = await admin<{ keys: Array<ApiKey & { allowed_models: string[] | null }> }>(
+        gw,
+        "GET",
+        "/admin/keys?search=weekly",
+      );
+      expect(after.keys[0]?.allowed_models).toBeNull();
+      expect(problems).toEqual([]);
+      await context.close();
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
   secretSweep(() => gw);
 });

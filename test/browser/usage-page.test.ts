@@ -168,5 +168,35 @@ describeInBrowser("key usage page in a browser", () => {
     FLOW_TIMEOUT_MS,
   );
 
+  test(
+    "a key with a weekly limit: the page shows the week beside the 5 hours, and whose the wait is once it is spent",
+    async () => {
+      const k = await gw.createKey({ name: "weekly-holder", limit: "5k", weeklyLimit: 300 });
+      const hidden = await gw.createKey({ name: "no-week", limit: "5k" });
+      await spend(gw, k.key, 300);
+      await gw.statsWhen(k.key, { tokens: 300, requests: 1 });
+
+      const { page, context, problems } = await newPage(browser, gw.url);
+      await enterKey(page, k.key);
+      await page.getByRole("heading", { name: "weekly-holder" }).waitFor();
+      expect(await text(page, "#weekly")).toStartWith(
+        "300 of 300 tokens used, 0 left; frees up from",
+      );
+      expect(await page.locator("#weekly-row").isVisible()).toBe(true);
+      expect(await text(page, "#status-note")).toContain("weekly quota is spent");
+
+      expect(problems).toEqual([]);
+      await context.close();
+
+      const other = await newPage(browser, gw.url);
+      await enterKey(other.page, hidden.key);
+      await other.page.getByRole("heading", { name: "no-week" }).waitFor();
+      expect(await other.page.locator("#weekly-row").isVisible()).toBe(false);
+      expect(other.problems).toEqual([]);
+      await other.context.close();
+    },
+    FLOW_TIMEOUT_MS,
+  );
+
   secretSweep(() => gw);
 });

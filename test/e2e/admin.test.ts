@@ -61,6 +61,8 @@ const KEY_FIELDS = [
   "model",
   "expires_at",
   "max_concurrent",
+  "token_limit_per_week",
+  "allowed_models",
   "disabled",
   "created_at",
   "last_used",
@@ -69,6 +71,7 @@ const KEY_FIELDS = [
   "status",
   "revoked_at",
   "usage",
+  "weekly_usage",
 ].sort();
 
 describe("keys through the admin API", () => {
@@ -81,6 +84,9 @@ describe("keys through the admin API", () => {
       model: "glm-4.6",
       expires_at: "2099-01-31T00:00:00.000Z",
       max_concurrent: null,
+      token_limit_per_week: null,
+      weekly_usage: null,
+      allowed_models: null,
       disabled: false,
       last_used: null,
       total_lifetime_tokens: 0,
@@ -243,6 +249,81 @@ describe("keys through the admin API", () => {
     }
     const after = await gw.admin("GET", `/admin/keys/${k.id}`);
     expect(after.body).toMatchObject({ name: "steady", max_concurrent: 2 });
+  });
+
+  test("a weekly limit is set at creation, shown with its window, changed and removed with null", async () => {
+    const k = await create({ name: "weekly-api", token_limit_per_week: 5000 });
+    expect(k.token_limit_per_week).toBe(5000);
+    expect(k.weekly_usage).toEqual({
+      tokens_used_in_current_window: 0,
+      remaining_tokens: 5000,
+      window_resets_at: null,
+    });
+    expect(await proxyStatus(String(k.key))).toBe(200);
+    const shown = await waitFor("the usage to be flushed", async () => {
+      const r = await gw.admin<KeyObj>("GET", `/admin/keys/${k.id}`);
+      return r.body.total_requests === 1 ? r.body : undefined;
+    });
+    const week = shown.weekly_usage as Json;
+    expect(week.tokens_used_in_current_window).toBe(16);
+    expect(week.remaining_tokens).toBe(5000 - 16);
+    const resets = Date.parse(String(week.window_resets_at));
+    expect(resets - Date.now()).toBeGreaterThan(6.9 * 24 * 3600_000);
+    const listed = await gw.admin<{ keys: KeyObj[] }>("GET", "/admin/keys?search=weekly-api");
+    expect(listed.body.keys[0]?.weekly_usage).toMatchObject({ tokens_used_in_current_window: 16 });
+
+    for (const [value, message] of [
+      [-1, /^token_limit_per_week: must not be negative/],
+      [1.5, /^token_limit_per_week: must be a whole number of tokens$/],
+      ["9", /^token_limit_per_week: must be a number of tokens, or null$/],
+    ] as const) {
+      const r = await gw.admin("PATCH", `/admin/keys/${k.id}`, {
+        name: "changed",
+        token_limit_per_week: value,
+      });
+      expect(r.status).toBe(400);
+      expect(String((r.body.error as Json).message)).toMatch(message);
+    }
+    const lowered = await gw.admin("PATCH", `/admin/keys/${k.id}`, { token_limit_per_week: 10 });
+    expect(lowered.body).toMatchObject({ token_limit_per_week: 10, name: "weekly-api" });
+    // 16 used of a week of 10: refused, though the 5-hour limit has room.
+    expect(await proxyStatus(String(k.key))).toBe(429);
+    const removed = await gw.admin("PATCH", `/admin/keys/${k.id}`, { token_limit_per_week: null });
+    expect(removed.body).toMatchObject({ token_limit_per_week: null, weekly_usage: null });
+    expect(await proxyStatus(String(k.key))).toBe(200);
+
+    const doc = (await (await gw.fetch("/admin/openapi.json")).json()) as {
+      components: { schemas: Record<string, { properties: Record<string, Json> }> };
+    };
+    const { CreateKey, UpdateKey, Key } = doc.components.schemas;
+    for (const schema of [CreateKey, UpdateKey, Key])
+      expect(JSON.stringify(schema?.properties.token_limit_per_week)).toContain("7 days");
+    expect(Key?.properties.weekly_usage).toBeDefined();
+  });
+
+  test("allowed models are set, changed, cleared with null or [], and bad lists change nothing", async () => {
+    const k = await create({ name: "models-api", allowed_models: ["glm-4.6", "glm-4.5*"] });
+    expect(k.allowed_models).toEqual(["glm-4.6", "glm-4.5*"]);
+    for (const [value, message] of [
+      ["glm-4.6", /^allowed_models: must be a list of model names or glob patterns, or null$/],
+      [[""], /^allowed_models\.0: must not contain an empty name$/],
+      [[7], /^allowed_models\.0: must be model names$/],
+    ] as const) {
+      const r = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: value });
+      expect(r.status).toBe(400);
+      expect(String((r.body.error as Json).message)).toMatch(message);
+    }
+    expect((await gw.admin("GET", `/admin/keys/${k.id}`)).body.allowed_models).toEqual([
+      "glm-4.6",
+      "glm-4.5*",
+    ]);
+    const changed = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: ["glm-5"] });
+    expect(changed.body.allowed_models).toEqual(["glm-5"]);
+    const emptied = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: [] });
+    expect(emptied.body.allowed_models).toBeNull();
+    await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: ["glm-5"] });
+    const cleared = await gw.admin("PATCH", `/admin/keys/${k.id}`, { allowed_models: null });
+    expect(cleared.body.allowed_models).toBeNull();
   });
 
   test("list filters by status, model and search, pages, and counts the total", async () => {

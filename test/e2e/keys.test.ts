@@ -295,7 +295,7 @@ describe("public surface", () => {
     expect(Math.abs(Date.now() - t)).toBeLessThan(60_000);
   });
 
-  test("GET /stats has exactly the documented fields (the old gateway's, plus is_disabled) and never the full key", async () => {
+  test("GET /stats has exactly the documented fields (the old gateway's, plus is_disabled and the weekly window) and never the full key", async () => {
     const k = await gw.createKey({
       name: "stats-shape",
       limit: 5000,
@@ -334,6 +334,9 @@ describe("public surface", () => {
         "is_expired",
         "is_disabled",
         "current_usage",
+        "token_limit_per_week",
+        "weekly_usage",
+        "binding_window",
         "total_lifetime_tokens",
         "total_requests",
       ].sort(),

@@ -51,6 +51,10 @@ export interface CreateKeyOptions {
   expires?: string;
   /** `--concurrency`: requests the key may have in flight at once. */
   concurrency?: number;
+  /** `--weekly-limit`: tokens per rolling 7 days. */
+  weeklyLimit?: number;
+  /** `--models`: names or globs, comma-separated. */
+  models?: string;
 }
 
 /** What `keys create --json` prints. */
@@ -370,6 +374,8 @@ export class GatewayProcess {
     if (options.model !== undefined) args.push("--model", options.model);
     if (options.expires !== undefined) args.push("--expires", options.expires);
     if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
+    if (options.weeklyLimit !== undefined) args.push("--weekly-limit", String(options.weeklyLimit));
+    if (options.models !== undefined) args.push("--models", options.models);
     args.push("--json");
     const r = await this.cli(args);
     if (r.code !== 0) throw new Error(`keys create failed (${r.code}): ${r.stderr}`);

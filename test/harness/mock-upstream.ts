@@ -21,6 +21,10 @@
  *   x-mock-drop-after: N          cut the connection after at most N content
  *                                 chunks, before any usage
  *   x-mock-account-headers: 1     add the upstream account's own headers
+ *   x-mock-refusal: NAME          answer 429 with a real upstream refusal:
+ *                                 zai-1302, zai-1308, openai-rate-short,
+ *                                 openai-rate-long, openai-quota,
+ *                                 anthropic-rate-short, anthropic-rate-long
  *                                 (rate limits, organisation, set-cookie)
  * A chat stream asked for `stream_options.continuous_usage_stats` (as vLLM
  * offers) carries the cumulative usage on every chunk.
@@ -44,6 +48,7 @@ export const MOCK_CONTROL_HEADERS = [
   "x-mock-no-usage",
   "x-mock-drop-after",
   "x-mock-account-headers",
+  "x-mock-refusal",
   // Tests tag requests to find them among `requests`.
   "x-test-tag",
 ].join(",");
@@ -198,6 +203,81 @@ function errorResponse(dialect: Dialect, status: number, message: string): Respo
       ? { type: "error", error: { type, message } }
       : { error: { message, type, code: String(status) } };
   return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+}
+
+/** When a `zai-1308` refusal says the plan resets: two hours on, in Z.AI's zoneless UTC+8. */
+export function mockPlanResetAt(now = Date.now()): number {
+  return Math.floor((now + 2 * 3_600_000) / 1000) * 1000;
+}
+
+function zaiWallClock(at: number): string {
+  return new Date(at + 8 * 3_600_000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+/** The upstreams' refusals as their documentation gives them (see src/proxy/upstream-refusals.ts). */
+function refusalResponse(name: string): Response {
+  const json = (body: unknown, headers: Record<string, string> = {}) =>
+    new Response(JSON.stringify(body), { status: 429, headers: { ...JSON_HEADERS, ...headers } });
+  const openaiRate = (reset: string) =>
+    json(
+      {
+        error: {
+          message:
+            "Rate limit reached for glm-4.7 in organization org-mock on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+          type: "requests",
+          param: null,
+          code: "rate_limit_exceeded",
+        },
+      },
+      { "x-ratelimit-reset-requests": reset },
+    );
+  const anthropicRate = (retryAfter: string) =>
+    json(
+      {
+        type: "error",
+        error: {
+          type: "rate_limit_error",
+          message: "This request would exceed your organization's rate limit.",
+        },
+      },
+      { "retry-after": retryAfter },
+    );
+  switch (name) {
+    case "zai-1302":
+      return json({
+        error: {
+          code: "1302",
+          message:
+            "High concurrency usage of this API, please reduce concurrency or contact customer service to increase limits",
+        },
+      });
+    case "zai-1308":
+      return json({
+        error: {
+          code: "1308",
+          message: `Usage limit reached for 5 hour. Your limit will reset at ${zaiWallClock(mockPlanResetAt())}`,
+        },
+      });
+    case "openai-rate-short":
+      return openaiRate("1s");
+    case "openai-rate-long":
+      return openaiRate("3h0m0s");
+    case "openai-quota":
+      return json({
+        error: {
+          message: "You exceeded your current quota, please check your plan and billing details.",
+          type: "insufficient_quota",
+          param: null,
+          code: "insufficient_quota",
+        },
+      });
+    case "anthropic-rate-short":
+      return anthropicRate("1");
+    case "anthropic-rate-long":
+      return anthropicRate("7200");
+    default:
+      return errorResponse("openai", 400, `unknown x-mock-refusal ${name}`);
+  }
 }
 
 function jsonResponse(body: unknown): Response {
@@ -533,6 +613,8 @@ async function handle(req: Request, state: State): Promise<Response> {
   const dialect = dialectOf(pathname);
   if (ctl.delayMs > 0) await Bun.sleep(ctl.delayMs);
   if (ctl.status >= 400) return errorResponse(dialect, ctl.status, `mock error ${ctl.status}`);
+  const refusal = req.headers.get("x-mock-refusal");
+  if (refusal !== null) return refusalResponse(refusal);
 
   if (req.method === "GET" && pathname === "/v4/models") {
     return new Response(MODELS_BODY, { headers: JSON_HEADERS });

@@ -60,6 +60,8 @@ export function keyRoutes(
           model: b.model ?? null,
           expiresAt: b.expires_at ?? null,
           maxConcurrent: b.max_concurrent ?? null,
+          weeklyLimit: b.token_limit_per_week ?? null,
+          allowedModels: b.allowed_models ?? null,
         },
         actorOf(c),
       );
@@ -84,7 +86,8 @@ export function keyRoutes(
       ...common,
       method: "patch",
       path: "/keys/{id}",
-      summary: "Change a key's name, limit, model, expiry, concurrency or state; applied at once",
+      summary:
+        "Change a key's name, limit, model, expiry, concurrency, weekly limit or state; applied at once",
       request: { params: keyIdParam, ...body(updateKeyBody) },
       responses: {
         200: json(keyObject, "The changed key"),
@@ -104,6 +107,8 @@ export function keyRoutes(
           model: b.model,
           expiresAt: b.expires_at,
           maxConcurrent: b.max_concurrent,
+          weeklyLimit: b.token_limit_per_week,
+          allowedModels: b.allowed_models,
           disabled: b.disabled,
         },
         actorOf(c),

@@ -87,6 +87,10 @@ interface KeyRow {
   expires_at: string | null;
   /** int4, so already a number; absent from a database not yet migrated to it. */
   max_concurrent?: number | null;
+  /** int8, so a string; absent from a database not yet migrated to it. */
+  token_limit_week?: string | null;
+  /** jsonb, parsed by the driver; absent from a database not yet migrated to it. */
+  allowed_models?: string[] | null;
   disabled: boolean;
   created_at: string;
   updated_at: string;
@@ -109,6 +113,8 @@ function keyRecord(r: KeyRow): KeyRecord {
     model: r.model,
     expiresAt: num(r.expires_at),
     maxConcurrent: r.max_concurrent ?? null,
+    weeklyLimit: num(r.token_limit_week ?? null),
+    allowedModels: r.allowed_models ?? null,
     disabled: r.disabled,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),

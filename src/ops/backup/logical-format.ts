@@ -42,6 +42,10 @@ const keyLine = z.object({
     expiresAt: int.nullable(),
     // Absent from backups made before keys had a concurrency limit.
     maxConcurrent: int.min(1).nullable().default(null),
+    // Absent from backups made before keys had a weekly limit.
+    weeklyLimit: count.nullable().default(null),
+    // Absent from backups made before keys had a list of allowed models.
+    allowedModels: z.array(z.string()).nullable().default(null),
     disabled: z.boolean(),
     createdAt: int,
     updatedAt: int,

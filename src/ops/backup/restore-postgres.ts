@@ -27,6 +27,8 @@ const KEY_COLUMNS = [
   "model",
   "expires_at",
   "max_concurrent",
+  "token_limit_week",
+  "allowed_models",
   "disabled",
   "created_at",
   "updated_at",
@@ -209,6 +211,9 @@ async function insertKeys(tx: Tx, rows: KeyExport[]): Promise<void> {
     model: k.model,
     expires_at: k.expiresAt,
     max_concurrent: k.maxConcurrent,
+    token_limit_week: k.weeklyLimit,
+    // The driver serialises it as JSON for the jsonb column.
+    allowed_models: k.allowedModels,
     disabled: k.disabled,
     created_at: k.createdAt,
     updated_at: k.updatedAt,

@@ -40,10 +40,10 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     db.run("PRAGMA foreign_keys = ON");
     const key = db.query(
       `INSERT INTO api_keys (id, key_hash, key_prefix, name, token_limit, model, expires_at,
-         max_concurrent, disabled, created_at, updated_at, last_used_at, total_tokens, total_requests,
-         revoked_at)
+         max_concurrent, token_limit_week, allowed_models, disabled, created_at, updated_at, last_used_at,
+         total_tokens, total_requests, revoked_at)
        VALUES ($id, $keyHash, $keyPrefix, $name, $tokenLimit, $model, $expiresAt,
-         $maxConcurrent, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests,
+         $maxConcurrent, $weeklyLimit, $allowedModels, $disabled, $createdAt, $updatedAt, $lastUsedAt, $totalTokens, $totalRequests,
          $revokedAt)`,
     );
     const bucket = db.query(
@@ -58,7 +58,11 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     );
     const write = db.transaction((rows: KeyExport[]) => {
       for (const { key: k, buckets } of rows) {
-        key.run({ ...k, disabled: k.disabled ? 1 : 0 });
+        key.run({
+          ...k,
+          disabled: k.disabled ? 1 : 0,
+          allowedModels: k.allowedModels === null ? null : JSON.stringify(k.allowedModels),
+        });
         for (const b of buckets) bucket.run(k.id, b.bucketStart, b.tokens, b.requests);
       }
     });

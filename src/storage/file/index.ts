@@ -97,6 +97,10 @@ class FileStorage implements Storage {
       if (patch.expiresAt !== undefined) entry.expiry_date = expiryToFile(patch.expiresAt);
       if (patch.maxConcurrent === null) delete entry.max_concurrent;
       else if (patch.maxConcurrent !== undefined) entry.max_concurrent = patch.maxConcurrent;
+      if (patch.weeklyLimit === null) delete entry.token_limit_per_week;
+      else if (patch.weeklyLimit !== undefined) entry.token_limit_per_week = patch.weeklyLimit;
+      if (patch.allowedModels === null) delete entry.allowed_models;
+      else if (patch.allowedModels !== undefined) entry.allowed_models = patch.allowedModels;
       if (patch.disabled !== undefined) entry.disabled = patch.disabled;
       entry.updated_at = iso(now);
     });

@@ -89,6 +89,8 @@ describe("file storage: a legacy apikeys.json", () => {
       model: "glm-4.5",
       expiresAt: Date.parse("2027-06-30T00:00:00.000Z"),
       maxConcurrent: null,
+      weeklyLimit: null,
+      allowedModels: null,
       disabled: false,
       createdAt: Date.parse("2025-01-10T09:00:00.000Z"),
       updatedAt: Date.parse("2025-01-10T09:00:00.000Z"),

@@ -63,6 +63,8 @@ export function toRecord(k: FileKey): KeyRecord {
     model: k.model ?? null,
     expiresAt: expiryFromFile(k.expiry_date),
     maxConcurrent: k.max_concurrent ?? null,
+    weeklyLimit: k.token_limit_per_week ?? null,
+    allowedModels: k.allowed_models ?? null,
     disabled: k.disabled ?? false,
     createdAt,
     updatedAt: k.updated_at ? Date.parse(k.updated_at) : createdAt,
@@ -92,6 +94,8 @@ export function newEntry(key: NewKey): RawKey {
   };
   if (key.model !== null) entry.model = key.model;
   if (key.maxConcurrent !== null) entry.max_concurrent = key.maxConcurrent;
+  if (key.weeklyLimit !== null) entry.token_limit_per_week = key.weeklyLimit;
+  if (key.allowedModels !== null) entry.allowed_models = key.allowedModels;
   return entry;
 }
 

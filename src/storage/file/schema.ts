@@ -22,6 +22,10 @@ export const fileKey = legacyKey
     disabled: z.boolean().optional(),
     /** Requests in flight at once; absent = no limit of its own. */
     max_concurrent: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    /** Tokens per rolling 7 days; absent = no weekly limit. */
+    token_limit_per_week: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    /** Model names or glob patterns the key may use; absent = any model. */
+    allowed_models: z.array(z.string().min(1).max(200)).min(1).max(100).optional(),
     total_requests: count.optional(),
     updated_at: isoDate.optional(),
     /** When the key was revoked; its `key_sha256` is then a marker no secret hashes to. */

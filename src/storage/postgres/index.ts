@@ -70,6 +70,8 @@ const keyColumns = {
   model: apiKeys.model,
   expiresAt: apiKeys.expiresAt,
   maxConcurrent: apiKeys.maxConcurrent,
+  weeklyLimit: apiKeys.weeklyLimit,
+  allowedModels: apiKeys.allowedModels,
   disabled: apiKeys.disabled,
   createdAt: apiKeys.createdAt,
   updatedAt: apiKeys.updatedAt,

@@ -4,6 +4,7 @@ import {
   boolean,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -26,6 +27,9 @@ export const apiKeys = pgTable(
     model: text("model"),
     expiresAt: int8("expires_at"),
     maxConcurrent: integer("max_concurrent"),
+    weeklyLimit: int8("token_limit_week"),
+    /** JSON array of model names or glob patterns; null = any model. */
+    allowedModels: jsonb("allowed_models").$type<string[]>(),
     disabled: boolean("disabled").notNull().default(false),
     createdAt: int8("created_at").notNull(),
     updatedAt: int8("updated_at").notNull(),

@@ -15,6 +15,9 @@ export const apiKeys = sqliteTable(
     model: text("model"),
     expiresAt: integer("expires_at", { mode: "number" }),
     maxConcurrent: integer("max_concurrent", { mode: "number" }),
+    weeklyLimit: integer("token_limit_week", { mode: "number" }),
+    /** JSON array of model names or glob patterns; null = any model. */
+    allowedModels: text("allowed_models", { mode: "json" }).$type<string[]>(),
     disabled: integer("disabled", { mode: "boolean" }).notNull().default(false),
     createdAt: integer("created_at", { mode: "number" }).notNull(),
     updatedAt: integer("updated_at", { mode: "number" }).notNull(),

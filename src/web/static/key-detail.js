@@ -10,7 +10,15 @@ function facts(key, now) {
     ["Limit per 5 hours", `${formatInt(key.token_limit_per_5h)} tokens`],
     ["Used in the last 5 hours", formatInt(key.usage.tokens_used_in_current_window)],
     ["Remaining", formatInt(key.usage.remaining_tokens)],
+    ...(key.weekly_usage
+      ? [
+          ["Limit per 7 days", `${formatInt(key.token_limit_per_week)} tokens`],
+          ["Used in the last 7 days", formatInt(key.weekly_usage.tokens_used_in_current_window)],
+          ["Remaining this week", formatInt(key.weekly_usage.remaining_tokens)],
+        ]
+      : [["Limit per 7 days", "none"]]),
     ["Model override", key.model ?? "none"],
+    ["Allowed models", key.allowed_models ? key.allowed_models.join(", ") : "any"],
     [
       "Concurrent requests",
       key.max_concurrent === null ? "gateway default" : `at most ${formatInt(key.max_concurrent)}`,

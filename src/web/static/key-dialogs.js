@@ -68,6 +68,13 @@ function readForm(editing) {
   const model = byId("key-model").value.trim() || null;
   const expiresText = byId("key-expires").value;
   const concurrencyText = byId("key-concurrency").value.trim();
+  const weeklyText = byId("key-weekly").value.trim();
+  const modelList = byId("key-models")
+    .value.split(",")
+    .map((m) => m.trim())
+    .filter((m) => m !== "");
+  // Empty: any model.
+  const allowedModels = modelList.length === 0 ? null : modelList;
   if (name === "") return { error: "Give the key a name." };
   // 0 is a valid limit (a key that may not spend), as in the API and the CLI.
   if (!(Number.isSafeInteger(limit) && limit >= 0)) {
@@ -80,6 +87,13 @@ function readForm(editing) {
       error: "Concurrent requests must be a whole number, 1 or more, or empty for the default.",
     };
   }
+  // Empty: no weekly limit; only the 5-hour one applies.
+  const weekly = weeklyText === "" ? null : parseTokenAmount(weeklyText);
+  if (weekly !== null && !(Number.isSafeInteger(weekly) && weekly >= 0)) {
+    return {
+      error: "The weekly limit must be a whole number of tokens, like 2M, or empty for none.",
+    };
+  }
   const expiresAt = expiresText === "" ? null : new Date(expiresText).toISOString();
   if (editing === null) {
     return {
@@ -89,6 +103,8 @@ function readForm(editing) {
         model,
         expires_at: expiresAt,
         max_concurrent: maxConcurrent,
+        token_limit_per_week: weekly,
+        allowed_models: allowedModels,
       },
     };
   }
@@ -99,6 +115,10 @@ function readForm(editing) {
   if (model !== editing.model) fields.model = model;
   if (expiresText !== localInputValue(editing.expires_at)) fields.expires_at = expiresAt;
   if (maxConcurrent !== editing.max_concurrent) fields.max_concurrent = maxConcurrent;
+  if (weekly !== editing.token_limit_per_week) fields.token_limit_per_week = weekly;
+  if (JSON.stringify(allowedModels) !== JSON.stringify(editing.allowed_models)) {
+    fields.allowed_models = allowedModels;
+  }
   const disabled = byId("key-disabled").checked;
   if (disabled !== editing.disabled) fields.disabled = disabled;
   return { fields };
@@ -125,6 +145,9 @@ export function createKeyDialogs({ api, onChanged, announce, report }) {
       byId("key-model").value = key.model ?? "";
       byId("key-expires").value = localInputValue(key.expires_at);
       byId("key-concurrency").value = key.max_concurrent === null ? "" : String(key.max_concurrent);
+      byId("key-models").value = (key.allowed_models ?? []).join(", ");
+      byId("key-weekly").value =
+        key.token_limit_per_week === null ? "" : String(key.token_limit_per_week);
       byId("key-disabled").checked = key.disabled;
     }
     dialog.showModal();

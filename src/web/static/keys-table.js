@@ -28,6 +28,13 @@ function usageCell(key) {
     { "data-label": "Last 5 hours", class: "usage-cell" },
     usageBar(used, limit, `Tokens used by ${key.name} in the last 5 hours`),
     el("span", { class: "small" }, `${formatInt(used)} / ${formatInt(limit)}`),
+    key.weekly_usage
+      ? el(
+          "span",
+          { class: "small" },
+          ` · week ${formatInt(key.weekly_usage.tokens_used_in_current_window)} / ${formatInt(key.token_limit_per_week)}`,
+        )
+      : null,
   );
 }
 

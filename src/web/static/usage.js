@@ -84,6 +84,9 @@ function statusNote(stats, state, now) {
   if (stats.current_usage.remaining_tokens === 0) {
     return "The quota is spent: requests are refused until enough of the last 5 hours' usage ages out.";
   }
+  if (stats.weekly_usage && stats.weekly_usage.remaining_tokens === 0) {
+    return "The weekly quota is spent: requests are refused until enough of the last 7 days' usage ages out.";
+  }
   return "";
 }
 
@@ -114,6 +117,18 @@ function renderStats(stats, now) {
       ? "nothing used in the last 5 hours"
       : `from ${timeOnly.format(endsAt)} (in ${formatDuration(Math.max(0, endsAt - now))})`,
   );
+  const week = stats.weekly_usage;
+  show(byId("weekly-row"), Boolean(week));
+  if (week) {
+    const weekEnds = Date.parse(week.window_ends_at);
+    setText(
+      "weekly",
+      `${formatInt(week.tokens_used_in_current_window)} of ${formatInt(stats.token_limit_per_week)} tokens used, ${formatInt(week.remaining_tokens)} left` +
+        (week.tokens_used_in_current_window > 0
+          ? `; frees up from ${formatDateTime(new Date(weekEnds).toISOString())}`
+          : ""),
+    );
+  }
   setText(
     "expiry",
     stats.expiry_date
