@@ -18,8 +18,8 @@ async function activeAllowances(storage: Storage, now: number): Promise<KeyAllow
   const out: KeyAllowance[] = [];
   for (let offset = 0; ; offset += PAGE) {
     const page = await storage.listKeys({ limit: PAGE, offset, now, status: "active" });
-    // Weekly limits per key are not stored yet: each key's week is bounded by its 5-hour limit.
-    for (const k of page.keys) out.push({ fiveHour: k.tokenLimit, weekly: null });
+    // A key without a weekly limit is bounded over the week by its 5-hour limit.
+    for (const k of page.keys) out.push({ fiveHour: k.tokenLimit, weekly: k.weeklyLimit });
     if (page.keys.length < PAGE) return out;
   }
 }

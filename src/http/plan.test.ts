@@ -109,3 +109,17 @@ describe("without a declared plan", () => {
     }
   });
 });
+
+describe("the plan against keys with a weekly limit", () => {
+  test("a key's own weekly limit, when lower, is what it is allowed in the week", async () => {
+    const c = await t.newKey({ name: "weekly-c", tokenLimit: 100_000 });
+    await t.storage.updateKey(c.record.id, { weeklyLimit: 250_000 }, t.time.now);
+    const r = await t.app.request("/admin/usage", {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    const body = (await r.json()) as { plan: Array<{ window: string; allowed: number }> };
+    // a and b as above (33.6 windows each), c only its 250k, not 3.36M.
+    expect(body.plan.find((w) => w.window === "weekly")?.allowed).toBe(50_400_000 + 250_000);
+    expect(body.plan.find((w) => w.window === "5h")?.allowed).toBe(1_500_000 + 100_000);
+  });
+});
