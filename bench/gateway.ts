@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Child, spawnChild, stopChild } from "./children.ts";
-import { CLI, createKey } from "./keys.ts";
+import { CLI, createKey, migrate } from "./keys.ts";
 
 export interface Instance {
   url: string;
@@ -105,6 +105,7 @@ export async function serveGateway(
 /** The baseline gateway: a fresh SQLite file (or BENCH_DATABASE_URL) and one key. */
 export async function startGateway(dir: string, upstream: string): Promise<Gateway> {
   const env = gatewayEnv(dir, upstream);
+  await migrate(env, dir);
   const { key } = await createKey(env, dir, "bench");
   const instance = await serveGateway("tollgate serve", env, dir);
   return { ...instance, key };

@@ -56,6 +56,11 @@ function parseJson(out: string): unknown {
   }
 }
 
+/** `tollgate db migrate`: only it (and serve) may create a database; key commands need one. */
+export async function migrate(env: Record<string, string>, cwd: string): Promise<void> {
+  await cli(env, cwd, ["db", "migrate"]);
+}
+
 export async function createKey(
   env: Record<string, string>,
   cwd: string,

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { runAutocannon, runSpreadLoad, type ThroughputResult } from "./autocannon.ts";
 import { onShutdown, stopChild } from "./children.ts";
 import { gatewayEnv, gatewayWarnings, type Instance, serveGateway } from "./gateway.ts";
-import { type BenchKey, createKey, createKeys, listTotals } from "./keys.ts";
+import { type BenchKey, createKey, createKeys, listTotals, migrate } from "./keys.ts";
 import { cpuTimeMs, loadAverage, memoryOf } from "./machine.ts";
 import { resetMock } from "./mock-client.ts";
 import { type BenchDatabase, createBenchDatabase, PgUnreachableError } from "./pg-admin.ts";
@@ -185,7 +185,8 @@ async function measure(
   try {
     const keys = ctx.config.pg.keys;
     const started = Date.now();
-    // The first CLI run applies the schema; the rest then run side by side.
+    // The schema first; the key commands then run side by side.
+    await migrate(s.cli.env, s.cli.dir);
     s.hot = await createKey(s.cli.env, s.cli.dir, "bench-hot");
     ctx.log(`creating ${keys} keys through the CLI`);
     const parallel = Math.min(8, Math.max(2, 2 * navigator.hardwareConcurrency));
