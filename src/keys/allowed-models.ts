@@ -2,10 +2,21 @@
 // `*` matches within a name segment, `**` across `/`, `?`, `[…]` and `{a,b}`
 // as usual), matched case-sensitively, as the upstream treats model names.
 
+// Patterns are set by the operator, so few: each is compiled once, not per request.
+const globs = new Map<string, Bun.Glob>();
+function globOf(pattern: string): Bun.Glob {
+  let glob = globs.get(pattern);
+  if (!glob) {
+    glob = new Bun.Glob(pattern);
+    globs.set(pattern, glob);
+  }
+  return glob;
+}
+
 /** Whether `model` is one the key may use; a key without a list may use any. */
 export function modelAllowed(allowed: readonly string[] | null, model: string): boolean {
   if (allowed === null) return true;
-  return allowed.some((pattern) => new Bun.Glob(pattern).match(model));
+  return allowed.some((pattern) => globOf(pattern).match(model));
 }
 
 /** The list as a refusal names it. */
