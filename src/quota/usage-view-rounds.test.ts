@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { fakes, flushed, holdQueries, T0 } from "../../test/fakes/usage-view.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import { fakes, flushed, holdQueries, T0 } from "./usage-view.fakes.ts";
 import { UsageView } from "./usage-view.ts";
 import { BUCKET_MS, windowFloor, windowUsage } from "./window.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { fakes, holdQueries, T0 } from "../../test/fakes/usage-view.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import { fakes, holdQueries, T0 } from "./usage-view.fakes.ts";
 import { coarsenOlder, UsageView } from "./usage-view.ts";
 import { WEEK_MS, windowUsage } from "./window.ts";
 

@@ -1,6 +1,14 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  damage,
+  type Fixture,
+  postgresFixture,
+  rows,
+  snapshot,
+  sqliteFixture,
+} from "../../../test/harness/backup-fixtures.ts";
 import { testPostgres } from "../../../test/harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
@@ -9,7 +17,6 @@ import { type CreateBackupOptions, createBackup } from "./create.ts";
 import { BackupError, BackupRejectedError, RestoreRefusedError } from "./errors.ts";
 import { type RestoreOptions, restoreBackup } from "./restore.ts";
 import { knownMigrations } from "./schema-version.ts";
-import { damage, type Fixture, postgresFixture, rows, snapshot, sqliteFixture } from "./testing.ts";
 import { verifyBackup } from "./verify.ts";
 
 const shipped = knownMigrations("postgres");

@@ -1,7 +1,7 @@
 // Fakes shared by the UsageView tests: a database whose answers the test
 // sets and whose queries it can hold, a ledger, and a health monitor.
-import type { UsageLedger } from "../accounting/ledger.ts";
-import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
+import type { UsageLedger } from "../../src/accounting/ledger.ts";
+import type { BucketUsage, KeyUsage, Storage } from "../../src/storage/types.ts";
 
 export const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 
