@@ -1,7 +1,7 @@
 import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
 import type { Logger } from "../log.ts";
-import { bucketStartOf } from "../quota/window.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
+import { bucketStartOf } from "../time/buckets.ts";
 import { withTimeout } from "../util/timeout.ts";
 import type { Journal, UsageEvent } from "./journal.ts";
 

@@ -1,6 +1,6 @@
 import type { Logger } from "../log.ts";
-import { bucketStartOf, WINDOW_MS, windowFloor } from "../quota/window.ts";
 import type { Storage } from "../storage/types.ts";
+import { bucketStartOf, WINDOW_MS, windowFloor } from "../time/buckets.ts";
 import { withTimeout } from "../util/timeout.ts";
 
 // Usage history retention: 5-minute buckets older than USAGE_RETENTION_DAYS

@@ -1,8 +1,7 @@
-import type { UsageLedger } from "../accounting/ledger.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
+import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "../time/buckets.ts";
 import { withTimeout } from "../util/timeout.ts";
-import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "./window.ts";
 
 /**
  * How often a background round re-reads the part of a weekly key's window
@@ -58,6 +57,17 @@ export interface BackgroundRefreshOptions {
 }
 
 /**
+ * What the view needs of this instance's accounting (the ledger provides it):
+ * usage charged here that may not have reached the database yet.
+ */
+export interface PendingUsage {
+  /** This key's charges not yet flushed, by bucket start; undefined when none. */
+  pendingBuckets(keyId: string): Map<number, number> | undefined;
+  /** Counts completed flushes: a read that began before a flush may miss its usage. */
+  readonly flushNo: number;
+}
+
+/**
  * A key's window usage as admission sees it: the database's buckets plus this
  * instance's usage that the database has or may not have yet. When in doubt it
  * counts a batch twice rather than not at all: admission errs on the side of
@@ -86,7 +96,7 @@ export class UsageView {
 
   constructor(
     private readonly storage: Storage,
-    private readonly ledger: UsageLedger,
+    private readonly ledger: PendingUsage,
     private readonly clock: () => number,
     private readonly refreshMs: number,
     private readonly health?: StorageHealth,

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/keys/secret.ts";
 import { createKey } from "../../src/keys/service.ts";
-import { BUCKET_MS } from "../../src/quota/window.ts";
 import type { Storage } from "../../src/storage/types.ts";
+import { BUCKET_MS } from "../../src/time/buckets.ts";
 import { historyContractTests } from "./storage-history.ts";
 import { revokeContractTests } from "./storage-revoke.ts";
 
