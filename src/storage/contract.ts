@@ -3,6 +3,7 @@ import { hashKey } from "../keys/secret.ts";
 import { createKey } from "../keys/service.ts";
 import { BUCKET_MS } from "../quota/window.ts";
 import { historyContractTests } from "./history-contract.ts";
+import { modelUsageContractTests } from "./model-usage-contract.ts";
 import { revokeContractTests } from "./revoke-contract.ts";
 import type { Storage } from "./types.ts";
 
@@ -307,6 +308,7 @@ export function storageContract(
     });
 
     historyContractTests(() => s);
+    modelUsageContractTests(() => s);
     revokeContractTests(() => s);
 
     test("usage lands in buckets and totals, with the checkpoint, in one batch", async () => {
