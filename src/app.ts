@@ -82,7 +82,10 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       upstreamConfigured: Boolean(deps.config.upstreamApiKey),
     }),
   );
-  app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
+  app.get(
+    "/stats",
+    statsHandler({ ...deps, defaultModel: deps.config.defaultModel, models: deps.config.models }),
+  );
   app.get(
     "/stats/usage",
     statsUsageHandler({ ...deps, retentionMs: deps.config.usageRetentionDays * 86_400_000 }),
