@@ -88,7 +88,11 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   );
   app.get(
     "/stats/usage",
-    statsUsageHandler({ ...deps, retentionMs: deps.config.usageRetentionDays * 86_400_000 }),
+    statsUsageHandler({
+      ...deps,
+      retentionMs: deps.config.usageRetentionDays * 86_400_000,
+      models: deps.config.models,
+    }),
   );
   app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
   app.all("/v1/*", proxyHandler(deps));

@@ -304,7 +304,11 @@ export const keyUsageSeries = z
 export type KeyUsageSeries = z.infer<typeof keyUsageSeries>;
 
 export const holderUsageSeries = z
-  .object({ key: z.string().meta({ description: "The key, masked" }), ...seriesFields })
+  .object({
+    key: z.string().meta({ description: "The key, masked" }),
+    ...seriesFields,
+    by_model: modelUsageView,
+  })
   .meta({ id: "HolderUsageSeries" });
 export type HolderUsageSeries = z.infer<typeof holderUsageSeries>;
 

@@ -41,8 +41,15 @@ export async function holderUsage(
 ): Promise<HolderUsageSeries> {
   const now = deps.clock();
   const range = resolveRange(q, now, now - retentionMs);
-  const buckets = await deps.storage.usageBetween(key.id, range.from, range.to);
-  return { key: maskedKey(key.keyPrefix), ...toSeries(buckets, range) };
+  const [buckets, models] = await Promise.all([
+    deps.storage.usageBetween(key.id, range.from, range.to),
+    deps.storage.modelUsage(hourOf(range.from), range.to, key.id),
+  ]);
+  return {
+    key: maskedKey(key.keyPrefix),
+    ...toSeries(buckets, range),
+    by_model: modelUsageView(models, deps.models ?? ModelTable.flat),
+  };
 }
 
 export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<UsageTotals> {

@@ -130,6 +130,8 @@ export interface StatsUsageDeps {
   health: StorageHealth;
   /** How far back usage history is kept (USAGE_RETENTION_DAYS). */
   retentionMs: number;
+  /** MODELS_FILE, for the currency of spend; flat when unset. */
+  models?: ModelTable;
 }
 
 /**
@@ -157,7 +159,7 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
     try {
       return c.json(
         await holderUsage(
-          { storage: deps.storage, clock: deps.clock },
+          { storage: deps.storage, clock: deps.clock, models: deps.models },
           key,
           parsed.data,
           deps.retentionMs,

@@ -9,7 +9,16 @@ import { type CreateBackupOptions, createBackup } from "./create.ts";
 import { BackupError, BackupRejectedError, RestoreRefusedError } from "./errors.ts";
 import { type RestoreOptions, restoreBackup } from "./restore.ts";
 import { knownMigrations } from "./schema-version.ts";
-import { damage, type Fixture, postgresFixture, rows, snapshot, sqliteFixture } from "./testing.ts";
+import {
+  damage,
+  type Fixture,
+  modelHistory,
+  postgresFixture,
+  rows,
+  seedModelUsage,
+  snapshot,
+  sqliteFixture,
+} from "./testing.ts";
 import { verifyBackup } from "./verify.ts";
 
 const shipped = knownMigrations("postgres");
@@ -315,4 +324,18 @@ describe(`PostgreSQL backup and restore (${pg.kind})`, () => {
       });
     },
   );
+});
+
+describe("PostgreSQL: per-model history across a backup and restore", () => {
+  test("the hourly per-model rows of a native backup come back as they were", async () => {
+    const fx = await pgFixture();
+    const seeded = await seedModelUsage(fx);
+    expect(seeded.map((r) => r.model)).toEqual(["glm-4.7", "glm-5"]);
+    const b = await backup(fx);
+    // More usage after the backup: the restore takes the history back to the backup's.
+    await seedModelUsage(fx, "i_models_later");
+    expect((await modelHistory(fx))[0]?.units).toBe(2 * (seeded[0]?.units ?? 0));
+    await restore(fx, b.path);
+    expect(await modelHistory(fx)).toEqual(server ? seeded : []);
+  });
 });
