@@ -33,6 +33,25 @@ describe("MODELS_FILE", () => {
     expect(loadModelTable(json).cost("a", u, 0).units).toBe(30);
   });
 
+  test("the shipped examples are valid", () => {
+    const coding = loadModelTable(
+      join(import.meta.dir, "../../examples/models.glm-coding-plan.yaml"),
+    );
+    const u = { input: 100, output: 0, cacheRead: 0, cacheWrite: 0 };
+    const peak = Date.parse("2026-12-06T07:00:00Z"); // 15:00 in Beijing
+    const offPeak = Date.parse("2026-12-06T02:00:00Z"); // 10:00 in Beijing
+    expect(coding.cost("glm-4.7", u, peak).units).toBe(100);
+    expect(coding.cost("glm-5", u, peak).units).toBe(300);
+    expect(coding.cost("glm-5.1", u, peak).units).toBe(300);
+    expect(coding.cost("glm-5.1", u, offPeak).units).toBe(200);
+    expect(coding.priced).toBe(false);
+    const payg = loadModelTable(join(import.meta.dir, "../../examples/models.pay-as-you-go.yaml"));
+    expect(payg.priced).toBe(true);
+    expect(payg.cost("glm-4.7", { ...u, output: 1_000_000, input: 0 }, peak).spendMicros).toBe(
+      2_200_000,
+    );
+  });
+
   test("a missing file is named", () => {
     expect(() => loadModelTable(join(dir, "nope.yaml"))).toThrow(
       `MODELS_FILE ${join(dir, "nope.yaml")}: cannot be read (no such file)`,
