@@ -82,10 +82,17 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       upstreamConfigured: Boolean(deps.config.upstreamApiKey),
     }),
   );
-  app.get("/stats", statsHandler({ ...deps, defaultModel: deps.config.defaultModel }));
+  app.get(
+    "/stats",
+    statsHandler({ ...deps, defaultModel: deps.config.defaultModel, models: deps.config.models }),
+  );
   app.get(
     "/stats/usage",
-    statsUsageHandler({ ...deps, retentionMs: deps.config.usageRetentionDays * 86_400_000 }),
+    statsUsageHandler({
+      ...deps,
+      retentionMs: deps.config.usageRetentionDays * 86_400_000,
+      models: deps.config.models,
+    }),
   );
   app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
   app.all("/v1/*", proxyHandler(deps));

@@ -2,6 +2,8 @@ import { dirname, join } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
 import { checkProxyEntry } from "./admin/client-address.ts";
+import type { ModelTable } from "./models/cost.ts";
+import { loadModelTable, ModelsFileError } from "./models/load.ts";
 import { checkExtraPath } from "./proxy/endpoints.ts";
 import { isNeverForwarded } from "./proxy/header-policy.ts";
 
@@ -180,6 +182,7 @@ export const envSchema = z.object({
     z.coerce.number().int().min(1).optional(),
   ),
   UPSTREAM_QUEUE_TIMEOUT_MS: intFrom(60_000, 1),
+  MODELS_FILE: z.preprocess(emptyToUndefined, z.string().optional()),
   UPSTREAM_PLAN_5H: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
   UPSTREAM_PLAN_WEEKLY: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
   OUTPUT_CAP_POLICY: z.preprocess(
@@ -266,6 +269,11 @@ export interface Config {
   upstreamMaxConcurrency: number | null;
   /** Longest wait in that queue before a 429. */
   upstreamQueueTimeoutMs: number;
+  /**
+   * MODELS_FILE, read and validated at load: weights, peak multipliers and
+   * prices per model; every weight 1 when unset.
+   */
+  models: ModelTable;
   /** What the upstream plan delivers, in the units quotas are counted in; null = not declared. */
   plan: { fiveHour: number | null; weekly: number | null };
   /**
@@ -339,6 +347,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultKeyConcurrency: e.DEFAULT_KEY_CONCURRENCY ?? null,
     upstreamMaxConcurrency: e.UPSTREAM_MAX_CONCURRENCY ?? null,
     upstreamQueueTimeoutMs: e.UPSTREAM_QUEUE_TIMEOUT_MS,
+    models: modelTableOf(e.MODELS_FILE),
     plan: { fiveHour: e.UPSTREAM_PLAN_5H ?? null, weekly: e.UPSTREAM_PLAN_WEEKLY ?? null },
     outputCapPolicy: e.OUTPUT_CAP_POLICY,
     defaultOutputReservation: e.DEFAULT_OUTPUT_RESERVATION,
@@ -350,6 +359,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       compress: e.BACKUP_COMPRESS,
     },
   };
+}
+
+function modelTableOf(path: string | undefined): ModelTable {
+  try {
+    return loadModelTable(path);
+  } catch (err) {
+    if (err instanceof ModelsFileError)
+      throw new ConfigError(`invalid configuration: ${err.message}`);
+    throw err;
+  }
 }
 
 function pickStorage(e: Env): Config["storage"] {

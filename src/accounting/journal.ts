@@ -11,7 +11,18 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import type { TokenUsage } from "../models/token-usage.ts";
 import { PRIVATE_DIR, PRIVATE_FILE } from "../util/private-files.ts";
+
+/** What a charge was made of: enough to replay it exactly and to keep per-model history. */
+export interface ChargeDetail {
+  /** The model the request went upstream with. */
+  model: string;
+  /** Raw tokens by kind, as the upstream reported them (an estimate: output). */
+  usage: TokenUsage;
+  /** Spend in micro-units of the models file's currency. */
+  spendMicros: number;
+}
 
 /**
  * One usage event: a response's tokens charged to a key. `seq` is unique and
@@ -22,8 +33,14 @@ export interface UsageEvent {
   keyId: string;
   /** Epoch ms when the usage became known. */
   at: number;
+  /** What the key's quotas are charged: weighted units (raw tokens without a models file). */
   tokens: number;
   requests: number;
+  /**
+   * Absent in journals written before models files existed; such an event
+   * replays as it was charged (units = raw tokens, model unknown).
+   */
+  detail?: ChargeDetail;
 }
 
 export interface ReplayResult {
@@ -116,14 +133,48 @@ export class Journal {
   }
 }
 
+// A line is a JSON array: [seq, keyId, at, units, requests], then, when the
+// charge has a detail, model, input, output, cache read, cache write, spend.
 function formatLine(e: UsageEvent): string {
-  return `${JSON.stringify([e.seq, e.keyId, e.at, e.tokens, e.requests])}\n`;
+  const d = e.detail;
+  const line = d
+    ? [
+        e.seq,
+        e.keyId,
+        e.at,
+        e.tokens,
+        e.requests,
+        d.model,
+        d.usage.input,
+        d.usage.output,
+        d.usage.cacheRead,
+        d.usage.cacheWrite,
+        d.spendMicros,
+      ]
+    : [e.seq, e.keyId, e.at, e.tokens, e.requests];
+  return `${JSON.stringify(line)}\n`;
+}
+
+function parseDetail(v: unknown[]): ChargeDetail | null {
+  const [model, input, output, cacheRead, cacheWrite, spendMicros] = v;
+  const counts = [input, output, cacheRead, cacheWrite, spendMicros];
+  if (typeof model !== "string" || !counts.every((c) => Number.isSafeInteger(c))) return null;
+  return {
+    model,
+    usage: {
+      input: input as number,
+      output: output as number,
+      cacheRead: cacheRead as number,
+      cacheWrite: cacheWrite as number,
+    },
+    spendMicros: spendMicros as number,
+  };
 }
 
 function parseLine(line: string): UsageEvent | null {
   try {
     const v: unknown = JSON.parse(line);
-    if (!Array.isArray(v) || v.length !== 5) return null;
+    if (!Array.isArray(v) || (v.length !== 5 && v.length !== 11)) return null;
     const [seq, keyId, at, tokens, requests] = v;
     if (
       !Number.isSafeInteger(seq) ||
@@ -134,7 +185,9 @@ function parseLine(line: string): UsageEvent | null {
     ) {
       return null;
     }
-    return { seq, keyId, at, tokens, requests };
+    if (v.length === 5) return { seq, keyId, at, tokens, requests };
+    const detail = parseDetail(v.slice(5));
+    return detail ? { seq, keyId, at, tokens, requests, detail } : null;
   } catch {
     return null;
   }

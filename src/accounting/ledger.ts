@@ -3,7 +3,8 @@ import type { Logger } from "../log.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
 import { bucketStartOf } from "../time/buckets.ts";
 import { withTimeout } from "../util/timeout.ts";
-import type { Journal, UsageEvent } from "./journal.ts";
+import type { ChargeDetail, Journal, UsageEvent } from "./journal.ts";
+import { aggregateModels } from "./model-usage.ts";
 
 /** A write that takes longer than this is given up on (and retried; see `flushOnce`). */
 const APPLY_TIMEOUT_MS = 15_000;
@@ -97,13 +98,17 @@ export class UsageLedger {
     return this.holds.size;
   }
 
-  /** Charges `tokens` to a key. Synchronous: the event is in the journal when this returns. */
-  record(keyId: string, tokens: number, requests = 1): void {
+  /**
+   * Charges `tokens` (weighted units) to a key, with what they were made of.
+   * Synchronous: the event is in the journal when this returns.
+   */
+  record(keyId: string, tokens: number, requests = 1, detail?: ChargeDetail): void {
     if (this.closed) {
       this.deps.log.error({ keyId, tokens }, "usage recorded after shutdown was lost");
       return;
     }
     const e: UsageEvent = { seq: ++this.seq, keyId, at: this.deps.clock(), tokens, requests };
+    if (detail) e.detail = detail;
     this.deps.journal.append(e);
     this.add(e);
   }
@@ -228,9 +233,17 @@ export class UsageLedger {
     const lastSeq = batch[batch.length - 1]?.seq ?? 0;
     let keys: KeyUsage[];
     try {
-      keys = aggregate(await this.resolveUnverified(batch));
+      const resolved = await this.resolveUnverified(batch);
+      keys = aggregate(resolved);
+      const models = aggregateModels(resolved);
       await withTimeout(
-        this.deps.storage.applyUsage({ instanceId: this.deps.instanceId, firstSeq, lastSeq, keys }),
+        this.deps.storage.applyUsage({
+          instanceId: this.deps.instanceId,
+          firstSeq,
+          lastSeq,
+          keys,
+          models,
+        }),
         APPLY_TIMEOUT_MS,
         `no answer from the database within ${APPLY_TIMEOUT_MS} ms`,
       );

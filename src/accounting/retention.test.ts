@@ -385,3 +385,61 @@ describe("audit retention", () => {
     expect(left.entries.map((e) => e.at)).toEqual([NOW - DAY]);
   });
 });
+
+describe("UsagePruner and the per-model history", () => {
+  test("hourly model rows are pruned by the same cutoff as the buckets", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "retention-models-"));
+    const storage = await openSqliteStorage(join(dir, "t.db"));
+    try {
+      await storage.migrate();
+      const { record } = await createKey(storage, { name: "m", tokenLimit: 1 }, NOW - 40 * DAY);
+      const HOUR = 3_600_000;
+      const row = (bucketStart: number) => ({
+        keyId: record.id,
+        model: "glm-4.7",
+        bucketStart,
+        input: 1,
+        output: 1,
+        cacheRead: 0,
+        cacheWrite: 0,
+        units: 2,
+        requests: 1,
+        spendMicros: 3,
+      });
+      await storage.applyUsage({
+        instanceId: "r",
+        firstSeq: 1,
+        lastSeq: 1,
+        keys: [{ keyId: record.id, tokens: 4, requests: 2, lastUsedAt: NOW, buckets: [] }],
+        models: [row(NOW - 31 * DAY), row(NOW - HOUR)],
+      });
+      const { log } = recorder();
+      const pruner = new UsagePruner({
+        storage,
+        clock: () => NOW,
+        log,
+        retentionDays: 30,
+        healthy: () => true,
+      });
+      const outcome = await pruner.runOnce();
+      expect(outcome).toMatchObject({ ran: true, deleted: 1 });
+      const left = await storage.modelUsage(0, NOW + DAY, record.id);
+      expect(left).toEqual([
+        {
+          keyId: record.id,
+          model: "glm-4.7",
+          input: 1,
+          output: 1,
+          cacheRead: 0,
+          cacheWrite: 0,
+          units: 2,
+          requests: 1,
+          spendMicros: 3,
+        },
+      ]);
+    } finally {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -37,7 +37,7 @@ export function retentionCutoff(now: number, retentionDays: number): number {
 }
 
 export interface RetentionDeps {
-  storage: Pick<Storage, "pruneUsage"> & Partial<Pick<Storage, "pruneAudit">>;
+  storage: Pick<Storage, "pruneUsage"> & Partial<Pick<Storage, "pruneAudit" | "pruneModelUsage">>;
   clock: () => number;
   log: Pick<Logger, "info" | "warn" | "debug">;
   retentionDays: number;
@@ -168,6 +168,14 @@ export class UsagePruner {
         const n = await storage.pruneUsage(cutoff, chunk);
         deleted += n;
         if (n < chunk || this.stopped || !healthy()) break;
+        await yieldToEventLoop();
+      }
+      // The hourly per-model history, by the same cutoff.
+      for (;;) {
+        if (!storage.pruneModelUsage || this.stopped || !healthy()) break;
+        const n = await storage.pruneModelUsage(cutoff, chunk);
+        deleted += n;
+        if (n < chunk) break;
         await yieldToEventLoop();
       }
       deleted += await this.pruneAudit(started);

@@ -1,6 +1,7 @@
 import { keyChanges, updateAction } from "../audit/changes.ts";
 import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
+import type { ModelTable } from "../models/cost.ts";
 import type { PlanCapacity } from "../quota/plan.ts";
 import type { AuditActor, KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
 import { WEEK_MS, windowFloor } from "../time/buckets.ts";
@@ -25,6 +26,8 @@ export interface AdminDeps {
   onKeyChanged?: (keyId: string) => void;
   /** What the upstream plan delivers (UPSTREAM_PLAN_5H, UPSTREAM_PLAN_WEEKLY); unset = not declared. */
   plan?: PlanCapacity;
+  /** MODELS_FILE (currency and prices for the per-model views); flat when unset. */
+  models?: ModelTable;
 }
 
 export interface NewKeyInput {

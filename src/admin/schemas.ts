@@ -258,13 +258,58 @@ const seriesFields = {
     .array(point)
     .meta({ description: "Every step in [from, to), oldest first, zero-filled" }),
 };
+export const modelUsageView = z
+  .object({
+    currency: z.string().nullable().meta({
+      description:
+        "The models file's currency when it sets prices (spend is in it); null = no prices",
+    }),
+    models: z
+      .array(
+        z.object({
+          model: z
+            .string()
+            .meta({ description: '"unknown" for usage recorded before per-model history' }),
+          input_tokens: z
+            .number()
+            .int()
+            .meta({ description: "Input tokens not read from the cache" }),
+          output_tokens: z
+            .number()
+            .int()
+            .meta({ description: "Output tokens; estimates count here" }),
+          cache_read_tokens: z.number().int(),
+          cache_write_tokens: z.number().int(),
+          tokens: z.number().int().meta({ description: "Raw tokens of every kind" }),
+          units: z.number().int().meta({
+            description:
+              "Weighted units charged to quotas (MODELS_FILE); equal to tokens without it",
+          }),
+          requests: z.number().int(),
+          spend: z.number().nullable().meta({ description: "In `currency`; null without prices" }),
+          spend_micros: z
+            .number()
+            .int()
+            .meta({ description: "Spend in millionths of `currency`, exact" }),
+        }),
+      )
+      .meta({
+        description: "Per model, by name; hourly history, so a range is taken to whole hours",
+      }),
+  })
+  .meta({ id: "ModelUsage" });
+
 export const keyUsageSeries = z
-  .object({ key_id: z.string(), ...seriesFields })
+  .object({ key_id: z.string(), ...seriesFields, by_model: modelUsageView })
   .meta({ id: "KeyUsageSeries" });
 export type KeyUsageSeries = z.infer<typeof keyUsageSeries>;
 
 export const holderUsageSeries = z
-  .object({ key: z.string().meta({ description: "The key, masked" }), ...seriesFields })
+  .object({
+    key: z.string().meta({ description: "The key, masked" }),
+    ...seriesFields,
+    by_model: modelUsageView,
+  })
   .meta({ id: "HolderUsageSeries" });
 export type HolderUsageSeries = z.infer<typeof holderUsageSeries>;
 
@@ -312,6 +357,7 @@ export const usageTotals = z
       description:
         "The upstream plan against the keys handed out, now (whatever the range): the 5-hour window, then the weekly one",
     }),
+    by_model: modelUsageView.meta({ description: "Every key's usage in the range, per model" }),
   })
   .meta({ id: "UsageTotals" });
 export type UsageTotals = z.infer<typeof usageTotals>;

@@ -1,4 +1,7 @@
+import { hourOf } from "../accounting/model-usage.ts";
 import { maskedKey } from "../keys/secret.ts";
+import { ModelTable } from "../models/cost.ts";
+import { modelUsageView, sumByModel } from "../models/view.ts";
 import type { KeyRecord } from "../storage/types.ts";
 import { AdminError } from "./errors.ts";
 import type { AdminDeps } from "./operations.ts";
@@ -18,8 +21,15 @@ export async function keyUsage(
   const range = resolveRange(q, deps.clock());
   const key = await deps.storage.getKeyById(id);
   if (!key) throw new AdminError("not_found", `no key with id ${id}`);
-  const buckets = await deps.storage.usageBetween(id, range.from, range.to);
-  return { key_id: id, ...toSeries(buckets, range) };
+  const [buckets, models] = await Promise.all([
+    deps.storage.usageBetween(id, range.from, range.to),
+    deps.storage.modelUsage(hourOf(range.from), range.to, id),
+  ]);
+  return {
+    key_id: id,
+    ...toSeries(buckets, range),
+    by_model: modelUsageView(models, deps.models ?? ModelTable.flat),
+  };
 }
 
 /** The key holder's own history (`/stats/usage`), no further back than history is kept. */
@@ -31,20 +41,28 @@ export async function holderUsage(
 ): Promise<HolderUsageSeries> {
   const now = deps.clock();
   const range = resolveRange(q, now, now - retentionMs);
-  const buckets = await deps.storage.usageBetween(key.id, range.from, range.to);
-  return { key: maskedKey(key.keyPrefix), ...toSeries(buckets, range) };
+  const [buckets, models] = await Promise.all([
+    deps.storage.usageBetween(key.id, range.from, range.to),
+    deps.storage.modelUsage(hourOf(range.from), range.to, key.id),
+  ]);
+  return {
+    key: maskedKey(key.keyPrefix),
+    ...toSeries(buckets, range),
+    by_model: modelUsageView(models, deps.models ?? ModelTable.flat),
+  };
 }
 
 export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<UsageTotals> {
   const now = deps.clock();
   const range = resolveRange(q, now);
   const { storage } = deps;
-  const [buckets, perKey, keysTotal, active, plan] = await Promise.all([
+  const [buckets, perKey, keysTotal, active, plan, models] = await Promise.all([
     storage.usageBetween(null, range.from, range.to),
     storage.usageByKey(range.from, range.to),
     storage.countKeys(),
     storage.listKeys({ limit: 1, offset: 0, now, status: "active" }),
     planState(storage, now, deps.plan ?? { fiveHour: null, weekly: null }),
+    storage.modelUsage(hourOf(range.from), range.to),
   ]);
   const used = perKey.filter((t) => t.tokens > 0 || t.requests > 0);
   const top = [...used]
@@ -73,5 +91,6 @@ export async function usageTotals(deps: AdminDeps, q: UsageQuery): Promise<Usage
       allowed_ratio: w.allowedRatio,
       used_ratio: w.usedRatio,
     })),
+    by_model: modelUsageView(sumByModel(models), deps.models ?? ModelTable.flat),
   };
 }

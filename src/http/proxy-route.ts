@@ -6,6 +6,7 @@ import { type Dialect, GatewayError } from "../errors.ts";
 import { describeAllowed, filterModelList, modelAllowed } from "../keys/allowed-models.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
+import { estimatedUsage, NO_TOKENS, type TokenUsage, totalTokens } from "../models/token-usage.ts";
 import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
 import { forward } from "../proxy/forward.ts";
 import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/header-policy.ts";
@@ -13,7 +14,7 @@ import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
 import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
 import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
 import { classifyRefusal, type Refusal } from "../proxy/upstream-refusals.ts";
-import { responseTokens } from "../proxy/usage.ts";
+import { responseUsage } from "../proxy/usage.ts";
 import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
 import type { FairQueue } from "../quota/fair-queue.ts";
 import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
@@ -176,18 +177,26 @@ export function proxyHandler(deps: ProxyDeps) {
     // when its usage is known, or, if shutdown cannot wait that long, then
     // with what is known by that time (for a whole answer, an estimate).
     // Its reservation gives way to the charge in the same step.
+    // Quotas count weighted units (MODELS_FILE; raw tokens without it).
     let charged = false;
-    const charge = (tokens: number) => {
+    let units = 0;
+    const charge = (usage: TokenUsage) => {
       if (charged) return false;
       charged = true;
-      ledger.record(key.id, tokens);
-      ticket.settle(tokens);
+      const cost = config.models.cost(prepared.model, usage, deps.clock());
+      units = cost.units;
+      const detail =
+        prepared.model === undefined
+          ? undefined
+          : { model: prepared.model, usage, spendMicros: cost.spendMicros };
+      ledger.record(key.id, units, 1, detail);
+      ticket.settle(units);
       return true;
     };
     let forceStream: (() => void) | undefined;
     const releaseHold = ledger.hold(() => {
       if (forceStream) forceStream();
-      else charge(estimateTokens(requestBytes, 0));
+      else charge(estimatedUsage(estimateTokens(requestBytes, 0)));
     });
     const release = () => {
       releaseHold();
@@ -261,9 +270,9 @@ export function proxyHandler(deps: ProxyDeps) {
           },
           onIdle: () => abort.abort(),
           requestBytes,
-          onDone: (outcome) => {
+          onDone: (outcome, usage) => {
             try {
-              charge(outcome.tokens);
+              charge(usage);
             } catch (err) {
               // The journal could not be written (disk full): say so loudly;
               // the stream itself is over and must not take the process down.
@@ -304,15 +313,16 @@ export function proxyHandler(deps: ProxyDeps) {
         bytes = filterModelList(bytes, key.allowedModels);
         headers.delete("content-length");
       }
-      const tokens = tokensOf(dialect, headers.get("content-type"), bytes) ?? 0;
-      charge(tokens);
+      const usage = usageOf(dialect, headers.get("content-type"), bytes);
+      const tokens = totalTokens(usage);
+      charge(usage);
       metrics.upstreamDuration.observe(
         { dialect, stream: "false" },
         (performance.now() - sentAt) / 1000,
       );
       metrics.tokens.inc({ dialect }, tokens);
       access.fields.tokens = tokens;
-      const after = quotaHeaders(dialect, afterCharge(state, tokens, now), now);
+      const after = quotaHeaders(dialect, afterCharge(state, units, now), now);
       for (const [k, v] of Object.entries(after)) headers.set(k, v);
       return new Response(bytes, { status: upstream.status, headers });
     } finally {
@@ -476,12 +486,12 @@ function looksLikeJson(bytes: Uint8Array | null): boolean {
   return false;
 }
 
-function tokensOf(dialect: Dialect, type: string | null, bytes: Uint8Array): number | null {
-  if (!type?.includes("json") || bytes.byteLength === 0) return null;
+function usageOf(dialect: Dialect, type: string | null, bytes: Uint8Array): TokenUsage {
+  if (!type?.includes("json") || bytes.byteLength === 0) return NO_TOKENS;
   try {
-    return responseTokens(dialect, JSON.parse(decoder.decode(bytes)));
+    return responseUsage(dialect, JSON.parse(decoder.decode(bytes))) ?? NO_TOKENS;
   } catch {
-    return null;
+    return NO_TOKENS;
   }
 }
 

@@ -7,6 +7,8 @@ import { holderUsage } from "../admin/usage.ts";
 import { GatewayError } from "../errors.ts";
 import type { KeyCache } from "../keys/cache.ts";
 import { maskedKey } from "../keys/secret.ts";
+import { ModelTable } from "../models/cost.ts";
+import { type ModelUsageView, modelUsageView } from "../models/view.ts";
 import { bindingWindow, keySpanMs, windowStates } from "../quota/admission.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import type { WindowState } from "../quota/window.ts";
@@ -25,6 +27,8 @@ export interface StatsDeps {
   clock: () => number;
   defaultModel: string;
   health: StorageHealth;
+  /** MODELS_FILE, for the currency of spend; flat when unset. */
+  models?: ModelTable;
 }
 
 /**
@@ -67,6 +71,7 @@ export function statsHandler(deps: StatsDeps) {
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];
     const pending = deps.ledger.pendingTotals(key.id);
+    const byModel = await modelHistory(deps, key.id, now);
     const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);
     return c.json({
       key: maskedKey(key.keyPrefix),
@@ -84,8 +89,29 @@ export function statsHandler(deps: StatsDeps) {
       binding_window: bindingWindow(states).spanMs === WEEK_MS ? "week" : "5h",
       total_lifetime_tokens: key.totalTokens + pending.tokens,
       total_requests: key.totalRequests + pending.requests,
+      usage_by_model: byModel,
     });
   };
+}
+
+/**
+ * The key's per-model history, as far back as it is kept: what was written
+ * to the database (a response shows up here after the next flush, within
+ * FLUSH_INTERVAL_MS). Null while the database is out.
+ */
+async function modelHistory(
+  deps: StatsDeps,
+  keyId: string,
+  now: number,
+): Promise<ModelUsageView | null> {
+  if (deps.health.degraded) return null;
+  try {
+    const rows = await deps.storage.modelUsage(0, now + 3_600_000, keyId);
+    return modelUsageView(rows, deps.models ?? ModelTable.flat);
+  } catch (err) {
+    deps.health.reportFailure(err);
+    return null;
+  }
 }
 
 /** One window as /stats shows it (the old gateway's field names). */
@@ -105,6 +131,8 @@ export interface StatsUsageDeps {
   health: StorageHealth;
   /** How far back usage history is kept (USAGE_RETENTION_DAYS). */
   retentionMs: number;
+  /** MODELS_FILE, for the currency of spend; flat when unset. */
+  models?: ModelTable;
 }
 
 /**
@@ -132,7 +160,7 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
     try {
       return c.json(
         await holderUsage(
-          { storage: deps.storage, clock: deps.clock },
+          { storage: deps.storage, clock: deps.clock, models: deps.models },
           key,
           parsed.data,
           deps.retentionMs,

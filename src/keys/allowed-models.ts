@@ -13,10 +13,15 @@ function globOf(pattern: string): Bun.Glob {
   return glob;
 }
 
+/** Whether a model name matches one exact name or glob pattern (see above). */
+export function matchesModel(pattern: string, model: string): boolean {
+  return globOf(pattern).match(model);
+}
+
 /** Whether `model` is one the key may use; a key without a list may use any. */
 export function modelAllowed(allowed: readonly string[] | null, model: string): boolean {
   if (allowed === null) return true;
-  return allowed.some((pattern) => globOf(pattern).match(model));
+  return allowed.some((pattern) => matchesModel(pattern, model));
 }
 
 /** The list as a refusal names it. */

@@ -1,4 +1,5 @@
 import type { Dialect } from "../errors.ts";
+import { estimatedUsage, NO_TOKENS, type TokenUsage } from "../models/token-usage.ts";
 import { SseParser } from "./sse.ts";
 import { StreamUsage } from "./usage.ts";
 
@@ -25,8 +26,11 @@ export interface MeteredStreamOptions {
   onIdle: () => void;
   /** Size of the request body, for the estimate when usage never comes. */
   requestBytes: number;
-  /** Called exactly once, when the stream's cost is known. */
-  onDone: (outcome: StreamOutcome) => void;
+  /**
+   * Called exactly once, when the stream's cost is known, with `tokens` by
+   * kind (an estimate counts as output tokens).
+   */
+  onDone: (outcome: StreamOutcome, usage: TokenUsage) => void;
   /**
    * Receives a function that ends the stream at once, charging what is known
    * so far (shutdown cannot wait for it any longer).
@@ -113,7 +117,8 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     const tokens = estimated
       ? estimateTokens(opts.requestBytes, usage.contentEvents, usage.inputTokens)
       : (usage.tokens ?? 0);
-    opts.onDone({ tokens, estimated, abandoned, broken });
+    const byKind = estimated ? estimatedUsage(tokens) : (usage.usage ?? NO_TOKENS);
+    opts.onDone({ tokens, estimated, abandoned, broken }, byKind);
   };
 
   const drain = async () => {

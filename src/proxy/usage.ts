@@ -1,4 +1,5 @@
 import type { Dialect } from "../errors.ts";
+import type { TokenUsage } from "../models/token-usage.ts";
 import type { SseEvent } from "./sse.ts";
 
 // What the upstream says a response cost. Pure functions over parsed JSON.
@@ -17,6 +18,20 @@ export function openaiTokens(usage: unknown): number | null {
   return count(usage.prompt_tokens) + count(usage.completion_tokens);
 }
 
+/**
+ * OpenAI usage by kind. `prompt_tokens` (Responses API: `input_tokens`)
+ * include the cache reads of `prompt_tokens_details.cached_tokens`; output
+ * is the rest of the total, so the kinds always add up to `openaiTokens`.
+ */
+export function openaiUsage(usage: unknown): TokenUsage | null {
+  const total = openaiTokens(usage);
+  if (total === null || !isObject(usage)) return null;
+  const details = usage.prompt_tokens_details ?? usage.input_tokens_details;
+  const prompt = Math.min(count(usage.prompt_tokens ?? usage.input_tokens), total);
+  const cached = Math.min(isObject(details) ? count(details.cached_tokens) : 0, prompt);
+  return { input: prompt - cached, cacheRead: cached, cacheWrite: 0, output: total - prompt };
+}
+
 const ANTHROPIC_INPUT_FIELDS = [
   "input_tokens",
   "cache_creation_input_tokens",
@@ -30,6 +45,23 @@ export function anthropicTokens(usage: unknown): number | null {
   let sum = 0;
   for (const f of ANTHROPIC_FIELDS) sum += count(usage[f]);
   return sum;
+}
+
+/** Anthropic usage by kind; the kinds add up to `anthropicTokens`. */
+export function anthropicUsage(usage: unknown): TokenUsage | null {
+  if (!isObject(usage)) return null;
+  return {
+    input: count(usage.input_tokens),
+    output: count(usage.output_tokens),
+    cacheRead: count(usage.cache_read_input_tokens),
+    cacheWrite: count(usage.cache_creation_input_tokens),
+  };
+}
+
+/** Usage by kind a complete (non-stream) JSON response reports, or null when it reports none. */
+export function responseUsage(dialect: Dialect, body: unknown): TokenUsage | null {
+  if (!isObject(body)) return null;
+  return dialect === "anthropic" ? anthropicUsage(body.usage) : openaiUsage(body.usage);
 }
 
 /** Tokens a complete (non-stream) JSON response reports, or null when it reports none. */
@@ -49,6 +81,7 @@ export function responseTokens(dialect: Dialect, body: unknown): number | null {
 export class StreamUsage {
   private readonly fields = new Map<string, number>();
   private openaiTotal: number | null = null;
+  private openaiLast: unknown;
   private openaiFinal = false;
   private finalSeen = false;
   /**
@@ -95,6 +128,7 @@ export class StreamUsage {
       // report cumulative: the last one counts. It is final on the usage-only
       // chunk (`choices: []`) or the Responses API's closing event.
       this.openaiTotal = tokens;
+      this.openaiLast = usage;
       const usageOnly = Array.isArray(json.choices) && json.choices.length === 0;
       if (usageOnly || !Array.isArray(json.choices)) this.openaiFinal = true;
       return usageOnly;
@@ -134,6 +168,14 @@ export class StreamUsage {
       if (v !== undefined) sum = (sum ?? 0) + v;
     }
     return sum;
+  }
+
+  /** Usage by kind reported so far (as `tokens`), or null. */
+  get usage(): TokenUsage | null {
+    if (this.dialect === "openai")
+      return this.openaiTotal === null ? null : openaiUsage(this.openaiLast);
+    if (this.fields.size === 0) return null;
+    return anthropicUsage(Object.fromEntries(this.fields));
   }
 
   /** Tokens reported so far (partial for an unfinished Anthropic stream), or null. */

@@ -107,7 +107,31 @@ export interface UsageBatch {
   firstSeq: number;
   lastSeq: number;
   keys: KeyUsage[];
+  /** Per-model history of the same events, each (key, model, hour) once; absent = none. */
+  models?: ModelUsage[];
 }
+
+/**
+ * Usage of one key on one model in one hour: raw tokens by kind, the
+ * weighted units charged for them, requests, and spend in micro-units of
+ * the models file's currency.
+ */
+export interface ModelUsage {
+  keyId: string;
+  model: string;
+  /** Start of the hour (epoch ms). */
+  bucketStart: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  units: number;
+  requests: number;
+  spendMicros: number;
+}
+
+/** A key's usage of one model summed over a time range (`bucketStart` is then meaningless). */
+export type ModelTotal = Omit<ModelUsage, "bucketStart">;
 
 export interface KeyUsage {
   keyId: string;
@@ -227,6 +251,14 @@ export interface Storage {
    * less than `limit`, so no single statement holds locks for long.
    */
   pruneUsage(before: number, limit: number): Promise<number>;
+  /**
+   * Each key's usage per model in hours that started in [from, to), only
+   * (key, model) pairs with some usage, ordered by key then model. `keyId`
+   * narrows it to one key.
+   */
+  modelUsage(from: number, to: number, keyId?: string): Promise<ModelTotal[]>;
+  /** As `pruneUsage`, for the hourly per-model history. */
+  pruneModelUsage(before: number, limit: number): Promise<number>;
   applyUsage(batch: UsageBatch): Promise<void>;
   /** Highest sequence number of `instanceId` already applied (0 if none). */
   checkpoint(instanceId: string): Promise<number>;

@@ -18,6 +18,7 @@ const DASHBOARD_PAGE = [
   "key-detail.js",
   "totals.js",
   "activity.js",
+  "models.js",
 ];
 
 /**

@@ -4,6 +4,7 @@ import { createKey } from "../../src/keys/service.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { BUCKET_MS } from "../../src/time/buckets.ts";
 import { historyContractTests } from "./storage-history.ts";
+import { modelUsageContractTests } from "./storage-model-usage.ts";
 import { revokeContractTests } from "./storage-revoke.ts";
 
 export interface StorageFixture {
@@ -307,6 +308,7 @@ export function storageContract(
     });
 
     historyContractTests(() => s);
+    modelUsageContractTests(() => s);
     revokeContractTests(() => s);
 
     test("usage lands in buckets and totals, with the checkpoint, in one batch", async () => {

@@ -18,7 +18,7 @@ import { migrate } from "drizzle-orm/bun-sqlite/migrator";
 import type { DatabaseTarget } from "../../src/ops/backup/create.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
-import type { KeyExport, Storage } from "../../src/storage/types.ts";
+import type { KeyExport, ModelTotal, Storage } from "../../src/storage/types.ts";
 import { exportRow } from "../contract/storage-bulk.ts";
 import { testPostgres } from "./postgres.ts";
 
@@ -148,5 +148,45 @@ export function sqliteAtMigration(path: string, count: number): void {
     }
   } finally {
     rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** Per-model history on the fixture's first key, as a flush would write it; returns what it wrote. */
+export async function seedModelUsage(fx: Fixture, instanceId = "i_models"): Promise<ModelTotal[]> {
+  const s = fx.open();
+  try {
+    const keyId = "key_import_0000";
+    const row = (model: string, n: number) => ({
+      keyId,
+      model,
+      bucketStart: 3_600_000 * n,
+      input: 10 * n,
+      output: 3 * n,
+      cacheRead: n,
+      cacheWrite: 2 * n,
+      units: 40 * n,
+      requests: n,
+      spendMicros: 9 * n,
+    });
+    await s.applyUsage({
+      instanceId,
+      firstSeq: 1,
+      lastSeq: 1,
+      keys: [{ keyId, tokens: 120, requests: 3, lastUsedAt: 1, buckets: [] }],
+      models: [row("glm-4.7", 1), row("glm-5", 2)],
+    });
+    return await s.modelUsage(0, 10 * 3_600_000);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Every per-model row the fixture's database holds. */
+export async function modelHistory(fx: Fixture): Promise<ModelTotal[]> {
+  const s = fx.open();
+  try {
+    return await s.modelUsage(0, 10 * 3_600_000);
+  } finally {
+    await s.close();
   }
 }

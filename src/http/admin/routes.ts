@@ -24,7 +24,7 @@ import { usageRoutes } from "./usage-routes.ts";
 export interface AdminRouteDeps {
   adminKey: string;
   /** TRUSTED_PROXIES: whose forwarding headers are believed. */
-  config: Pick<Config, "trustedProxies" | "plan">;
+  config: Pick<Config, "trustedProxies" | "plan"> & Partial<Pick<Config, "models">>;
   storage: Storage;
   keys: KeyCache;
   health: StorageHealth;
@@ -57,6 +57,7 @@ export function adminRoutes(deps: AdminRouteDeps): OpenAPIHono<AdminEnv> {
     storage: deps.storage,
     clock: deps.clock,
     plan: deps.config.plan,
+    models: deps.config.models,
     // This instance obeys a change at once; others within their cache's TTL or on NOTIFY.
     onKeyChanged: (id) => deps.keys.invalidate(id),
   };

@@ -75,11 +75,11 @@ async function replaceIn(tx: Tx, payload: string, manifest: Manifest): Promise<L
   // commit. The tables are locked in the order a flush takes them
   // (checkpoint, keys, buckets), so the two cannot deadlock.
   await tx`set local lock_timeout = '30s'`;
-  await tx`lock table usage_checkpoints, api_keys, usage_buckets in access exclusive mode`;
+  await tx`lock table usage_checkpoints, api_keys, usage_buckets, model_usage in access exclusive mode`;
   const current = await readCheckpoints(tx);
   // Gateways still connected drop their cached copy of every key that changes.
   await tx`select count(pg_notify(${KEY_CHANNEL}, id)) from api_keys`;
-  await tx`truncate usage_buckets, api_keys, usage_checkpoints`;
+  await tx`truncate model_usage, usage_buckets, api_keys, usage_checkpoints`;
   const fromBackup =
     manifest.format === "pg_dump"
       ? await copyFromArchive(tx, payload)
@@ -113,8 +113,9 @@ async function readCheckpoints(tx: Tx): Promise<Checkpoint[]> {
 
 /** Streams the keys and buckets of an archive into the tables; returns its checkpoints. */
 async function copyFromArchive(tx: Tx, payload: string): Promise<Checkpoint[]> {
-  // One table at a time, keys first: their usage refers to them.
-  for (const table of ["api_keys", "usage_buckets"] as const) {
+  // One table at a time, keys first: their usage refers to them. An archive
+  // made before per-model history has no model_usage: nothing is copied.
+  for (const table of ["api_keys", "usage_buckets", "model_usage"] as const) {
     await copyTable(tx, payload, table, `public.${table}`);
   }
   // The audit log is append-only: the backup's entries missing here (a lost

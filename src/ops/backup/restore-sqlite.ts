@@ -134,10 +134,13 @@ function replaceTables(db: Database, expected: BackupCounts): Replaced {
       )
       .all();
   const current = readCheckpoints("main");
+  db.run("DELETE FROM main.model_usage");
   db.run("DELETE FROM main.usage_buckets");
   db.run("DELETE FROM main.api_keys");
   db.run("DELETE FROM main.usage_checkpoints");
-  for (const table of ["api_keys", "usage_buckets"]) {
+  // The per-model history comes back with a file backup; a logical one does
+  // not carry it (the staged copy's table is then empty).
+  for (const table of ["api_keys", "usage_buckets", "model_usage"]) {
     const cols = columns(db, table);
     db.run(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM staged.${table}`);
   }

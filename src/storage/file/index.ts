@@ -8,6 +8,7 @@ import {
   type KeyPatch,
   type KeyRecord,
   type KeyTotal,
+  type ModelTotal,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -17,6 +18,7 @@ import {
 import { fromFileAudit, queryAudit, toFileAudit } from "./audit.ts";
 import { KeyDocument } from "./document.ts";
 import type { LockOptions } from "./lock.ts";
+import { chargeModels, modelTotals, pruneModels } from "./model-usage.ts";
 import { expiryToFile, iso, newEntry, type Snapshot } from "./records.ts";
 import type { RawFile } from "./schema.ts";
 import { bucketsSince, chargeEntry, pruneEntry } from "./usage.ts";
@@ -279,6 +281,29 @@ class FileStorage implements Storage {
     return result;
   }
 
+  async modelUsage(from: number, to: number, keyId?: string): Promise<ModelTotal[]> {
+    const s = this.doc.read();
+    const out: ModelTotal[] = [];
+    const ids = s.records.map((r, i) => [r.id, i] as const).sort(([a], [b]) => compareIds(a, b));
+    for (const [id, i] of ids) {
+      if (keyId !== undefined && id !== keyId) continue;
+      out.push(...modelTotals(id, s.parsed.keys[i]?.tollgate_model_usage ?? [], from, to));
+    }
+    return out;
+  }
+
+  async pruneModelUsage(before: number, limit: number): Promise<number> {
+    const { result } = await this.doc.mutate((draft) => {
+      let removed = 0;
+      for (const entry of draft.keys) {
+        if (removed >= limit) break;
+        removed += pruneModels(entry, before, limit - removed);
+      }
+      return { result: removed, write: removed > 0 };
+    });
+    return result;
+  }
+
   /** Totals, buckets, windows and the checkpoint: one write, so a replay never charges twice. */
   async applyUsage(batch: UsageBatch): Promise<void> {
     await this.doc.mutate((draft, current) => {
@@ -287,11 +312,20 @@ class FileStorage implements Storage {
         return { result: undefined, write: false };
       }
       let write = false;
+      const modelsDone = new Set<string>();
       for (const usage of batch.keys) {
         const entry = draft.keys[current.byId.get(usage.keyId) ?? -1];
         // A key deleted while its usage was pending: nothing left to charge.
         if (!entry) continue;
         chargeEntry(entry, usage);
+        // Each key's model rows once, even if the key appears twice in `keys`.
+        if (!modelsDone.has(usage.keyId)) {
+          modelsDone.add(usage.keyId);
+          chargeModels(
+            entry,
+            (batch.models ?? []).filter((m) => m.keyId === usage.keyId),
+          );
+        }
         write = true;
       }
       const checkpoints = { ...current.parsed.tollgate_checkpoints };

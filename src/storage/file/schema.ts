@@ -13,6 +13,19 @@ const isoDate = legacyKey.shape.created_at;
 
 const fileBucket = legacyBucket.extend({ requests: count.optional() });
 
+const fileModelUsage = z.object({
+  model: z.string().max(200),
+  bucket_start: count,
+  input_tokens: count,
+  output_tokens: count,
+  cache_read_tokens: count,
+  cache_write_tokens: count,
+  units: count,
+  requests: count,
+  spend_micros: count,
+});
+export type FileModelUsage = z.output<typeof fileModelUsage>;
+
 export const fileKey = legacyKey
   .extend({
     key: legacyKey.shape.key.optional(),
@@ -31,6 +44,8 @@ export const fileKey = legacyKey
     /** When the key was revoked; its `key_sha256` is then a marker no secret hashes to. */
     revoked_at: isoDate.optional(),
     rolling_window_cache: legacyRollingCache.extend({ buckets: z.array(fileBucket) }).nullish(),
+    /** Usage per model and hour (MODELS_FILE history); the old gateway ignores it. */
+    tollgate_model_usage: z.array(fileModelUsage).optional(),
   })
   .refine((k) => k.key !== undefined || k.key_sha256 !== undefined, {
     message: "has neither `key` nor `key_sha256`",

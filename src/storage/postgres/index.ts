@@ -15,6 +15,7 @@ import {
   type KeyPatch,
   type KeyRecord,
   type KeyTotal,
+  type ModelTotal,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -25,6 +26,7 @@ import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import type { Db, Sql } from "./database.ts";
 import * as history from "./history.ts";
+import { modelUsage, pruneModelUsage, upsertModelUsage } from "./model-usage.ts";
 import * as schema from "./schema.ts";
 
 const { apiKeys, auditLog, usageCheckpoints } = schema;
@@ -236,6 +238,14 @@ class PostgresStorage implements Storage {
     return history.pruneUsage(this.client, before, limit);
   }
 
+  async modelUsage(from: number, to: number, keyId?: string): Promise<ModelTotal[]> {
+    return modelUsage(this.client, from, to, keyId);
+  }
+
+  async pruneModelUsage(before: number, limit: number): Promise<number> {
+    return pruneModelUsage(this.client, before, limit);
+  }
+
   async applyUsage(batch: UsageBatch): Promise<void> {
     const keys = [...batch.keys].sort((a, b) =>
       a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0,
@@ -281,6 +291,10 @@ class PostgresStorage implements Storage {
           returning k.id`;
         // A key deleted while its usage was pending: nothing left to charge.
         const live = new Set(hit.map((r) => r.id));
+        await upsertModelUsage(
+          tx,
+          (batch.models ?? []).filter((m) => live.has(m.keyId)),
+        );
         const rows = buckets.filter((b) => live.has(b.keyId));
         if (rows.length > 0) {
           await tx`

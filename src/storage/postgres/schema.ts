@@ -89,3 +89,30 @@ export const auditLog = pgTable(
   },
   (t) => [index("audit_log_at_idx").on(t.at), index("audit_log_key_id_idx").on(t.keyId, t.at)],
 );
+
+/**
+ * Usage per key, model and hour: raw tokens by kind, the weighted units
+ * charged, requests and spend (micro-units of the models file's currency).
+ * History for reading; admission reads `usage_buckets`.
+ */
+export const modelUsage = pgTable(
+  "model_usage",
+  {
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    model: text("model").notNull(),
+    bucketStart: int8("bucket_start").notNull(),
+    inputTokens: int8("input_tokens").notNull().default(0),
+    outputTokens: int8("output_tokens").notNull().default(0),
+    cacheReadTokens: int8("cache_read_tokens").notNull().default(0),
+    cacheWriteTokens: int8("cache_write_tokens").notNull().default(0),
+    units: int8("units").notNull().default(0),
+    requests: int8("requests").notNull().default(0),
+    spendMicros: int8("spend_micros").notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.model, t.bucketStart] }),
+    index("model_usage_bucket_start_idx").on(t.bucketStart),
+  ],
+);

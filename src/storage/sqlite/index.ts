@@ -17,6 +17,7 @@ import {
   type KeyPatch,
   type KeyRecord,
   type KeyTotal,
+  type ModelTotal,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -26,6 +27,7 @@ import {
 import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import { SqliteUsageHistory } from "./history.ts";
+import { SqliteModelUsage } from "./model-usage.ts";
 import * as schema from "./schema.ts";
 import { type Db, prepareStatements, type Statements } from "./statements.ts";
 
@@ -60,12 +62,14 @@ class SqliteStorage implements Storage {
   readonly kind = "sqlite" as const;
   private prepared: Statements | undefined;
   private readonly history: SqliteUsageHistory;
+  private readonly models: SqliteModelUsage;
 
   constructor(
     private readonly sqlite: Database,
     private readonly db: Db,
   ) {
     this.history = new SqliteUsageHistory(sqlite, db);
+    this.models = new SqliteModelUsage(sqlite);
   }
 
   private get q() {
@@ -204,6 +208,14 @@ class SqliteStorage implements Storage {
     return this.history.pruneUsage(before, limit);
   }
 
+  async modelUsage(from: number, to: number, keyId?: string): Promise<ModelTotal[]> {
+    return this.models.totals(from, to, keyId);
+  }
+
+  async pruneModelUsage(before: number, limit: number): Promise<number> {
+    return this.models.prune(before, limit);
+  }
+
   async applyUsage(batch: UsageBatch): Promise<void> {
     const q = this.q;
     // IMMEDIATE takes the write lock up front, so a concurrent CLI write waits
@@ -213,6 +225,7 @@ class SqliteStorage implements Storage {
         // Already applied (a retry after a lost answer): nothing to do.
         const done = q.checkpoint.get({ instanceId: batch.instanceId })?.lastSeq ?? 0;
         if (done >= batch.lastSeq) return;
+        const charged = new Set<string>();
         for (const k of batch.keys) {
           const hit = q.bumpTotals.get({
             keyId: k.keyId,
@@ -222,8 +235,10 @@ class SqliteStorage implements Storage {
           });
           // A key deleted while its usage was pending: nothing left to charge.
           if (!hit) continue;
+          charged.add(k.keyId);
           for (const b of k.buckets) q.upsertBucket.run({ keyId: k.keyId, ...b });
         }
+        this.models.upsert((batch.models ?? []).filter((m) => charged.has(m.keyId)));
         q.saveCheckpoint.run({
           instanceId: batch.instanceId,
           lastSeq: batch.lastSeq,

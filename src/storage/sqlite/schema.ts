@@ -77,3 +77,30 @@ export const auditLog = sqliteTable(
   },
   (t) => [index("audit_log_at_idx").on(t.at), index("audit_log_key_id_idx").on(t.keyId, t.at)],
 );
+
+/**
+ * Usage per key, model and hour: raw tokens by kind, the weighted units
+ * charged, requests and spend (micro-units of the models file's currency).
+ * History for reading; admission reads `usage_buckets`.
+ */
+export const modelUsage = sqliteTable(
+  "model_usage",
+  {
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    model: text("model").notNull(),
+    bucketStart: integer("bucket_start", { mode: "number" }).notNull(),
+    inputTokens: integer("input_tokens", { mode: "number" }).notNull().default(0),
+    outputTokens: integer("output_tokens", { mode: "number" }).notNull().default(0),
+    cacheReadTokens: integer("cache_read_tokens", { mode: "number" }).notNull().default(0),
+    cacheWriteTokens: integer("cache_write_tokens", { mode: "number" }).notNull().default(0),
+    units: integer("units", { mode: "number" }).notNull().default(0),
+    requests: integer("requests", { mode: "number" }).notNull().default(0),
+    spendMicros: integer("spend_micros", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.model, t.bucketStart] }),
+    index("model_usage_bucket_start_idx").on(t.bucketStart),
+  ],
+);

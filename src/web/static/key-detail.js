@@ -4,6 +4,7 @@ import { activityItem } from "./activity.js";
 import { drawUsageChart, rangeSwitch } from "./chart.js";
 import { byId, el, STATUS_CLASS } from "./dom.js";
 import { expiryText, formatDateTime, formatInt, RANGES, rangeQuery } from "./format.js";
+import { modelTable } from "./models.js";
 
 function facts(key, now) {
   const rows = [
@@ -59,6 +60,7 @@ export function createKeyDetail({ api }) {
         usage,
         `Tokens per ${RANGES[name].per}, ${RANGES[name].label}, key ${key.name}`,
       );
+      byId("detail-models").replaceChildren(modelTable(usage.by_model));
     } catch (err) {
       if (err.status !== 401) error.textContent = err.message;
     }
@@ -75,6 +77,7 @@ export function createKeyDetail({ api }) {
     byId("detail-facts").replaceChildren(...facts(key, Date.now()));
     total.textContent = "";
     chart.replaceChildren();
+    byId("detail-models").replaceChildren();
     if (!dialog.open) dialog.showModal();
     void loadChart();
     void loadHistory(key);

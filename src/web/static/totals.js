@@ -4,6 +4,7 @@
 import { drawUsageChart, rangeSwitch } from "./chart.js";
 import { byId, el, usageBar } from "./dom.js";
 import { formatInt, RANGES, rangeQuery } from "./format.js";
+import { modelTable } from "./models.js";
 
 const TOP = 5;
 
@@ -74,6 +75,7 @@ export function createTotals({ api }) {
           : [el("li", { class: "muted" }, "No usage in this range.")]),
       );
       byId("plan-windows").replaceChildren(...(usage.plan ?? []).map(planWindow));
+      byId("totals-models").replaceChildren(modelTable(usage.by_model));
     } catch (err) {
       if (err.status !== 401) error.textContent = err.message;
     }

@@ -1,0 +1,57 @@
+import type { ModelUsage } from "../storage/types.ts";
+import type { UsageEvent } from "./journal.ts";
+
+// Per-model history is kept per hour, not per 5 minutes: it is for reading
+// (who used which model, what it cost), never for admission, and an hour
+// keeps it at most one row per key and model an hour, twelve times fewer
+// rows than the usage buckets.
+
+export const MODEL_BUCKET_MS = 60 * 60 * 1000;
+
+/** The model an event is filed under when the journal does not say (written before models files). */
+export const UNKNOWN_MODEL = "unknown";
+
+export function hourOf(t: number): number {
+  return t - (((t % MODEL_BUCKET_MS) + MODEL_BUCKET_MS) % MODEL_BUCKET_MS);
+}
+
+/**
+ * One row per (key, model, hour): a batch never touches a row twice. An
+ * event without detail (an old journal) counts its units as raw output
+ * tokens of an unknown model; one that cost nothing and names no model (the
+ * model list) is left out.
+ */
+export function aggregateModels(events: UsageEvent[]): ModelUsage[] {
+  const rows = new Map<string, ModelUsage>();
+  for (const e of events) {
+    if (!e.detail && e.tokens === 0) continue;
+    const model = e.detail?.model ?? UNKNOWN_MODEL;
+    const bucketStart = hourOf(e.at);
+    const id = JSON.stringify([e.keyId, model, bucketStart]);
+    let row = rows.get(id);
+    if (!row) {
+      row = {
+        keyId: e.keyId,
+        model,
+        bucketStart,
+        input: 0,
+        output: 0,
+        cacheRead: 0,
+        cacheWrite: 0,
+        units: 0,
+        requests: 0,
+        spendMicros: 0,
+      };
+      rows.set(id, row);
+    }
+    const u = e.detail?.usage;
+    row.input += u?.input ?? 0;
+    row.output += u ? u.output : e.tokens;
+    row.cacheRead += u?.cacheRead ?? 0;
+    row.cacheWrite += u?.cacheWrite ?? 0;
+    row.units += e.tokens;
+    row.requests += e.requests;
+    row.spendMicros += e.detail?.spendMicros ?? 0;
+  }
+  return [...rows.values()];
+}
