@@ -1,6 +1,7 @@
 import type { StorageHealth } from "../storage/health.ts";
 import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
 import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "../time/buckets.ts";
+import { SingleFlight } from "../util/single-flight.ts";
 import { withTimeout } from "../util/timeout.ts";
 
 /**
@@ -23,7 +24,7 @@ interface Entry {
   gen: number;
   /** Our own flushes committed since the load started, tagged with their flush number. */
   flushedSince: Array<{ flushNo: number; bucketStart: number; tokens: number }>;
-  loading: Promise<void> | undefined;
+  loading: SingleFlight<void>;
   touchedAt: number;
 }
 
@@ -133,7 +134,7 @@ export class UsageView {
         loadedAt: -Infinity,
         gen: 0,
         flushedSince: [],
-        loading: undefined,
+        loading: new SingleFlight<void>(),
         touchedAt: now,
       };
       this.entries.set(keyId, e);
@@ -179,7 +180,7 @@ export class UsageView {
   sweep(): void {
     const cutoff = this.clock() - WINDOW_MS;
     for (const [id, e] of this.entries)
-      if (e.touchedAt < cutoff && !e.loading) {
+      if (e.touchedAt < cutoff && !e.loading.running) {
         this.entries.delete(id);
         this.active.delete(id);
       }
@@ -305,7 +306,7 @@ export class UsageView {
   }
 
   private load(keyId: string, e: Entry): Promise<void> {
-    e.loading ??= (async () => {
+    return e.loading.run(async () => {
       const read = this.beginRead();
       const since = windowFloor(read.startedAt, e.spanMs);
       try {
@@ -313,11 +314,8 @@ export class UsageView {
       } catch (err) {
         this.health?.reportFailure(err);
         throw err;
-      } finally {
-        e.loading = undefined;
       }
-    })();
-    return e.loading;
+    });
   }
 
   /** Taken synchronously just before a query is sent. */
