@@ -152,3 +152,50 @@ describe("db copy and the audit log", () => {
     expect((await to.listAudit({ limit: 10, offset: 0 })).total).toBe(4);
   });
 });
+
+describe("db copy and the per-model history", () => {
+  test("hourly per-model rows go along, SQLite to PostgreSQL and back; not into a target with keys", async () => {
+    const a = await sqlite();
+    const keys = [exportRow(1, 1), exportRow(2, 1)];
+    await a.importKeys?.(keys, { skipExisting: false });
+    const row = (keyId: string, model: string, hour: number) => ({
+      keyId,
+      model,
+      bucketStart: hour * 3_600_000,
+      input: 10 + hour,
+      output: 5,
+      cacheRead: 2,
+      cacheWrite: 1,
+      units: 40 + hour,
+      requests: 2,
+      spendMicros: 9,
+    });
+    const [k1, k2] = keys.map((k) => k.key.id) as [string, string];
+    await a.applyUsage({
+      instanceId: "models",
+      firstSeq: 1,
+      lastSeq: 1,
+      keys: keys.map((k) => ({
+        keyId: k.key.id,
+        tokens: 0,
+        requests: 0,
+        lastUsedAt: 1,
+        buckets: [],
+      })),
+      models: [row(k1, "glm-4.7", 1), row(k1, "glm-5", 2), row(k2, "glm-4.7", 3)],
+    });
+    const expected = await a.modelUsage(0, 10 * 3_600_000);
+    expect(expected).toHaveLength(3);
+
+    const pg = await postgresDb();
+    await copyDatabase(a, pg, { allowNonEmpty: false, dryRun: false });
+    expect(await pg.modelUsage(0, 10 * 3_600_000)).toEqual(expected);
+    const b = await sqlite();
+    await copyDatabase(pg, b, { allowNonEmpty: false, dryRun: false });
+    expect(await b.modelUsage(0, 10 * 3_600_000)).toEqual(expected);
+
+    // A copy into a target that already holds keys leaves its history alone.
+    await copyDatabase(a, b, { allowNonEmpty: true, dryRun: false });
+    expect(await b.modelUsage(0, 10 * 3_600_000)).toEqual(expected);
+  }, 60_000);
+});

@@ -104,6 +104,11 @@ export async function copyDatabase(
     skipped += r.skipped.length;
     options.onProgress?.(source.keys);
   }
+  // The per-model history goes along into a target that had no keys (into
+  // one that had, the history of keys it already held would add up twice).
+  if (existing === 0 && from.exportModelUsage && to.importModelUsage) {
+    for await (const rows of from.exportModelUsage(BATCH)) await to.importModelUsage(rows);
+  }
   // The audit log goes along, when the target has none of its own yet.
   let auditEntries = 0;
   if (

@@ -288,6 +288,10 @@ export interface Storage {
   importKeys?(rows: KeyExport[], options: ImportOptions): Promise<ImportResult>;
   /** Every key with its usage, in batches, oldest first, without holding them all in memory. */
   exportKeys?(batchSize: number): AsyncIterable<KeyExport[]>;
+  /** Every per-model hourly row, in batches, ordered by key, model and hour (backups and copies). */
+  exportModelUsage?(batchSize: number): AsyncIterable<ModelUsage[]>;
+  /** Adds per-model rows as they are; rows of keys the database does not hold are skipped. Databases only. */
+  importModelUsage?(rows: ModelUsage[]): Promise<void>;
   /** Every instance's journal checkpoint (moved along with the data, so no journal replays twice). */
   listCheckpoints?(): Promise<Array<{ instanceId: string; lastSeq: number }>>;
 }

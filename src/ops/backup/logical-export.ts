@@ -1,4 +1,5 @@
 import { auditFromRow } from "../../storage/audit-rows.ts";
+import { exportModelUsage } from "../../storage/postgres/model-usage.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
 import type { AuditEntry, BucketUsage, KeyExport, KeyRecord } from "../../storage/types.ts";
 import { BackupError, messageOf } from "./errors.ts";
@@ -21,6 +22,9 @@ export async function exportSqliteSnapshot(snapshot: string, out: LogicalWriter)
     if (!storage.exportKeys || !storage.listCheckpoints) throw new Error("cannot export");
     for await (const batch of storage.exportKeys(BATCH)) await out.keys(batch);
     await out.checkpoints(await storage.listCheckpoints());
+    if (storage.exportModelUsage) {
+      for await (const rows of storage.exportModelUsage(BATCH)) await out.modelUsage(rows);
+    }
     if (storage.exportAudit) {
       for await (const entries of storage.exportAudit(BATCH)) await out.audit(entries);
     }
@@ -55,6 +59,13 @@ export async function exportPostgres(
       await out.checkpoints(
         cps.map((c) => ({ instanceId: c.instance_id, lastSeq: Number(c.last_seq) })),
       );
+      // The per-model history, when the database has it (schema 0005 on).
+      const [hasModels] = await tx<{ n: number }[]>`
+        select count(*)::int as n from information_schema.tables
+        where table_schema = 'public' and table_name = 'model_usage'`;
+      if ((hasModels?.n ?? 0) > 0) {
+        for await (const rows of exportModelUsage(tx, BATCH)) await out.modelUsage(rows);
+      }
       // The audit log, when the database has one (schema 0003 on).
       const [hasAudit] = await tx<{ n: number }[]>`
         select count(*)::int as n from information_schema.tables

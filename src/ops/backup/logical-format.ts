@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { AuditEntry, KeyExport } from "../../storage/types.ts";
+import type { AuditEntry, KeyExport, ModelUsage } from "../../storage/types.ts";
 import { type PayloadWriter, readLines } from "./files.ts";
 import type { BackupCounts, DatabaseKind, SchemaVersion } from "./manifest.ts";
 
@@ -9,6 +9,7 @@ import type { BackupCounts, DatabaseKind, SchemaVersion } from "./manifest.ts";
 //   {"tollgate":"logical-backup","version":1,"kind":…,"createdAt":…,"schema":{…}}
 //   {"key":{…every KeyRecord field…},"buckets":[[bucketStart,tokens,requests],…]}   one a key
 //   {"checkpoint":{"instanceId":…,"lastSeq":…}}                                     one an instance
+//   {"modelUsage":{"keyId":…,"model":…,"bucketStart":…,…}}                          one a key, model and hour
 //   {"end":{…counts…}}
 //
 // The end line repeats the counts, so a file cut short is caught even
@@ -62,6 +63,22 @@ const checkpointLine = z.object({
   checkpoint: z.object({ instanceId: z.string().min(1), lastSeq: count }),
 });
 
+/** Per-model hourly usage (after the keys; absent from backups made before per-model history). */
+const modelUsageLine = z.object({
+  modelUsage: z.object({
+    keyId: z.string().min(1),
+    model: z.string(),
+    bucketStart: int,
+    input: count,
+    output: count,
+    cacheRead: count,
+    cacheWrite: count,
+    units: count,
+    requests: count,
+    spendMicros: count,
+  }),
+});
+
 /** An audit log entry (after the checkpoints; absent from backups made before the log). */
 const auditLine = z.object({
   audit: z.object({
@@ -95,6 +112,7 @@ export type LogicalRecord =
   | { type: "key"; row: KeyExport }
   | { type: "checkpoint"; checkpoint: Checkpoint }
   | { type: "audit"; entry: AuditEntry }
+  | { type: "modelUsage"; row: ModelUsage }
   | { type: "end"; counts: BackupCounts };
 
 /** The file is not a sound logical backup; `line` is 1-based. */
@@ -152,6 +170,12 @@ export class LogicalWriter {
       this.counts.checkpoints++;
       text += `${JSON.stringify({ checkpoint: { instanceId: c.instanceId, lastSeq: c.lastSeq } })}\n`;
     }
+    await this.out.write(text);
+  }
+
+  async modelUsage(rows: ModelUsage[]): Promise<void> {
+    let text = "";
+    for (const r of rows) text += `${JSON.stringify({ modelUsage: r })}\n`;
     await this.out.write(text);
   }
 
@@ -224,6 +248,11 @@ export async function* readLogical(path: string, gzip: boolean): AsyncGenerator<
         type: "checkpoint",
         checkpoint: (r.data as z.infer<typeof checkpointLine>).checkpoint,
       };
+    } else if (shape === "modelUsage" && stage !== "done") {
+      const r = modelUsageLine.safeParse(value);
+      if (!r.success) fail(`invalid model usage record: ${issue(r.error)}`);
+      stage = "checkpoints";
+      yield { type: "modelUsage", row: (r.data as z.infer<typeof modelUsageLine>).modelUsage };
     } else if (shape === "audit" && stage !== "done") {
       const r = auditLine.safeParse(value);
       if (!r.success) fail(`invalid audit record: ${issue(r.error)}`);

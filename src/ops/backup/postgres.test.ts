@@ -327,15 +327,17 @@ describe(`PostgreSQL backup and restore (${pg.kind})`, () => {
 });
 
 describe("PostgreSQL: per-model history across a backup and restore", () => {
-  test("the hourly per-model rows of a native backup come back as they were", async () => {
-    const fx = await pgFixture();
-    const seeded = await seedModelUsage(fx);
-    expect(seeded.map((r) => r.model)).toEqual(["glm-4.7", "glm-5"]);
-    const b = await backup(fx);
-    // More usage after the backup: the restore takes the history back to the backup's.
-    await seedModelUsage(fx, "i_models_later");
-    expect((await modelHistory(fx))[0]?.units).toBe(2 * (seeded[0]?.units ?? 0));
-    await restore(fx, b.path);
-    expect(await modelHistory(fx)).toEqual(server ? seeded : []);
-  });
+  for (const format of [...(server ? ["native" as const] : []), "logical" as const]) {
+    test(`the hourly per-model rows of a ${format} backup come back as they were`, async () => {
+      const fx = await pgFixture();
+      const seeded = await seedModelUsage(fx);
+      expect(seeded.map((r) => r.model)).toEqual(["glm-4.7", "glm-5"]);
+      const b = await backup(fx, { format });
+      // More usage after the backup: the restore takes the history back to the backup's.
+      await seedModelUsage(fx, "i_models_later");
+      expect((await modelHistory(fx))[0]?.units).toBe(2 * (seeded[0]?.units ?? 0));
+      await restore(fx, b.path);
+      expect(await modelHistory(fx)).toEqual(seeded);
+    });
+  }
 });

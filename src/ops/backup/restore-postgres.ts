@@ -2,7 +2,8 @@ import { once } from "node:events";
 import { finished } from "node:stream/promises";
 import { auditToRow } from "../../storage/audit-rows.ts";
 import { KEY_CHANNEL } from "../../storage/postgres/index.ts";
-import type { KeyExport } from "../../storage/types.ts";
+import { upsertModelUsage } from "../../storage/postgres/model-usage.ts";
+import type { KeyExport, ModelUsage } from "../../storage/types.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import { type Checkpoint, readLogical } from "./logical-format.ts";
@@ -178,6 +179,7 @@ function unescapeCopy(s: string): string {
 async function insertLogical(tx: Tx, payload: string, gzip: boolean): Promise<Checkpoint[]> {
   const checkpoints: Checkpoint[] = [];
   let batch: KeyExport[] = [];
+  let models: ModelUsage[] = [];
   for await (const r of readLogical(payload, gzip)) {
     if (r.type === "key") {
       batch.push(r.row);
@@ -187,6 +189,15 @@ async function insertLogical(tx: Tx, payload: string, gzip: boolean): Promise<Ch
       }
     } else if (r.type === "checkpoint") {
       checkpoints.push(r.checkpoint);
+    } else if (r.type === "modelUsage") {
+      // After every key: the keys still batched go first, the rows refer to them.
+      if (batch.length > 0) await insertKeys(tx, batch);
+      batch = [];
+      models.push(r.row);
+      if (models.length >= BATCH) {
+        await upsertModelUsage(tx, models);
+        models = [];
+      }
     } else if (r.type === "audit") {
       // Append-only: the backup's entries missing here come back, the rest stay.
       const e = auditToRow(r.entry);
@@ -198,6 +209,7 @@ async function insertLogical(tx: Tx, payload: string, gzip: boolean): Promise<Ch
     }
   }
   if (batch.length > 0) await insertKeys(tx, batch);
+  await upsertModelUsage(tx, models);
   await tx`select setval(pg_get_serial_sequence('audit_log', 'id'), coalesce((select max(id) from audit_log), 0) + 1, false)`;
   return checkpoints;
 }

@@ -52,6 +52,12 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
     const checkpoint = db.query(
       "INSERT INTO usage_checkpoints (instance_id, last_seq, updated_at) VALUES (?, ?, ?)",
     );
+    const modelRow = db.query(
+      `INSERT INTO model_usage (key_id, model, bucket_start, input_tokens, output_tokens,
+         cache_read_tokens, cache_write_tokens, units, requests, spend_micros)
+       VALUES ($keyId, $model, $bucketStart, $input, $output, $cacheRead, $cacheWrite,
+         $units, $requests, $spendMicros)`,
+    );
     const audit = db.query(
       `INSERT INTO audit_log (id, at, actor_kind, actor, action, key_id, key_prefix, key_name, changes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -76,6 +82,11 @@ export async function stageLogical(payload: string, gzip: boolean, staged: strin
         }
       } else if (r.type === "checkpoint") {
         checkpoint.run(r.checkpoint.instanceId, r.checkpoint.lastSeq, Date.now());
+      } else if (r.type === "modelUsage") {
+        // After every key: the keys still batched go first, the rows refer to them.
+        write(batch);
+        batch = [];
+        modelRow.run({ ...r.row });
       } else if (r.type === "audit") {
         const e = auditToRow(r.entry);
         audit.run(

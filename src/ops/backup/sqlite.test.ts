@@ -349,15 +349,17 @@ describe("journal checkpoints across restores", () => {
 });
 
 describe("SQLite: per-model history across a backup and restore", () => {
-  test("the hourly per-model rows of a native backup come back as they were", async () => {
-    const fx = await fixture();
-    const seeded = await seedModelUsage(fx);
-    expect(seeded.map((r) => r.model)).toEqual(["glm-4.7", "glm-5"]);
-    const b = await backup(fx, { format: "native" });
-    // More usage after the backup: the restore takes the history back to the backup's.
-    await seedModelUsage(fx, "i_models_later");
-    expect((await modelHistory(fx))[0]?.units).toBe(2 * (seeded[0]?.units ?? 0));
-    await restore(fx, b.path);
-    expect(await modelHistory(fx)).toEqual(seeded);
-  });
+  for (const format of ["native", "logical"] as const) {
+    test(`the hourly per-model rows of a ${format} backup come back as they were`, async () => {
+      const fx = await fixture();
+      const seeded = await seedModelUsage(fx);
+      expect(seeded.map((r) => r.model)).toEqual(["glm-4.7", "glm-5"]);
+      const b = await backup(fx, { format });
+      // More usage after the backup: the restore takes the history back to the backup's.
+      await seedModelUsage(fx, "i_models_later");
+      expect((await modelHistory(fx))[0]?.units).toBe(2 * (seeded[0]?.units ?? 0));
+      await restore(fx, b.path);
+      expect(await modelHistory(fx)).toEqual(seeded);
+    });
+  }
 });

@@ -16,6 +16,7 @@ import {
   type KeyRecord,
   type KeyTotal,
   type ModelTotal,
+  type ModelUsage,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -26,7 +27,13 @@ import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import type { Db, Sql } from "./database.ts";
 import * as history from "./history.ts";
-import { modelUsage, pruneModelUsage, upsertModelUsage } from "./model-usage.ts";
+import {
+  exportModelUsage,
+  importModelUsage,
+  modelUsage,
+  pruneModelUsage,
+  upsertModelUsage,
+} from "./model-usage.ts";
 import * as schema from "./schema.ts";
 
 const { apiKeys, auditLog, usageCheckpoints } = schema;
@@ -244,6 +251,14 @@ class PostgresStorage implements Storage {
 
   async pruneModelUsage(before: number, limit: number): Promise<number> {
     return pruneModelUsage(this.client, before, limit);
+  }
+
+  exportModelUsage(batchSize: number): AsyncIterable<ModelUsage[]> {
+    return exportModelUsage(this.client, batchSize);
+  }
+
+  async importModelUsage(rows: ModelUsage[]): Promise<void> {
+    await importModelUsage(this.client, rows);
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {

@@ -89,3 +89,47 @@ export async function pruneModelUsage(client: Sql, before: number, limit: number
       limit ${limit}))`;
   return gone.count;
 }
+
+/** Every row, a page at a time, ordered by key, model and hour. */
+export async function* exportModelUsage(
+  client: Sql | postgres.TransactionSql,
+  batchSize: number,
+): AsyncIterable<ModelUsage[]> {
+  for (let offset = 0; ; offset += batchSize) {
+    const rows = await client<Row[]>`
+      select key_id, model, bucket_start as "bucketStart", input_tokens as input,
+        output_tokens as output, cache_read_tokens as "cacheRead",
+        cache_write_tokens as "cacheWrite", units, requests, spend_micros as "spendMicros"
+      from model_usage order by key_id, model, bucket_start
+      limit ${batchSize} offset ${offset}`;
+    if (rows.length === 0) return;
+    yield rows.map((r) => ({
+      keyId: r.key_id,
+      model: r.model,
+      bucketStart: Number((r as unknown as { bucketStart: string }).bucketStart),
+      input: Number(r.input),
+      output: Number(r.output),
+      cacheRead: Number(r.cacheRead),
+      cacheWrite: Number(r.cacheWrite),
+      units: Number(r.units),
+      requests: Number(r.requests),
+      spendMicros: Number(r.spendMicros),
+    }));
+    if (rows.length < batchSize) return;
+  }
+}
+
+/** Adds rows of keys the database holds, in one transaction. */
+export async function importModelUsage(client: Sql, rows: ModelUsage[]): Promise<void> {
+  if (rows.length === 0) return;
+  await client.begin(async (tx) => {
+    const ids = [...new Set(rows.map((r) => r.keyId))];
+    const found = await tx<{ id: string }[]>`
+      select id from api_keys where id = any(${tx.array(ids)}::text[])`;
+    const known = new Set(found.map((r) => r.id));
+    await upsertModelUsage(
+      tx,
+      rows.filter((r) => known.has(r.keyId)),
+    );
+  });
+}

@@ -18,6 +18,7 @@ import {
   type KeyRecord,
   type KeyTotal,
   type ModelTotal,
+  type ModelUsage,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -214,6 +215,14 @@ class SqliteStorage implements Storage {
 
   async pruneModelUsage(before: number, limit: number): Promise<number> {
     return this.models.prune(before, limit);
+  }
+
+  async *exportModelUsage(batchSize: number): AsyncIterable<ModelUsage[]> {
+    yield* this.models.pages(batchSize);
+  }
+
+  async importModelUsage(rows: ModelUsage[]): Promise<void> {
+    this.models.import(rows);
   }
 
   async applyUsage(batch: UsageBatch): Promise<void> {

@@ -34,6 +34,15 @@ function prepare(sqlite: Database) {
        where key_id = $keyId and bucket_start >= $from and bucket_start < $to
        group by key_id, model order by key_id, model`,
     ),
+    page: sqlite.query<ModelUsage, { limit: number; offset: number }>(
+      `select key_id as keyId, model, bucket_start as bucketStart, input_tokens as input,
+         output_tokens as output, cache_read_tokens as cacheRead, cache_write_tokens as cacheWrite,
+         units, requests, spend_micros as spendMicros
+       from model_usage order by key_id, model, bucket_start limit $limit offset $offset`,
+    ),
+    keyExists: sqlite.query<{ n: number }, { id: string }>(
+      "select 1 as n from api_keys where id = $id",
+    ),
     prune: sqlite.query<never, { before: number; limit: number }>(
       `delete from model_usage where rowid in (
          select rowid from model_usage where bucket_start < $before
@@ -55,6 +64,33 @@ export class SqliteModelUsage {
   /** Adds rows (inside the caller's transaction). */
   upsert(rows: ModelUsage[]): void {
     for (const r of rows) this.q.upsert.run({ ...r });
+  }
+
+  /** Rows of keys this database holds, in one transaction. */
+  import(rows: ModelUsage[]): void {
+    this.sqlite
+      .transaction(() => {
+        const known = new Map<string, boolean>();
+        for (const r of rows) {
+          let ok = known.get(r.keyId);
+          if (ok === undefined) {
+            ok = this.q.keyExists.get({ id: r.keyId }) !== null;
+            known.set(r.keyId, ok);
+          }
+          if (ok) this.q.upsert.run({ ...r });
+        }
+      })
+      .immediate();
+  }
+
+  /** Pages through every row; a snapshot nobody writes (backups) or a quiet database (copies). */
+  *pages(batchSize: number): Generator<ModelUsage[]> {
+    for (let offset = 0; ; offset += batchSize) {
+      const rows = this.q.page.all({ limit: batchSize, offset });
+      if (rows.length === 0) return;
+      yield rows;
+      if (rows.length < batchSize) return;
+    }
   }
 
   totals(from: number, to: number, keyId?: string): ModelTotal[] {
