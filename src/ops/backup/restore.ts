@@ -1,9 +1,10 @@
 import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
-import { dataCounts } from "../../storage/postgres/counts.ts";
+import { dataCounts as pgDataCounts } from "../../storage/postgres/counts.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
+import { dataCounts } from "../../storage/sqlite/restore.ts";
 import { makePrivateDir } from "../../util/private-files.ts";
 import { postgresSessions, sqliteGatewayPid } from "./busy.ts";
 import { type CreatedBackup, createBackup, type DatabaseTarget, sourceOf } from "./create.ts";
@@ -14,7 +15,6 @@ import { connect } from "./pg-connect.ts";
 import { replacePostgres } from "./restore-postgres.ts";
 import { prepareStaged, replaceFromStaged, stageLogical } from "./restore-sqlite.ts";
 import { newerSchemaReason } from "./schema-version.ts";
-import { countsIn } from "./sqlite-file.ts";
 import { verifyBackup } from "./verify.ts";
 
 export interface RestoreOptions {
@@ -161,14 +161,14 @@ async function currentCounts(target: DatabaseTarget): Promise<BackupCounts | nul
       // Not readonly: a readonly connection cannot open a WAL database nobody else has open.
       const db = new Database(target.path, { readwrite: true, create: false });
       try {
-        return countsIn(db);
+        return dataCounts(db);
       } finally {
         db.close();
       }
     }
     const sql = connect(target.url, "tollgate-restore");
     try {
-      return await dataCounts(sql);
+      return await pgDataCounts(sql);
     } finally {
       await sql.end({ timeout: 5 });
     }

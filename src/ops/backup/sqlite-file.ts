@@ -1,5 +1,6 @@
 import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
+import { dataCounts } from "../../storage/sqlite/restore.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import { headOf } from "./files.ts";
 import type { BackupCounts, SchemaVersion } from "./manifest.ts";
@@ -53,37 +54,12 @@ export function inspectSqlite(path: string): SqliteInspection {
         reason: `SQLite integrity_check failed: ${problems.slice(0, 3).join("; ")}`,
       };
     }
-    return { ok: true, counts: countsIn(db), schema: sqliteSchema(db) };
+    return { ok: true, counts: dataCounts(db), schema: sqliteSchema(db) };
   } catch (err) {
     return { ok: false, reason: `the SQLite database cannot be read: ${messageOf(err)}` };
   } finally {
     db?.close();
   }
-}
-
-/** Counts and sums of the data tables of a database (`schema` names an attached one). */
-export function countsIn(db: Database, schema = "main"): BackupCounts {
-  const keys = db
-    .query<{ n: number; t: number; r: number }, []>(
-      `SELECT count(*) AS n, coalesce(sum(total_tokens), 0) AS t, coalesce(sum(total_requests), 0) AS r FROM ${schema}.api_keys`,
-    )
-    .get();
-  const buckets = db
-    .query<{ n: number; t: number }, []>(
-      `SELECT count(*) AS n, coalesce(sum(tokens), 0) AS t FROM ${schema}.usage_buckets`,
-    )
-    .get();
-  const checkpoints = db
-    .query<{ n: number }, []>(`SELECT count(*) AS n FROM ${schema}.usage_checkpoints`)
-    .get();
-  return {
-    keys: keys?.n ?? 0,
-    usageBuckets: buckets?.n ?? 0,
-    lifetimeTokens: keys?.t ?? 0,
-    lifetimeRequests: keys?.r ?? 0,
-    bucketTokens: buckets?.t ?? 0,
-    checkpoints: checkpoints?.n ?? 0,
-  };
 }
 
 export function sqliteSchema(db: Database): SchemaVersion {
