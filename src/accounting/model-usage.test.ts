@@ -3,7 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Journal, type UsageEvent } from "./journal.ts";
-import { aggregateModels, hourOf, UNKNOWN_MODEL } from "./model-usage.ts";
+import {
+  aggregateModels,
+  historyModelName,
+  hourOf,
+  LONG_MODEL_NAME,
+  MODEL_NAME_MAX,
+  UNKNOWN_MODEL,
+} from "./model-usage.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -94,5 +101,41 @@ describe("aggregateModels", () => {
       ["b", T, 40, 1, 10, 7],
     ]);
     expect(hourOf(T + HOUR - 1)).toBe(T);
+  });
+
+  test("a request that cost nothing is not history, whatever model it named", () => {
+    const refused: UsageEvent = {
+      seq: 1,
+      keyId: "k",
+      at: T,
+      tokens: 0,
+      requests: 1,
+      detail: {
+        model: "made-up",
+        usage: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
+        spendMicros: 0,
+      },
+    };
+    expect(aggregateModels([refused])).toEqual([]);
+    // A free model (weight 0) still has history: its tokens were used.
+    const free = {
+      ...refused,
+      detail: {
+        ...refused.detail,
+        model: "free",
+        usage: { input: 4, output: 1, cacheRead: 0, cacheWrite: 0 },
+      },
+    } as UsageEvent;
+    expect(aggregateModels([free]).map((r) => [r.model, r.input, r.units])).toEqual([
+      ["free", 4, 0],
+    ]);
+  });
+
+  test("a name longer than the history keeps is filed under one label", () => {
+    const long = "m".repeat(MODEL_NAME_MAX + 1);
+    expect(historyModelName(long)).toBe(LONG_MODEL_NAME);
+    expect(historyModelName("m".repeat(MODEL_NAME_MAX))).toBe("m".repeat(MODEL_NAME_MAX));
+    const rows = aggregateModels([detailed(1, T, long, 10), detailed(2, T, `${long}x`, 5)]);
+    expect(rows.map((r) => [r.model, r.units, r.requests])).toEqual([[LONG_MODEL_NAME, 15, 2]]);
   });
 });

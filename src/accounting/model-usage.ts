@@ -1,3 +1,4 @@
+import { totalTokens } from "../models/token-usage.ts";
 import type { ModelUsage } from "../storage/types.ts";
 import type { UsageEvent } from "./journal.ts";
 
@@ -11,6 +12,16 @@ export const MODEL_BUCKET_MS = 60 * 60 * 1000;
 /** The model an event is filed under when the journal does not say (written before models files). */
 export const UNKNOWN_MODEL = "unknown";
 
+/** Longest model name the history keeps as it is (the file backend allows 200). */
+export const MODEL_NAME_MAX = 128;
+/** What a longer name is filed under: names come from clients, and one must not bloat every row. */
+export const LONG_MODEL_NAME = "(name over 128 characters)";
+
+/** The name a request's usage is filed under in the per-model history. */
+export function historyModelName(model: string): string {
+  return model.length <= MODEL_NAME_MAX ? model : LONG_MODEL_NAME;
+}
+
 export function hourOf(t: number): number {
   return t - (((t % MODEL_BUCKET_MS) + MODEL_BUCKET_MS) % MODEL_BUCKET_MS);
 }
@@ -18,14 +29,15 @@ export function hourOf(t: number): number {
 /**
  * One row per (key, model, hour): a batch never touches a row twice. An
  * event without detail (an old journal) counts its units as raw output
- * tokens of an unknown model; one that cost nothing and names no model (the
- * model list) is left out.
+ * tokens of an unknown model; one that cost nothing is left out.
  */
 export function aggregateModels(events: UsageEvent[]): ModelUsage[] {
   const rows = new Map<string, ModelUsage>();
   for (const e of events) {
-    if (!e.detail && e.tokens === 0) continue;
-    const model = e.detail?.model ?? UNKNOWN_MODEL;
+    // A request that cost nothing (refused upstream, the model list) is not
+    // history: it would only let made-up model names add rows.
+    if (e.tokens === 0 && (!e.detail || totalTokens(e.detail.usage) === 0)) continue;
+    const model = e.detail ? historyModelName(e.detail.model) : UNKNOWN_MODEL;
     const bucketStart = hourOf(e.at);
     const id = JSON.stringify([e.keyId, model, bucketStart]);
     let row = rows.get(id);

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { UsageLedger } from "../accounting/ledger.ts";
+import { historyModelName } from "../accounting/model-usage.ts";
 import { TrustedProxies } from "../admin/client-address.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
@@ -182,13 +183,17 @@ export function proxyHandler(deps: ProxyDeps) {
     let units = 0;
     const charge = (usage: TokenUsage) => {
       if (charged) return false;
-      charged = true;
       const cost = config.models.cost(prepared.model, usage, deps.clock());
+      charged = true;
       units = cost.units;
       const detail =
         prepared.model === undefined
           ? undefined
-          : { model: prepared.model, usage, spendMicros: cost.spendMicros };
+          : {
+              model: historyModelName(prepared.model),
+              usage,
+              spendMicros: cost.spendMicros,
+            };
       ledger.record(key.id, units, 1, detail);
       ticket.settle(units);
       return true;

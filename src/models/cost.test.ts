@@ -33,6 +33,18 @@ models:
     expect(t.cost("big", usage(100, 10, 50, 8), OFF_PEAK).units).toBe(310);
   });
 
+  test("names match without regard to case: a key cannot escape a rule by writing GLM-5", () => {
+    const t = table(
+      'models:\n  - match: "glm-5*"\n    multiplier: 3\n  - match: GLM-4.7\n    multiplier: 2\n',
+    );
+    const u = usage(100, 10);
+    expect(t.cost("glm-5", u, OFF_PEAK).units).toBe(330);
+    expect(t.cost("GLM-5", u, OFF_PEAK).units).toBe(330);
+    expect(t.cost("Glm-5.1", u, OFF_PEAK).units).toBe(330);
+    expect(t.cost("glm-4.7", u, OFF_PEAK).units).toBe(220);
+    expect(t.cost("glm-4.6", u, OFF_PEAK).units).toBe(110);
+  });
+
   test("units round up per request, without float drift", () => {
     const t = table("models:\n  - match: m\n    weights: { input: 0.1, output: 0.1 }\n");
     // 0.1 × 3 would be 0.30000000000000004 in floating point; integers give 1.

@@ -11,6 +11,8 @@ import { TOKEN_KINDS, type TokenKind, type TokenUsage, totalTokens } from "./tok
 // its spend is rounded UP to a whole micro-unit of the currency.
 
 const MICRO = 1_000_000n;
+/** Model names whose rule is remembered at once. */
+const SEEN_MAX = 1024;
 
 export interface Cost {
   /** Weighted units charged to the key's quotas. */
@@ -47,7 +49,11 @@ function ruleOf(entry: ModelEntry): Rule {
     entry.peak === undefined ? [] : Array.isArray(entry.peak) ? entry.peak : [entry.peak];
   const p = entry.prices;
   return {
-    patterns: Array.isArray(entry.match) ? entry.match : [entry.match],
+    // Case-insensitive: upstreams take `GLM-4.7` and `glm-4.7` alike, so a
+    // key must not escape a rule by changing the case of a name.
+    patterns: (Array.isArray(entry.match) ? entry.match : [entry.match]).map((p) =>
+      p.toLowerCase(),
+    ),
     weights: weightsOf(entry, entry.multiplier),
     peaks: peaks.map((peak) => ({
       hours: { ...parseHours(peak.hours), timeZone: peak.time_zone, multiplier: peak.multiplier },
@@ -72,8 +78,8 @@ function weighted(usage: TokenUsage, factors: PerKind): number {
 }
 
 /**
- * The operator's model table. Rules are tried in the file's order and the
- * first whose pattern matches wins, so a specific rule goes before a broad
+ * The operator's model table. Rules are tried in the file's order, names
+ * matched without regard to case, and the first whose pattern matches wins, so a specific rule goes before a broad
  * one (`glm-4.5-air` before `glm-4.5*`). A model no rule matches weighs 1
  * per token and has no price.
  */
@@ -92,9 +98,18 @@ export class ModelTable {
   /** A table where every weight is 1: the behaviour without MODELS_FILE. */
   static readonly flat = new ModelTable(null);
 
+  /** The rule each model name met, remembered (a bounded number of names). */
+  private readonly seen = new Map<string, Rule | undefined>();
+
   private ruleFor(model: string | undefined): Rule | undefined {
     if (model === undefined || this.rules.length === 0) return undefined;
-    return this.rules.find((r) => r.patterns.some((p) => matchesModel(p, model)));
+    if (this.seen.has(model)) return this.seen.get(model);
+    const name = model.toLowerCase();
+    const rule = this.rules.find((r) => r.patterns.some((p) => matchesModel(p, name)));
+    // Names come from clients: forget them all rather than grow without bound.
+    if (this.seen.size >= SEEN_MAX) this.seen.clear();
+    this.seen.set(model, rule);
+    return rule;
   }
 
   /** Units and spend of `usage` on `model` at epoch ms `at`. */
