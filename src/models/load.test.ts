@@ -75,6 +75,10 @@ describe("MODELS_FILE", () => {
       'models[0].peak.hours: must look like "14:00-18:00"',
     ],
     [
+      'models:\n  - match: a\n    peak: { hours: "22:00-24:30", time_zone: UTC, multiplier: 3 }\n',
+      'models[0].peak.hours: must look like "14:00-18:00"',
+    ],
+    [
       'models:\n  - match: a\n    peak: { hours: "14:00-18:00", time_zone: Mars/Olympus, multiplier: 3 }\n',
       "models[0].peak.time_zone: is not a known IANA time zone",
     ],

@@ -31,7 +31,7 @@ const prices = z.strictObject({
   cache_write: price.default(0),
 });
 
-const HOURS = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$/;
+const HOURS = /^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$/;
 
 function isTimeZone(zone: string): boolean {
   try {

@@ -6,6 +6,9 @@ import { formatInt } from "./format.js";
 const KINDS = ["input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"];
 const HEAD = ["Model", "Input", "Cache read", "Cache write", "Output", "Units", "Requests"];
 
+// Micro-units: six decimals below one cent, so a small spend never shows as 0.
+const spendText = (micros) => (micros / 1e6).toFixed(micros < 10_000 ? 6 : 4);
+
 export function modelTable(view) {
   if (!view || view.models.length === 0) return el("p", { class: "muted" }, "No usage per model.");
   const priced = view.currency !== null;
@@ -18,7 +21,7 @@ export function modelTable(view) {
       [...KINDS.map((k) => m[k]), m.units, m.requests].map((n) =>
         el("td", { class: "num" }, formatInt(n)),
       ),
-      priced && el("td", { class: "num" }, m.spend.toFixed(4)),
+      priced && el("td", { class: "num" }, spendText(m.spend_micros)),
     );
   return el(
     "table",
