@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportRow } from "../../test/contract/storage-bulk.ts";
 import { testPostgres } from "../../test/harness/postgres.ts";
+import { createKey } from "../keys/service.ts";
+import { openFileStorage } from "../storage/file/index.ts";
 import { openPostgresStorage } from "../storage/postgres/index.ts";
 import { openSqliteStorage } from "../storage/sqlite/index.ts";
 import type { KeyExport, Storage } from "../storage/types.ts";
@@ -198,4 +200,40 @@ describe("db copy and the per-model history", () => {
     await copyDatabase(a, b, { allowNonEmpty: true, dryRun: false });
     expect(await b.modelUsage(0, 10 * 3_600_000)).toEqual(expected);
   }, 60_000);
+
+  test("from the legacy key file too", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tollgate-copy-file-"));
+    writeFileSync(join(dir, "apikeys.json"), '{"keys": []}\n');
+    const file = openFileStorage(join(dir, "apikeys.json"));
+    cleanups.push(async () => {
+      await file.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const { record } = await createKey(file, { name: "from-file", tokenLimit: 1000 }, 1);
+    await file.applyUsage({
+      instanceId: "models",
+      firstSeq: 1,
+      lastSeq: 1,
+      keys: [{ keyId: record.id, tokens: 30, requests: 1, lastUsedAt: 2, buckets: [] }],
+      models: [
+        {
+          keyId: record.id,
+          model: "glm-5",
+          bucketStart: 3_600_000,
+          input: 7,
+          output: 3,
+          cacheRead: 0,
+          cacheWrite: 0,
+          units: 30,
+          requests: 1,
+          spendMicros: 0,
+        },
+      ],
+    });
+    const expected = await file.modelUsage(0, 10 * 3_600_000);
+    expect(expected.map((m) => [m.model, m.units])).toEqual([["glm-5", 30]]);
+    const target = await sqlite();
+    await copyDatabase(file, target, { allowNonEmpty: false, dryRun: false });
+    expect(await target.modelUsage(0, 10 * 3_600_000)).toEqual(expected);
+  });
 });

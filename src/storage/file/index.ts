@@ -9,6 +9,7 @@ import {
   type KeyRecord,
   type KeyTotal,
   type ModelTotal,
+  type ModelUsage,
   type NewAuditEntry,
   type NewKey,
   revokedHash,
@@ -344,6 +345,26 @@ class FileStorage implements Storage {
     const rows = s.records
       .map((key, i) => ({ key: { ...key }, buckets: bucketsSince(s.parsed.keys[i] ?? {}, 0) }))
       .sort((a, b) => a.key.createdAt - b.key.createdAt || compareIds(a.key.id, b.key.id));
+    for (let i = 0; i < rows.length; i += batchSize) yield rows.slice(i, i + batchSize);
+  }
+
+  /** Every key's per-model hourly rows, from one version of the file (for `db copy`). */
+  async *exportModelUsage(batchSize: number): AsyncIterable<ModelUsage[]> {
+    const s = this.doc.read();
+    const rows: ModelUsage[] = s.records.flatMap((key, i) =>
+      (s.parsed.keys[i]?.tollgate_model_usage ?? []).map((r) => ({
+        keyId: key.id,
+        model: r.model,
+        bucketStart: r.bucket_start,
+        input: r.input_tokens,
+        output: r.output_tokens,
+        cacheRead: r.cache_read_tokens,
+        cacheWrite: r.cache_write_tokens,
+        units: r.units,
+        requests: r.requests,
+        spendMicros: r.spend_micros,
+      })),
+    );
     for (let i = 0; i < rows.length; i += batchSize) yield rows.slice(i, i + batchSize);
   }
 
