@@ -15,6 +15,7 @@ import type { WindowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { Storage } from "../storage/types.ts";
 import { WEEK_MS } from "../time/buckets.ts";
+import { TimeoutError, withTimeout } from "../util/timeout.ts";
 import type { AccessLogEnv } from "./access-log.ts";
 import { storageDown } from "./admin/storage-down.ts";
 import { authenticate } from "./authenticate.ts";
@@ -94,10 +95,14 @@ export function statsHandler(deps: StatsDeps) {
   };
 }
 
+const MODEL_HISTORY_WAIT_MS = 1000;
+
 /**
  * The key's per-model history, as far back as it is kept: what was written
  * to the database (a response shows up here after the next flush, within
- * FLUSH_INTERVAL_MS). Null while the database is out.
+ * FLUSH_INTERVAL_MS). Null while the database is out or slower than
+ * MODEL_HISTORY_WAIT_MS: the rest of /stats is answered from memory and must
+ * not wait on it.
  */
 async function modelHistory(
   deps: StatsDeps,
@@ -106,10 +111,14 @@ async function modelHistory(
 ): Promise<ModelUsageView | null> {
   if (deps.health.degraded) return null;
   try {
-    const rows = await deps.storage.modelUsage(0, now + 3_600_000, keyId);
+    const rows = await withTimeout(
+      deps.storage.modelUsage(0, now + 3_600_000, keyId),
+      MODEL_HISTORY_WAIT_MS,
+    );
     return modelUsageView(rows, deps.models ?? ModelTable.flat);
   } catch (err) {
-    deps.health.reportFailure(err);
+    // A slow answer is not an outage: the health probe decides that.
+    if (!(err instanceof TimeoutError)) deps.health.reportFailure(err);
     return null;
   }
 }
