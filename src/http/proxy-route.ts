@@ -147,6 +147,8 @@ export function proxyHandler(deps: ProxyDeps) {
       output: metered ? output : null,
       policy: config.outputCapPolicy,
       defaultOutput: config.defaultOutputReservation,
+      // Quotas count weighted units: the estimate and the cap are priced like the charge.
+      weights: config.models.weights(prepared.model, now),
     });
     if (!decision.ok) throw refusal(decision, dialect, output, now, access, metrics);
     const state = decision.state;

@@ -45,6 +45,20 @@ models:
     expect(t.cost("glm-4.6", u, OFF_PEAK).units).toBe(110);
   });
 
+  test("admission weights: the dearest input kind and the output weight, peak or not", () => {
+    const t = table(`
+models:
+  - match: big
+    multiplier: 2
+    weights: { input: 1, output: 4, cache_read: 0.1, cache_write: 1.25 }
+    peak: { hours: "14:00-18:00", time_zone: Asia/Shanghai, multiplier: 3 }
+`);
+    expect(t.weights("big", OFF_PEAK)).toEqual({ input: 2.5, output: 8 });
+    expect(t.weights("big", PEAK)).toEqual({ input: 3.75, output: 12 });
+    expect(t.weights("other", OFF_PEAK)).toEqual({ input: 1, output: 1 });
+    expect(ModelTable.flat.weights("big", OFF_PEAK)).toEqual({ input: 1, output: 1 });
+  });
+
   test("units round up per request, without float drift", () => {
     const t = table("models:\n  - match: m\n    weights: { input: 0.1, output: 0.1 }\n");
     // 0.1 × 3 would be 0.30000000000000004 in floating point; integers give 1.

@@ -11,6 +11,7 @@ import { TOKEN_KINDS, type TokenKind, type TokenUsage, totalTokens } from "./tok
 // its spend is rounded UP to a whole micro-unit of the currency.
 
 const MICRO = 1_000_000n;
+const FLAT_WEIGHTS = Object.freeze({ input: 1, output: 1 });
 /** Model names whose rule is remembered at once. */
 const SEEN_MAX = 1024;
 
@@ -110,6 +111,20 @@ export class ModelTable {
     if (this.seen.size >= SEEN_MAX) this.seen.clear();
     this.seen.set(model, rule);
     return rule;
+  }
+
+  /**
+   * Units per token for admission, before usage is known: the dearest of the
+   * input kinds (an estimate cannot tell cached input from fresh) and the
+   * output weight, at `at`'s peak or off-peak rate. 1 and 1 without a rule.
+   */
+  weights(model: string | undefined, at: number): { input: number; output: number } {
+    const rule = this.ruleFor(model);
+    if (!rule) return FLAT_WEIGHTS;
+    const w = rule.peaks.find((p) => inPeak(at, p.hours))?.weights ?? rule.weights;
+    const max = w.input > w.cacheRead ? w.input : w.cacheRead;
+    const input = max > w.cacheWrite ? max : w.cacheWrite;
+    return { input: Number(input) / 1e6, output: Number(w.output) / 1e6 };
   }
 
   /** Units and spend of `usage` on `model` at epoch ms `at`. */

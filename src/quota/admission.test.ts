@@ -28,6 +28,29 @@ describe("admit", () => {
     expect(admit(base({ output: { named: 400, answers: 3 } })).ok).toBe(false);
   });
 
+  test("a weighted model reserves in units, and a lowered cap is one whose units fit", () => {
+    const weights = { input: 2, output: 3 };
+    // 10 input tokens x2 + 200 output tokens x3 = 620 units.
+    expect(admit(base({ weights, output: { named: 200, answers: 1 } }))).toMatchObject({
+      ok: true,
+      reservation: 620,
+      forwardCap: null,
+    });
+    // 950 units used: 50 remain; 20 go to the input, 30 units buy 10 output tokens.
+    const buckets = [{ bucketStart: now, tokens: 950 }];
+    expect(admit(base({ weights, buckets }))).toMatchObject({
+      ok: true,
+      reservation: 50,
+      forwardCap: 10,
+    });
+    const refused = admit(base({ weights, buckets, output: { named: 100, answers: 1 } }));
+    expect(refused).toMatchObject({ ok: false, reason: "cap", remaining: 50, needed: 320 });
+    const clamped = admit(
+      base({ weights, buckets, policy: "clamp", output: { named: 100, answers: 1 } }),
+    );
+    expect(clamped).toMatchObject({ ok: true, reservation: 50, forwardCap: 10 });
+  });
+
   test("no cap: the default is reserved and the request goes as it is", () => {
     expect(admit(base({}))).toMatchObject({ ok: true, reservation: 110, forwardCap: null });
   });

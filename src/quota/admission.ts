@@ -12,6 +12,10 @@ import { msUntilUsageAtMost, type WindowState, windowState } from "./window.ts";
 // refused for it, but when less than the default remains it is forwarded
 // with a cap of what remains (at least one token), so that it cannot run
 // far past the limit either.
+//
+// Quotas count weighted units (MODELS_FILE): the input estimate and the cap
+// are in tokens, so they are turned into units with the model's dearest
+// weight for each side, and a lowered cap is one whose units fit.
 
 export type CapPolicy = "refuse" | "clamp";
 
@@ -30,6 +34,8 @@ export interface AdmissionRequest {
   policy: CapPolicy;
   /** Output tokens reserved per answer when the request names no cap. */
   defaultOutput: number;
+  /** Units per token of input and of output for the request's model (1 and 1 without a models file). */
+  weights?: { input: number; output: number };
 }
 
 // With a weekly limit too, every window must admit, and what remains is the
@@ -126,27 +132,36 @@ export function admit(r: AdmissionRequest): Admission {
       retryAfterMs: RESERVED_RETRY_MS,
     };
   }
-  const input = Math.max(0, Math.ceil(r.input));
+  const inWeight = r.weights?.input ?? 1;
+  const outWeight = r.weights?.output ?? 1;
+  const input = Math.max(0, Math.ceil(r.input * inWeight));
   const answers = Math.max(1, r.output?.answers ?? 1);
-  // Output tokens per answer that fit beside the input in what remains.
-  const room = Math.floor((remaining - input) / answers);
+  /** Units held for `cap` output tokens per answer. */
+  const outputUnits = (cap: number) => Math.ceil(cap * outWeight) * answers;
+  // Output tokens per answer whose units fit beside the input in what remains.
+  const room = outWeight > 0 ? Math.floor((remaining - input) / answers / outWeight) : Infinity;
   const named = r.output?.named ?? null;
   if (r.output === null) return { ok: true, state, reservation: input, forwardCap: null };
   if (named === null) {
     if (room >= r.defaultOutput) {
-      return { ok: true, state, reservation: input + r.defaultOutput * answers, forwardCap: null };
+      return {
+        ok: true,
+        state,
+        reservation: input + outputUnits(r.defaultOutput),
+        forwardCap: null,
+      };
     }
     // Never refused for its default: capped to what remains (at least one token).
     const cap = Math.max(1, room);
-    return { ok: true, state, reservation: input + cap * answers, forwardCap: cap };
+    return { ok: true, state, reservation: input + outputUnits(cap), forwardCap: cap };
   }
   if (named <= room) {
-    return { ok: true, state, reservation: input + named * answers, forwardCap: null };
+    return { ok: true, state, reservation: input + outputUnits(named), forwardCap: null };
   }
   if (r.policy === "clamp" && room >= 1) {
-    return { ok: true, state, reservation: input + room * answers, forwardCap: room };
+    return { ok: true, state, reservation: input + outputUnits(room), forwardCap: room };
   }
-  const needed = input + named * answers;
+  const needed = input + outputUnits(named);
   // Admitted once enough usage ages out of every window (the other requests
   // in flight will have ended by then); if nothing needs to age out, it is
   // their reservations that stand in the way, and those go soon.
