@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeTestApp } from "../test/harness/app.ts";
 import { type MockUpstream, startMockUpstream } from "../test/harness/mock-upstream.ts";
-import { WINDOW_MS } from "./quota/window.ts";
+import { WINDOW_MS } from "./time/buckets.ts";
 
 let mock: MockUpstream;
 let t: Awaited<ReturnType<typeof makeTestApp>>;

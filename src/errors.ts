@@ -1,7 +1,10 @@
-// One closed set of error codes, mapped to a status and to each dialect's body
-// in one place, so the official SDKs raise their proper exception classes.
+// One closed set of error codes, mapped to a status and to each reader's body
+// in one place: the OpenAI and Anthropic dialects (so the official SDKs raise
+// their proper exception classes) and the admin API (scripts branch on the code).
 
 export type Dialect = "openai" | "anthropic";
+/** Who reads an error: an SDK of either dialect, or a script of the admin API. */
+export type Audience = Dialect | "admin";
 
 export const errorCodes = {
   invalid_request: {
@@ -57,35 +60,47 @@ export const errorCodes = {
   upstream_unreachable: { status: 502, openai: "server_error", anthropic: "api_error" },
   storage_unavailable: { status: 503, openai: "server_error", anthropic: "overloaded_error" },
   upstream_timeout: { status: 504, openai: "timeout_error", anthropic: "timeout_error" },
+  // The admin API's own (see ADMIN_ERROR_CODES); it also uses not_found,
+  // internal_error and storage_unavailable above.
+  validation_error: {
+    status: 400,
+    openai: "invalid_request_error",
+    anthropic: "invalid_request_error",
+  },
+  unauthorized: { status: 401, openai: "invalid_request_error", anthropic: "authentication_error" },
+  csrf_failed: { status: 403, openai: "permission_error", anthropic: "permission_error" },
+  conflict: { status: 409, openai: "invalid_request_error", anthropic: "invalid_request_error" },
+  too_many_attempts: { status: 429, openai: "rate_limit_error", anthropic: "rate_limit_error" },
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
 
-/** An expected failure with a code; only the HTTP layer turns it into a response. */
-export class GatewayError extends Error {
+/** An expected failure with a code; only the HTTP layer (or the CLI) renders it. */
+export class GatewayError<C extends ErrorCode = ErrorCode> extends Error {
   constructor(
-    readonly code: ErrorCode,
+    readonly code: C,
     message: string,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
 
-  get status(): number {
+  get status(): (typeof errorCodes)[C]["status"] {
     return errorCodes[this.code].status;
   }
 }
 
-export function errorBody(dialect: Dialect, code: ErrorCode, message: string): unknown {
+export function errorBody(audience: Audience, code: ErrorCode, message: string): unknown {
+  if (audience === "admin") return { error: { code, message } };
   const entry = errorCodes[code];
-  if (dialect === "anthropic") {
+  if (audience === "anthropic") {
     return { type: "error", error: { type: entry.anthropic, message } };
   }
   return { error: { message, type: entry.openai, code } };
 }
 
 export function errorResponse(
-  dialect: Dialect,
+  dialect: Audience,
   err: GatewayError,
   extraHeaders: Record<string, string> = {},
 ): Response {

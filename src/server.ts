@@ -1,20 +1,11 @@
 import { existsSync } from "node:fs";
 import type { Server } from "bun";
-import { claimInstance } from "./accounting/instance.ts";
-import { Journal } from "./accounting/journal.ts";
-import { UsageLedger } from "./accounting/ledger.ts";
-import { UsagePruner } from "./accounting/retention.ts";
-import { planState } from "./admin/plan.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
-import { defaultKeyCacheOptions, KeyCache } from "./keys/cache.ts";
 import type { Logger } from "./log.ts";
-import { instrumentStorage } from "./metrics/instrumented-storage.ts";
-import { createMetrics } from "./metrics/registry.ts";
 import { type BackupScheduler, scheduledBackups } from "./ops/backup/scheduler.ts";
 import { codingPlanEndpoint, sharedPlanNotice, UPSTREAM_TERMS_DOC } from "./proxy/plan-terms.ts";
-import { UsageView } from "./quota/usage-view.ts";
-import { StorageHealth } from "./storage/health.ts";
+import { buildServices } from "./services.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
 import type { Storage } from "./storage/types.ts";
 import { withTimeout } from "./util/timeout.ts";
@@ -41,81 +32,32 @@ export interface Gateway {
 /** How long leaving at once waits for the database to take pending usage. */
 const EXIT_NOW_FLUSH_MS = 2000;
 
-/** config -> storage -> journal replay -> app -> serve. */
+/** config -> storage -> services (journal replay) -> app -> serve. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const clock = Date.now;
   const opened = await openStorage(config, {
     onRetry: (attempt, waitMs, reason) =>
       log.warn({ attempt, waitMs, reason }, "database not reachable yet; retrying"),
   });
-  // Filled in below; the metrics read them only when scraped.
-  let ledgerRef: UsageLedger | undefined;
-  let healthRef: StorageHealth | undefined;
-  let keysRef: KeyCache | undefined;
-  let backupsRef: BackupScheduler | undefined;
-  let storageRef: Storage | undefined;
-  const inflight = { n: 0 };
-  const metrics = createMetrics({
-    backlog: () => ledgerRef?.backlog ?? 0,
-    storageUp: () => (healthRef?.degraded ? 0 : 1),
-    keysInMemory: () => keysRef?.knownKeys ?? 0,
-    storageInflight: () => inflight.n,
-    backups: () => backupsRef,
-    plan: async () => (storageRef ? planState(storageRef, clock(), config.plan) : undefined),
-    poolMax: opened.kind === "postgres" ? config.database.poolMax : 1,
-  });
-  const storage = instrumentStorage(opened, metrics, inflight);
-  storageRef = storage;
-  await migrationHint(config, storage, log);
-  const instance = claimInstance(config.journalDir);
-  const journal = Journal.open(config.journalDir, instance.id);
-  const health = new StorageHealth(storage, log, HEALTH_OPTIONS, clock);
-  let usage: UsageView | undefined;
-  const ledger = await UsageLedger.open({
-    storage,
-    journal,
-    instanceId: instance.id,
-    clock,
-    log,
-    onFlushed: (keys, n) => {
-      usage?.onFlushed(keys, n);
-      healthRef?.reportSuccess();
-    },
-    onFlushError: (err) => health.reportFailure(err),
-    // While the database is out the backlog waits in the journal; the
-    // health monitor reconnects and flushes it once.
-    canFlush: () => !health.degraded,
-  });
-  ledgerRef = ledger;
-  healthRef = health;
-  health.onRecovered(() => void ledger.flush());
+  await migrationHint(config, opened, log);
+  let backups: BackupScheduler | undefined;
+  const { storage, metrics, instance, journal, health, ledger, usage, keys, pruner } =
+    await buildServices(config, {
+      storage: opened,
+      clock,
+      log,
+      health: HEALTH_OPTIONS,
+      usageRefreshMs: opened.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS,
+      backups: () => backups,
+    });
   health.start();
-  const refreshMs = storage.kind === "postgres" ? config.usageSyncMs : SQLITE_USAGE_REFRESH_MS;
-  usage = new UsageView(storage, ledger, clock, refreshMs, health);
   // Recently used keys re-read in one query per interval, off the request path.
   usage.start();
   ledger.startTimer(config.flushIntervalMs);
-  // Usage history past USAGE_RETENTION_DAYS, deleted hourly in small chunks.
-  const pruner = new UsagePruner({
-    storage,
-    clock,
-    log,
-    retentionDays: config.usageRetentionDays,
-    auditRetentionDays: config.auditRetentionDays,
-    healthy: () => !health.degraded,
-  });
   pruner.start();
-  const sweeper = setInterval(() => usage?.sweep(), 60_000);
+  const sweeper = setInterval(() => usage.sweep(), 60_000);
   sweeper.unref();
 
-  const keys = new KeyCache(
-    storage,
-    clock,
-    { ...defaultKeyCacheOptions, unknownDuringOutage: config.unknownKeysDuringOutage },
-    health,
-    (result) => metrics.keyCache.inc({ result }),
-  );
-  keysRef = keys;
   // Other instances' key changes, at once; the cache's TTL is the fallback.
   const onKeyChanged = (keyId: string) => keys.invalidate(keyId);
   let unwatch = await storage.watchKeyChanges?.(onKeyChanged);
@@ -143,7 +85,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     health,
     metrics,
     accepting: () => accepting,
-    backups: () => backupsRef,
+    backups: () => backups,
   });
   const server = Bun.serve({
     port: config.port,
@@ -171,15 +113,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   }
   await sharedPlanHint(config, storage, clock(), log);
   // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
-  const backups = scheduledBackups(config, log);
-  backupsRef = backups;
+  backups = scheduledBackups(config, log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       accepting = false;
       clearInterval(sweeper);
-      usage?.stop();
+      usage.stop();
       await backups?.stop();
       // Ends after its current chunk (bounded wait), well before storage.close().
       await pruner.stop();

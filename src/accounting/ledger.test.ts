@@ -6,9 +6,9 @@ import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
 import { hashKey } from "../keys/secret.ts";
 import { createKey } from "../keys/service.ts";
 import { silentLogger } from "../log.ts";
-import { BUCKET_MS } from "../quota/window.ts";
 import { openSqliteStorage } from "../storage/sqlite/index.ts";
 import type { Storage, UsageBatch } from "../storage/types.ts";
+import { BUCKET_MS } from "../time/buckets.ts";
 import { Journal } from "./journal.ts";
 import { aggregate, UsageLedger } from "./ledger.ts";
 

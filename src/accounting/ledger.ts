@@ -1,7 +1,8 @@
 import { UNVERIFIED_PREFIX } from "../keys/cache.ts";
 import type { Logger } from "../log.ts";
-import { bucketStartOf } from "../quota/window.ts";
 import type { KeyUsage, Storage } from "../storage/types.ts";
+import { bucketStartOf } from "../time/buckets.ts";
+import { SingleFlight } from "../util/single-flight.ts";
 import { withTimeout } from "../util/timeout.ts";
 import type { ChargeDetail, Journal, UsageEvent } from "./journal.ts";
 import { aggregateModels } from "./model-usage.ts";
@@ -47,7 +48,7 @@ export class UsageLedger {
   /** Events of the batch being written right now. */
   private writing = 0;
   private readonly byKey = new Map<string, PendingKey>();
-  private flushing: Promise<boolean> | undefined;
+  private readonly flushing = new SingleFlight<boolean>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly holds = new Set<{ force: () => void }>();
   private closed = false;
@@ -140,10 +141,7 @@ export class UsageLedger {
 
   /** Writes pending events to the database; true when nothing is left pending. */
   flush(): Promise<boolean> {
-    this.flushing ??= this.flushOnce().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
+    return this.flushing.run(() => this.flushOnce());
   }
 
   /** Stops the timer and writes what is pending. The journal keeps anything that could not be written. */

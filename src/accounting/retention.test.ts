@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKey } from "../keys/service.ts";
 import type { Logger } from "../log.ts";
-import { BUCKET_MS, WINDOW_MS, windowFloor } from "../quota/window.ts";
 import { openSqliteStorage } from "../storage/sqlite/index.ts";
 import type { Storage } from "../storage/types.ts";
+import { BUCKET_MS, WINDOW_MS, windowFloor } from "../time/buckets.ts";
 import { retentionCutoff, UsagePruner } from "./retention.ts";
 
 const DAY = 24 * 3_600_000;

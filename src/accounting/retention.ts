@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
-import { bucketStartOf, WINDOW_MS, windowFloor } from "../quota/window.ts";
 import type { Storage } from "../storage/types.ts";
+import { bucketStartOf, WINDOW_MS, windowFloor } from "../time/buckets.ts";
+import { SingleFlight } from "../util/single-flight.ts";
 import { withTimeout } from "../util/timeout.ts";
 
 // Usage history retention: 5-minute buckets older than USAGE_RETENTION_DAYS
@@ -77,7 +78,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 export class UsagePruner {
   private pending: unknown;
-  private running: Promise<PruneOutcome> | undefined;
+  private readonly runs = new SingleFlight<PruneOutcome>();
   private stopped = false;
   private readonly options: typeof RETENTION_DEFAULTS;
   private readonly timer: RetentionTimer;
@@ -103,7 +104,7 @@ export class UsagePruner {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.pending !== undefined) this.timer.clear(this.pending);
-    const run = this.running;
+    const run = this.runs.running;
     if (!run) return;
     const timedOut = await withTimeout(run, this.options.stopWaitMs).then(
       () => false,
@@ -114,10 +115,7 @@ export class UsagePruner {
 
   /** One pass: deletes every bucket past the cutoff, a chunk at a time. Never throws. */
   runOnce(): Promise<PruneOutcome> {
-    this.running ??= this.prune().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.runs.run(() => this.prune());
   }
 
   private schedule(delayMs: number): void {

@@ -1,37 +1,22 @@
-// The admin API's closed set of error codes, mapped to a status in one place.
-// Its body is {"error":{"code","message"}}: scripts branch on the code.
+import { type ErrorCode, GatewayError } from "../errors.ts";
 
-export const adminErrorStatus = {
-  validation_error: 400,
-  unauthorized: 401,
-  csrf_failed: 403,
-  not_found: 404,
-  conflict: 409,
-  too_many_attempts: 429,
-  internal_error: 500,
-  storage_unavailable: 503,
-} as const;
+// The admin API's codes: a part of the one closed set in src/errors.ts, which
+// gives each its status and renders its body ({"error":{"code","message"}}).
+export const ADMIN_ERROR_CODES = [
+  "validation_error",
+  "unauthorized",
+  "csrf_failed",
+  "not_found",
+  "conflict",
+  "too_many_attempts",
+  "internal_error",
+  "storage_unavailable",
+] as const satisfies readonly ErrorCode[];
 
-export type AdminErrorCode = keyof typeof adminErrorStatus;
+export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 
 /** An expected failure of an admin operation; only the HTTP layer or the CLI renders it. */
-export class AdminError extends Error {
-  constructor(
-    readonly code: AdminErrorCode,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-
-  get status(): (typeof adminErrorStatus)[AdminErrorCode] {
-    return adminErrorStatus[this.code];
-  }
-}
-
-export function adminErrorBody(code: AdminErrorCode, message: string) {
-  return { error: { code, message } };
-}
+export class AdminError extends GatewayError<AdminErrorCode> {}
 
 interface Issue {
   path: ReadonlyArray<PropertyKey>;

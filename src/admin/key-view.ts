@@ -1,5 +1,6 @@
-import { type Bucket, WEEK_MS, WINDOW_MS, windowState } from "../quota/window.ts";
+import { windowState } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
+import { type Bucket, WEEK_MS, WINDOW_MS } from "../time/buckets.ts";
 import type { KeyObject } from "./schemas.ts";
 
 // What the admin API and the CLI show of a key: never its hash, never its

@@ -3,8 +3,8 @@ import * as service from "../keys/service.ts";
 import { KeyInputError } from "../keys/service.ts";
 import type { ModelTable } from "../models/cost.ts";
 import type { PlanCapacity } from "../quota/plan.ts";
-import { WEEK_MS, windowFloor } from "../quota/window.ts";
 import type { AuditActor, KeyPatch, KeyRecord, Storage } from "../storage/types.ts";
+import { WEEK_MS, windowFloor } from "../time/buckets.ts";
 import { AdminError } from "./errors.ts";
 import { keyObject, windowUsageOf } from "./key-view.ts";
 import type {

@@ -5,8 +5,8 @@ import {
   planFigures,
   WEEK_MS,
 } from "../quota/plan.ts";
-import { windowFloor } from "../quota/window.ts";
 import type { Storage } from "../storage/types.ts";
+import { windowFloor } from "../time/buckets.ts";
 
 // The upstream plan against the keys handed out and the usage of all keys,
 // read from storage: for /admin/usage, the dashboard and the plan metrics.

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ADMIN_ERROR_CODES } from "./errors.ts";
 import { STEPS } from "./usage-range.ts";
 
 // One set of zod schemas for the admin API: they parse requests (and the
@@ -379,16 +380,7 @@ export const sessionObject = z
 export const errorObject = z
   .object({
     error: z.object({
-      code: z.enum([
-        "validation_error",
-        "unauthorized",
-        "csrf_failed",
-        "not_found",
-        "conflict",
-        "too_many_attempts",
-        "storage_unavailable",
-        "internal_error",
-      ]),
+      code: z.enum(ADMIN_ERROR_CODES),
       message: z.string(),
     }),
   })

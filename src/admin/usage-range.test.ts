@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BUCKET_MS } from "../quota/window.ts";
+import { BUCKET_MS } from "../time/buckets.ts";
 import { AdminError } from "./errors.ts";
 import { MAX_POINTS, resolveRange, STEP_MS, STEPS, toSeries } from "./usage-range.ts";
 

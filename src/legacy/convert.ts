@@ -1,6 +1,6 @@
 import { displayPrefix, hashKey } from "../keys/secret.ts";
-import { bucketStartOf, windowUsage } from "../quota/window.ts";
 import type { BucketUsage, KeyExport } from "../storage/types.ts";
+import { bucketStartOf, windowUsage } from "../time/buckets.ts";
 import { type LegacyFile, type LegacyKey, legacyFile } from "./format.ts";
 import { describeJsonError } from "./json-error.ts";
 

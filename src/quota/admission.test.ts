@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { BUCKET_MS, WEEK_MS, WINDOW_MS } from "../time/buckets.ts";
 import { type AdmissionRequest, admit, RESERVED_RETRY_MS } from "./admission.ts";
-import { BUCKET_MS, WEEK_MS, WINDOW_MS } from "./window.ts";
 
 const now = 1_000 * BUCKET_MS;
 const base = (over: Partial<AdmissionRequest>): AdmissionRequest => ({

@@ -1,11 +1,5 @@
-import {
-  type Bucket,
-  msUntilUsageAtMost,
-  WEEK_MS,
-  WINDOW_MS,
-  type WindowState,
-  windowState,
-} from "./window.ts";
+import { type Bucket, WEEK_MS, WINDOW_MS } from "../time/buckets.ts";
+import { msUntilUsageAtMost, type WindowState, windowState } from "./window.ts";
 
 // Whether a request may start, and what it reserves of its key's quota. Pure.
 //

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { WINDOW_MS } from "../time/buckets.ts";
 import { goDuration, quotaExceededHeaders, quotaHeaders } from "./headers.ts";
-import { WINDOW_MS, windowState } from "./window.ts";
+import { windowState } from "./window.ts";
 
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 

@@ -1,4 +1,4 @@
-import { WINDOW_MS } from "./window.ts";
+import { WINDOW_MS } from "../time/buckets.ts";
 
 // The upstream plan against the keys handed out (pure). What the active keys
 // are allowed in a window, summed, is set beside what the plan delivers in

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { fakes, flushed, holdQueries, T0 } from "../../test/fakes/usage-view.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import { fakes, flushed, holdQueries, T0 } from "./usage-view.fakes.ts";
+import { BUCKET_MS, windowFloor, windowUsage } from "../time/buckets.ts";
 import { UsageView } from "./usage-view.ts";
-import { BUCKET_MS, windowFloor, windowUsage } from "./window.ts";
 
 // The background rounds: one query re-reads every recently used key, merged
 // with this instance's flushes, never overlapping, never stuck on a hung query.

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { fakes, holdQueries, T0 } from "../../test/fakes/usage-view.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import { fakes, holdQueries, T0 } from "./usage-view.fakes.ts";
+import { WEEK_MS, windowUsage } from "../time/buckets.ts";
 import { coarsenOlder, UsageView } from "./usage-view.ts";
-import { WEEK_MS, windowUsage } from "./window.ts";
 
 // A key's usage as admission sees it, read by the request itself: no
 // background rounds, or their settings as requests see them. The rounds are

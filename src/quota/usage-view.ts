@@ -1,8 +1,8 @@
-import type { UsageLedger } from "../accounting/ledger.ts";
 import type { StorageHealth } from "../storage/health.ts";
 import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
+import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "../time/buckets.ts";
+import { SingleFlight } from "../util/single-flight.ts";
 import { withTimeout } from "../util/timeout.ts";
-import { BUCKET_MS, type Bucket, bucketStartOf, WINDOW_MS, windowFloor } from "./window.ts";
 
 /**
  * How often a background round re-reads the part of a weekly key's window
@@ -24,7 +24,7 @@ interface Entry {
   gen: number;
   /** Our own flushes committed since the load started, tagged with their flush number. */
   flushedSince: Array<{ flushNo: number; bucketStart: number; tokens: number }>;
-  loading: Promise<void> | undefined;
+  loading: SingleFlight<void>;
   touchedAt: number;
 }
 
@@ -58,6 +58,17 @@ export interface BackgroundRefreshOptions {
 }
 
 /**
+ * What the view needs of this instance's accounting (the ledger provides it):
+ * usage charged here that may not have reached the database yet.
+ */
+export interface PendingUsage {
+  /** This key's charges not yet flushed, by bucket start; undefined when none. */
+  pendingBuckets(keyId: string): Map<number, number> | undefined;
+  /** Counts completed flushes: a read that began before a flush may miss its usage. */
+  readonly flushNo: number;
+}
+
+/**
  * A key's window usage as admission sees it: the database's buckets plus this
  * instance's usage that the database has or may not have yet. When in doubt it
  * counts a batch twice rather than not at all: admission errs on the side of
@@ -86,7 +97,7 @@ export class UsageView {
 
   constructor(
     private readonly storage: Storage,
-    private readonly ledger: UsageLedger,
+    private readonly ledger: PendingUsage,
     private readonly clock: () => number,
     private readonly refreshMs: number,
     private readonly health?: StorageHealth,
@@ -123,7 +134,7 @@ export class UsageView {
         loadedAt: -Infinity,
         gen: 0,
         flushedSince: [],
-        loading: undefined,
+        loading: new SingleFlight<void>(),
         touchedAt: now,
       };
       this.entries.set(keyId, e);
@@ -169,7 +180,7 @@ export class UsageView {
   sweep(): void {
     const cutoff = this.clock() - WINDOW_MS;
     for (const [id, e] of this.entries)
-      if (e.touchedAt < cutoff && !e.loading) {
+      if (e.touchedAt < cutoff && !e.loading.running) {
         this.entries.delete(id);
         this.active.delete(id);
       }
@@ -295,7 +306,7 @@ export class UsageView {
   }
 
   private load(keyId: string, e: Entry): Promise<void> {
-    e.loading ??= (async () => {
+    return e.loading.run(async () => {
       const read = this.beginRead();
       const since = windowFloor(read.startedAt, e.spanMs);
       try {
@@ -303,11 +314,8 @@ export class UsageView {
       } catch (err) {
         this.health?.reportFailure(err);
         throw err;
-      } finally {
-        e.loading = undefined;
       }
-    })();
-    return e.loading;
+    });
   }
 
   /** Taken synchronously just before a query is sent. */

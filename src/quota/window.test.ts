@@ -1,12 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import {
-  afterCharge,
-  BUCKET_MS,
-  bucketStartOf,
-  WINDOW_MS,
-  windowState,
-  windowUsage,
-} from "./window.ts";
+import { BUCKET_MS, bucketStartOf, WINDOW_MS, windowUsage } from "../time/buckets.ts";
+import { afterCharge, windowState } from "./window.ts";
 
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0); // a bucket boundary
 const MIN = 60_000;

@@ -1,41 +1,13 @@
-// Rolling-window arithmetic. Pure: every function takes `now` (epoch ms).
-//
-// Usage is kept in 5-minute buckets. A bucket counts towards the window while
-// it started less than 5 hours ago, so usage ages out bucket by bucket,
-// exactly 5 hours after the bucket it fell in started. A key may also have a
-// weekly window: the same rule over 7 days (`spanMs` = WEEK_MS).
+// Rolling windows over the usage buckets (see time/buckets.ts): what is left,
+// when it frees up, what one charge changes. Pure: every function takes `now`
+// (epoch ms). A key may also have a weekly window: the same rule over 7 days
+// (`spanMs` = WEEK_MS).
 
-export const BUCKET_MS = 5 * 60 * 1000;
-export const WINDOW_MS = 5 * 60 * 60 * 1000;
-export const WEEK_MS = 7 * 24 * 60 * 60 * 1000;
+import { type Bucket, bucketStartOf, inWindow, WEEK_MS, WINDOW_MS } from "../time/buckets.ts";
 
 /** The window's length in words, for messages. */
 export function windowName(spanMs: number): string {
   return spanMs === WEEK_MS ? "7 days" : "5 hours";
-}
-
-export interface Bucket {
-  bucketStart: number;
-  tokens: number;
-}
-
-export function bucketStartOf(t: number): number {
-  return t - (((t % BUCKET_MS) + BUCKET_MS) % BUCKET_MS);
-}
-
-/** Oldest bucket start still inside the window at `now`. */
-export function windowFloor(now: number, spanMs = WINDOW_MS): number {
-  return now - spanMs + 1;
-}
-
-export function inWindow(bucketStart: number, now: number, spanMs = WINDOW_MS): boolean {
-  return bucketStart >= windowFloor(now, spanMs) && bucketStart <= now;
-}
-
-export function windowUsage(buckets: Iterable<Bucket>, now: number, spanMs = WINDOW_MS): number {
-  let sum = 0;
-  for (const b of buckets) if (inWindow(b.bucketStart, now, spanMs)) sum += b.tokens;
-  return sum;
 }
 
 /** Buckets in the window, merged by start and sorted oldest first. */

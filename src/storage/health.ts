@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { SingleFlight } from "../util/single-flight.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { backoffMs } from "./retry.ts";
 import type { Storage } from "./types.ts";
@@ -40,7 +41,7 @@ export class StorageHealth {
   };
   private timer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
-  private checking: Promise<void> | undefined;
+  private readonly checks = new SingleFlight<void>();
   private stopped = false;
   private readonly recovered: Array<() => void> = [];
 
@@ -104,10 +105,7 @@ export class StorageHealth {
 
   /** Pings now (or joins a ping under way) and updates the state; for readiness probes. */
   check(): Promise<void> {
-    this.checking ??= this.ping().finally(() => {
-      this.checking = undefined;
-    });
-    return this.checking;
+    return this.checks.run(() => this.ping());
   }
 
   private schedule(ms: number): void {

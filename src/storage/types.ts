@@ -295,3 +295,13 @@ export interface Storage {
   /** Every instance's journal checkpoint (moved along with the data, so no journal replays twice). */
   listCheckpoints?(): Promise<Array<{ instanceId: string; lastSeq: number }>>;
 }
+
+/** Counts and sums of the data tables: what a backup's manifest promises and a restore checks. */
+export interface DataCounts {
+  keys: number;
+  usageBuckets: number;
+  lifetimeTokens: number;
+  lifetimeRequests: number;
+  bucketTokens: number;
+  checkpoints: number;
+}

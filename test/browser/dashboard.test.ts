@@ -4,14 +4,17 @@
  * sign-out, and screenshots at desktop and phone widths.
  */
 
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import OpenAI from "openai";
 import type { Browser, Page } from "playwright-core";
-import { type GatewayProcess, waitFor } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, type GatewayProcess, waitFor } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
 import { admin, chatError, createKey, seedHistory, spend } from "./seed.ts";
 import { secretSweep, useStage } from "./stage.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let gw: GatewayProcess;
 let browser: Browser;

@@ -6,14 +6,17 @@
  * The key's own concurrency limit is set, shown and removed the same way.
  */
 
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import OpenAI from "openai";
 import type { Browser } from "playwright-core";
-import type { GatewayProcess } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, type GatewayProcess } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage } from "./browser.ts";
 import { row, signIn } from "./dashboard-page.ts";
 import { type ApiKey, admin, chatError, createKey } from "./seed.ts";
 import { secretSweep, useStage } from "./stage.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let gw: GatewayProcess;
 let browser: Browser;

@@ -4,12 +4,15 @@
  * gets a clear error, and the key never reaches a URL or localStorage.
  */
 
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import type { Browser, Page } from "playwright-core";
-import type { GatewayProcess } from "../harness/gateway.ts";
+import { E2E_TIMEOUT_MS, type GatewayProcess } from "../harness/gateway.ts";
 import { describeInBrowser, FLOW_TIMEOUT_MS, newPage, screenshot } from "./browser.ts";
 import { admin, createKey, seedHistory, spend } from "./seed.ts";
 import { secretSweep, useStage } from "./stage.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let gw: GatewayProcess;
 let browser: Browser;

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { displayPrefix, generateKey, hashKey } from "../../src/keys/secret.ts";
 import { createBackup } from "../../src/ops/backup/create.ts";
-import { sqliteAtMigration } from "../../src/ops/backup/testing.ts";
-import { bucketStartOf } from "../../src/quota/window.ts";
+import { bucketStartOf } from "../../src/time/buckets.ts";
+import { sqliteAtMigration } from "../harness/backup-fixtures.ts";
 import { E2E_TIMEOUT_MS, expectNoSecretsInLogs, GatewayProcess } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 

@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { createKey } from "../../src/keys/service.ts";
 import type { Manifest } from "../../src/ops/backup/manifest.ts";
 import { writeManifest } from "../../src/ops/backup/manifest.ts";
-import { damage } from "../../src/ops/backup/testing.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
+import { damage } from "../harness/backup-fixtures.ts";
 import {
   type CliResult,
   E2E_TIMEOUT_MS,

@@ -3,14 +3,18 @@
  * the gateway's own address leads to a page, and opening the dashboard before
  * signing in is not a warning in the logs.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import OpenAI from "openai";
 import {
+  E2E_TIMEOUT_MS,
   freePort,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   startGateway,
 } from "../harness/gateway.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const ADMIN_KEY = "admin-messages-0123456789abcdef";
 let gw: GatewayProcess;

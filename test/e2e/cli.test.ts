@@ -2,11 +2,14 @@
  * The CLI as an operator meets it: spawned as a process, from a folder of its
  * own, with nothing but its environment and arguments.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CliResult, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import { type CliResult, E2E_TIMEOUT_MS, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const MAIN = join(REPO_ROOT, "src", "cli", "main.ts");
 const folders: string[] = [];

@@ -2,9 +2,17 @@
  * A client's mistake never gets a 500: absurd bodies, odd headers and odd
  * paths get the right 4xx, in the route's dialect, and change nothing.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const ADMIN_KEY = "admin-mistakes-0123456789abcdef";
 let mock: MockUpstream;

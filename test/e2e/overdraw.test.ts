@@ -6,10 +6,11 @@
  * usage report. Each refusal reaches the official SDKs as their own
  * RateLimitError.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import {
+  E2E_TIMEOUT_MS,
   type GatewayProcess,
   HOOK_TIMEOUT_MS,
   mockHeaders,
@@ -19,6 +20,9 @@ import {
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const messages = [{ role: "user" as const, content: "hello" }];
 

@@ -3,12 +3,20 @@
  * -shm files, the journal, the instance id, backups and their manifests are
  * 0600, and the folders it creates 0700, whatever the umask.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 let gw: GatewayProcess;

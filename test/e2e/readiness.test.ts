@@ -2,9 +2,12 @@
  * Readiness tells the truth: a gateway that would answer every proxied call
  * with 503 is not ready, whatever else is fine.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { E2E_TIMEOUT_MS, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 let mock: MockUpstream;
 beforeAll(async () => {

@@ -3,9 +3,17 @@
  * coding-plan endpoint and more than one key is active, `serve` says so in
  * one line at start, pointing to docs/quotas.md; it still serves every key.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayProcess, HOOK_TIMEOUT_MS, startGateway } from "../harness/gateway.ts";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import {
+  E2E_TIMEOUT_MS,
+  type GatewayProcess,
+  HOOK_TIMEOUT_MS,
+  startGateway,
+} from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+
+// Explicit, for two busy cores: the runner's 5 s default measures the machine.
+setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const messages = [{ role: "user" as const, content: "hello" }];
 

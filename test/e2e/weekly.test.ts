@@ -7,10 +7,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { bucketStartOf } from "../../src/quota/window.ts";
 import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
 import type { Storage } from "../../src/storage/types.ts";
+import { bucketStartOf } from "../../src/time/buckets.ts";
 import {
   E2E_TIMEOUT_MS,
   type GatewayProcess,

@@ -5,10 +5,11 @@ import { HTTPException } from "hono/http-exception";
 import { adminKeyMatcher } from "../../admin/admin-key.ts";
 import { AttemptLimiter, defaultAttemptLimits } from "../../admin/attempt-limiter.ts";
 import { TrustedProxies } from "../../admin/client-address.ts";
-import { AdminError, adminErrorBody, describeIssues } from "../../admin/errors.ts";
+import { AdminError, describeIssues } from "../../admin/errors.ts";
 import type { AdminDeps } from "../../admin/operations.ts";
 import { sessionSigner } from "../../admin/session.ts";
 import type { Config } from "../../config.ts";
+import { errorBody } from "../../errors.ts";
 import type { KeyCache } from "../../keys/cache.ts";
 import type { Logger } from "../../log.ts";
 import type { StorageHealth } from "../../storage/health.ts";
@@ -145,7 +146,7 @@ async function renderError(
     e = new AdminError("internal_error", "internal error");
   }
   c.get("access").fields.error = e.code;
-  return c.json(adminErrorBody(e.code, e.message), e.status, {
+  return c.json(errorBody("admin", e.code, e.message), e.status, {
     ...e.headers,
     "cache-control": "no-store",
   });

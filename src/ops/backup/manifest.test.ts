@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../../../test/harness/backup-fixtures.ts";
 import { checkpointsAfterRestore } from "./checkpoints.ts";
 import {
   backupFileName,
@@ -11,7 +12,6 @@ import {
   readManifest,
   writeManifest,
 } from "./manifest.ts";
-import { tempDir } from "./testing.ts";
 
 const at = new Date(Date.UTC(2026, 10, 28, 2, 0, 0, 123));
 

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { z } from "zod";
+import type { DataCounts } from "../../storage/types.ts";
 import { PRIVATE_FILE } from "../../util/private-files.ts";
 import { BackupError } from "./errors.ts";
 import { fsyncDir, fsyncFile, removeQuietly, tempPath } from "./files.ts";
@@ -24,14 +25,7 @@ export type BackupFormat = (typeof BACKUP_FORMATS)[number];
 
 export type BackupOrigin = "manual" | "scheduled" | "pre-restore";
 
-export interface BackupCounts {
-  keys: number;
-  usageBuckets: number;
-  lifetimeTokens: number;
-  lifetimeRequests: number;
-  bucketTokens: number;
-  checkpoints: number;
-}
+export type BackupCounts = DataCounts;
 
 export interface SchemaVersion {
   /** Migrations applied. */

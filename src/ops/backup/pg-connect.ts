@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import type { BackupCounts, SchemaVersion } from "./manifest.ts";
+import type { SchemaVersion } from "./manifest.ts";
 import { schemaVersion } from "./schema-version.ts";
 
 // Backup and restore talk to PostgreSQL on connections of their own, one at a
@@ -16,24 +16,6 @@ export function connect(url: string, applicationName: string): Sql {
     onnotice: () => {},
     connection: { application_name: applicationName },
   });
-}
-
-/** Counts and sums of the data tables, as one snapshot when run in a repeatable-read transaction. */
-export async function pgCounts(q: Query): Promise<BackupCounts> {
-  const [k] = await q<{ n: string; t: string; r: string }[]>`
-    select count(*) as n, coalesce(sum(total_tokens), 0) as t, coalesce(sum(total_requests), 0) as r
-    from api_keys`;
-  const [b] = await q<{ n: string; t: string }[]>`
-    select count(*) as n, coalesce(sum(tokens), 0) as t from usage_buckets`;
-  const [c] = await q<{ n: string }[]>`select count(*) as n from usage_checkpoints`;
-  return {
-    keys: Number(k?.n ?? 0),
-    usageBuckets: Number(b?.n ?? 0),
-    lifetimeTokens: Number(k?.t ?? 0),
-    lifetimeRequests: Number(k?.r ?? 0),
-    bucketTokens: Number(b?.t ?? 0),
-    checkpoints: Number(c?.n ?? 0),
-  };
 }
 
 export async function pgSchema(q: Query): Promise<SchemaVersion> {

@@ -1,7 +1,8 @@
+import { dataCounts } from "../../storage/postgres/counts.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import { headOf } from "./files.ts";
 import type { BackupCounts, SchemaVersion } from "./manifest.ts";
-import { connect, libpqTarget, pgCounts, pgSchema } from "./pg-connect.ts";
+import { connect, libpqTarget, pgSchema } from "./pg-connect.ts";
 import { schemaVersion } from "./schema-version.ts";
 
 // PostgreSQL's own tools: pg_dump writes the custom-format archive (compressed
@@ -83,7 +84,7 @@ export async function dumpPostgres(
   try {
     return await sql.begin("isolation level repeatable read read only", async (tx) => {
       const [row] = await tx<{ snapshot: string }[]>`select pg_export_snapshot() as snapshot`;
-      const counts = await pgCounts(tx);
+      const counts = await dataCounts(tx);
       const schema = await pgSchema(tx);
       await run(
         [

@@ -1,14 +1,6 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
-import { testPostgres } from "../../../test/harness/postgres.ts";
-import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
-import { openPostgresStorage } from "../../storage/postgres/index.ts";
-import type { Storage } from "../../storage/types.ts";
-import { type CreateBackupOptions, createBackup } from "./create.ts";
-import { BackupError, BackupRejectedError, RestoreRefusedError } from "./errors.ts";
-import { type RestoreOptions, restoreBackup } from "./restore.ts";
-import { knownMigrations } from "./schema-version.ts";
 import {
   damage,
   type Fixture,
@@ -18,7 +10,15 @@ import {
   seedModelUsage,
   snapshot,
   sqliteFixture,
-} from "./testing.ts";
+} from "../../../test/harness/backup-fixtures.ts";
+import { testPostgres } from "../../../test/harness/postgres.ts";
+import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
+import { openPostgresStorage } from "../../storage/postgres/index.ts";
+import type { Storage } from "../../storage/types.ts";
+import { type CreateBackupOptions, createBackup } from "./create.ts";
+import { BackupError, BackupRejectedError, RestoreRefusedError } from "./errors.ts";
+import { type RestoreOptions, restoreBackup } from "./restore.ts";
+import { knownMigrations } from "./schema-version.ts";
 import { verifyBackup } from "./verify.ts";
 
 const shipped = knownMigrations("postgres");

@@ -1,6 +1,7 @@
 import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
+import { dataCounts } from "../../storage/postgres/counts.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
 import { makePrivateDir } from "../../util/private-files.ts";
@@ -9,7 +10,7 @@ import { type CreatedBackup, createBackup, type DatabaseTarget, sourceOf } from 
 import { BackupError, BackupRejectedError, messageOf, RestoreRefusedError } from "./errors.ts";
 import { removeSqliteFiles, tempPath } from "./files.ts";
 import type { BackupCounts, DatabaseKind, Manifest } from "./manifest.ts";
-import { connect, pgCounts } from "./pg-connect.ts";
+import { connect } from "./pg-connect.ts";
 import { replacePostgres } from "./restore-postgres.ts";
 import { prepareStaged, replaceFromStaged, stageLogical } from "./restore-sqlite.ts";
 import { newerSchemaReason } from "./schema-version.ts";
@@ -167,7 +168,7 @@ async function currentCounts(target: DatabaseTarget): Promise<BackupCounts | nul
     }
     const sql = connect(target.url, "tollgate-restore");
     try {
-      return await pgCounts(sql);
+      return await dataCounts(sql);
     } finally {
       await sql.end({ timeout: 5 });
     }

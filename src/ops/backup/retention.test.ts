@@ -1,11 +1,16 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  damage,
+  type Fixture,
+  rows,
+  sqliteFixture,
+} from "../../../test/harness/backup-fixtures.ts";
 import { type CreatedBackup, createBackup, sourceOf } from "./create.ts";
 import { listBackups } from "./list.ts";
 import type { BackupOrigin } from "./manifest.ts";
 import { pruneBackups } from "./retention.ts";
-import { damage, type Fixture, rows, sqliteFixture } from "./testing.ts";
 
 setDefaultTimeout(30_000);
 

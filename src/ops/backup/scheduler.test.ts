@@ -1,13 +1,18 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
+import {
+  type Fixture,
+  postgresFixture,
+  rows,
+  sqliteFixture,
+} from "../../../test/harness/backup-fixtures.ts";
 import { testPostgres } from "../../../test/harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { createBackup } from "./create.ts";
 import { listBackups } from "./list.ts";
 import { type BackupScheduler, holdLockUntil, startBackupScheduler } from "./scheduler.ts";
-import { type Fixture, postgresFixture, rows, sqliteFixture } from "./testing.ts";
 
 setDefaultTimeout(30_000);
 

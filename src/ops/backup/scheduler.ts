@@ -1,6 +1,7 @@
 import { Cron } from "croner";
 import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
+import { SingleFlight } from "../../util/single-flight.ts";
 import {
   type CreateBackupOptions,
   type CreatedBackup,
@@ -70,7 +71,7 @@ export function startBackupScheduler(options: SchedulerOptions): BackupScheduler
   const lock = options.lock ?? tryBackupLock;
   const source = sourceOf(target);
   let last: BackupRunOutcome | undefined;
-  let running: Promise<BackupRunOutcome> | undefined;
+  const runs = new SingleFlight<BackupRunOutcome>();
   const held = new Set<{ lock: HeldLock; timer: ReturnType<typeof setTimeout> }>();
 
   const job = new Cron(
@@ -158,16 +159,13 @@ export function startBackupScheduler(options: SchedulerOptions): BackupScheduler
   }
 
   async function runNow(): Promise<BackupRunOutcome> {
-    running ??= once()
-      .then((o) => {
+    return runs.run(() =>
+      once().then((o) => {
         last = o;
         report(o);
         return o;
-      })
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
+      }),
+    );
   }
 
   log.info(
@@ -180,7 +178,7 @@ export function startBackupScheduler(options: SchedulerOptions): BackupScheduler
     runNow,
     async stop() {
       job.stop();
-      await running?.catch(() => {});
+      await runs.running?.catch(() => {});
       for (const h of held) {
         clearTimeout(h.timer);
         await h.lock.release().catch(() => {});

@@ -2,6 +2,15 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  damage,
+  type Fixture,
+  modelHistory,
+  rows,
+  seedModelUsage,
+  snapshot,
+  sqliteFixture,
+} from "../../../test/harness/backup-fixtures.ts";
 import { Journal } from "../../accounting/journal.ts";
 import { UsageLedger } from "../../accounting/ledger.ts";
 import { silentLogger } from "../../log.ts";
@@ -11,15 +20,6 @@ import { BackupRejectedError, RestoreRefusedError } from "./errors.ts";
 import { type BackupFormat, writeManifest } from "./manifest.ts";
 import { type RestoreOptions, restoreBackup } from "./restore.ts";
 import { knownMigrations } from "./schema-version.ts";
-import {
-  damage,
-  type Fixture,
-  modelHistory,
-  rows,
-  seedModelUsage,
-  snapshot,
-  sqliteFixture,
-} from "./testing.ts";
 import { verifyBackup } from "./verify.ts";
 
 const shipped = knownMigrations("sqlite");

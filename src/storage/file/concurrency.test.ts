@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createKey } from "../../keys/service.ts";
-import { BUCKET_MS } from "../../quota/window.ts";
+import { BUCKET_MS } from "../../time/buckets.ts";
 import type { KeyRecord, Storage, UsageBatch } from "../types.ts";
 import { openFileStorage } from "./index.ts";
 

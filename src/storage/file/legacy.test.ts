@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { displayPrefix, hashKey } from "../../keys/secret.ts";
-import { BUCKET_MS, WINDOW_MS, windowUsage } from "../../quota/window.ts";
+import { BUCKET_MS, WINDOW_MS, windowUsage } from "../../time/buckets.ts";
 import type { Storage } from "../types.ts";
 import { openFileStorage } from "./index.ts";
 import { legacyId } from "./records.ts";

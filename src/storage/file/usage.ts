@@ -1,4 +1,4 @@
-import { BUCKET_MS, bucketStartOf, inWindow, WINDOW_MS } from "../../quota/window.ts";
+import { BUCKET_MS, bucketStartOf, inWindow, WINDOW_MS } from "../../time/buckets.ts";
 import type { BucketUsage, KeyUsage } from "../types.ts";
 import { iso } from "./records.ts";
 import type { RawCache, RawKey } from "./schema.ts";

@@ -1,7 +1,7 @@
 import { setDefaultTimeout } from "bun:test";
+import { storageContract } from "../../../test/contract/storage.ts";
+import { bulkContract } from "../../../test/contract/storage-bulk.ts";
 import { testPostgres } from "../../../test/harness/postgres.ts";
-import { bulkContract } from "../bulk-contract.ts";
-import { storageContract } from "../contract.ts";
 import { openPostgresStorage } from "./index.ts";
 
 const target = await testPostgres();

@@ -3,7 +3,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sqliteAtMigration } from "../../ops/backup/testing.ts";
+import { sqliteAtMigration } from "../../../test/harness/backup-fixtures.ts";
 import { openSqliteStorage } from "./index.ts";
 
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);

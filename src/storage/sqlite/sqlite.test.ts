@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bulkContract } from "../bulk-contract.ts";
-import { storageContract } from "../contract.ts";
+import { storageContract } from "../../../test/contract/storage.ts";
+import { bulkContract } from "../../../test/contract/storage-bulk.ts";
 import { openSqliteStorage } from "./index.ts";
 
 /** A new SQLite file per test, in a folder that does not exist yet. */

@@ -1,7 +1,7 @@
 // Fakes shared by the UsageView tests: a database whose answers the test
 // sets and whose queries it can hold, a ledger, and a health monitor.
-import type { UsageLedger } from "../accounting/ledger.ts";
-import type { BucketUsage, KeyUsage, Storage } from "../storage/types.ts";
+import type { PendingUsage } from "../../src/quota/usage-view.ts";
+import type { BucketUsage, KeyUsage, Storage } from "../../src/storage/types.ts";
 
 export const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 
@@ -38,12 +38,12 @@ export function fakes() {
     },
   } as unknown as Storage;
   const ledger = { flushNo: 0, pending: new Map<number, number>() };
-  const ledgerLike = {
+  const ledgerLike: PendingUsage = {
     get flushNo() {
       return ledger.flushNo;
     },
     pendingBuckets: () => ledger.pending,
-  } as unknown as UsageLedger;
+  };
   const recovered: Array<() => void> = [];
   const health = {
     degraded: false,

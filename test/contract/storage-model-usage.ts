@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { createKey } from "../keys/service.ts";
-import type { ModelUsage, Storage } from "./types.ts";
+import { createKey } from "../../src/keys/service.ts";
+import type { ModelUsage, Storage } from "../../src/storage/types.ts";
 
 // Per-model hourly usage, part of the contract every backend runs (called
 // from `storageContract`).

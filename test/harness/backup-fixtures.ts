@@ -1,4 +1,4 @@
-// Fixtures for the backup tests (not used by the gateway).
+// Fixtures for the backup tests.
 import { Database } from "bun:sqlite";
 import {
   copyFileSync,
@@ -15,12 +15,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
-import { testPostgres } from "../../../test/harness/postgres.ts";
-import { exportRow } from "../../storage/bulk-contract.ts";
-import { openPostgresStorage } from "../../storage/postgres/index.ts";
-import { openSqliteStorage } from "../../storage/sqlite/index.ts";
-import type { KeyExport, ModelTotal, Storage } from "../../storage/types.ts";
-import type { DatabaseTarget } from "./create.ts";
+import type { DatabaseTarget } from "../../src/ops/backup/create.ts";
+import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
+import { openSqliteStorage } from "../../src/storage/sqlite/index.ts";
+import type { KeyExport, ModelTotal, Storage } from "../../src/storage/types.ts";
+import { exportRow } from "../contract/storage-bulk.ts";
+import { testPostgres } from "./postgres.ts";
 
 export const rows = (n: number, buckets = 3, from = 0): KeyExport[] =>
   Array.from({ length: n }, (_, i) => exportRow(from + i, buckets));
@@ -128,7 +128,7 @@ export function damage(path: string, how: Damage): void {
  * journal stops at `count`.
  */
 export function sqliteAtMigration(path: string, count: number): void {
-  const shipped = fileURLToPath(new URL("../../../migrations/sqlite", import.meta.url));
+  const shipped = fileURLToPath(new URL("../../migrations/sqlite", import.meta.url));
   const folder = tempDir("tollgate-old-migrations-");
   try {
     const journal = JSON.parse(readFileSync(join(shipped, "meta", "_journal.json"), "utf8")) as {

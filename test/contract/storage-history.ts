@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
-import { createKey } from "../keys/service.ts";
-import { BUCKET_MS } from "../quota/window.ts";
-import type { BucketUsage, KeyTotal, Storage } from "./types.ts";
+import { createKey } from "../../src/keys/service.ts";
+import type { BucketUsage, KeyTotal, Storage } from "../../src/storage/types.ts";
+import { BUCKET_MS } from "../../src/time/buckets.ts";
 
 // Usage history and retention, part of the contract every backend runs
 // (called from `storageContract`). Every bucket here lies within 5 hours of

@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
-import { hashKey } from "../keys/secret.ts";
-import { createKey } from "../keys/service.ts";
-import { BUCKET_MS } from "../quota/window.ts";
-import type { NewAuditEntry, Storage } from "./types.ts";
+import { hashKey } from "../../src/keys/secret.ts";
+import { createKey } from "../../src/keys/service.ts";
+import type { NewAuditEntry, Storage } from "../../src/storage/types.ts";
+import { BUCKET_MS } from "../../src/time/buckets.ts";
 
 // Revoked keys and the audit log, part of the contract every backend runs
 // (called from `storageContract`).

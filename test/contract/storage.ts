@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { hashKey } from "../keys/secret.ts";
-import { createKey } from "../keys/service.ts";
-import { BUCKET_MS } from "../quota/window.ts";
-import { historyContractTests } from "./history-contract.ts";
-import { modelUsageContractTests } from "./model-usage-contract.ts";
-import { revokeContractTests } from "./revoke-contract.ts";
-import type { Storage } from "./types.ts";
+import { hashKey } from "../../src/keys/secret.ts";
+import { createKey } from "../../src/keys/service.ts";
+import type { Storage } from "../../src/storage/types.ts";
+import { BUCKET_MS } from "../../src/time/buckets.ts";
+import { historyContractTests } from "./storage-history.ts";
+import { modelUsageContractTests } from "./storage-model-usage.ts";
+import { revokeContractTests } from "./storage-revoke.ts";
 
 export interface StorageFixture {
   storage: Storage;

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { hashKey } from "../keys/secret.ts";
-import type { StorageFixture } from "./contract.ts";
-import { ImportVerificationError, type KeyExport, type Storage } from "./types.ts";
+import { hashKey } from "../../src/keys/secret.ts";
+import { ImportVerificationError, type KeyExport, type Storage } from "../../src/storage/types.ts";
+import type { StorageFixture } from "./storage.ts";
 
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 const B = 5 * 60 * 1000;
