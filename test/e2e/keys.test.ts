@@ -295,7 +295,7 @@ describe("public surface", () => {
     expect(Math.abs(Date.now() - t)).toBeLessThan(60_000);
   });
 
-  test("GET /stats has exactly the documented fields (the old gateway's, plus is_disabled and the weekly window) and never the full key", async () => {
+  test("GET /stats has exactly the documented fields (the old gateway's, plus is_disabled, the weekly window and the usage per model) and never the full key", async () => {
     const k = await gw.createKey({
       name: "stats-shape",
       limit: 5000,
@@ -339,6 +339,7 @@ describe("public surface", () => {
         "binding_window",
         "total_lifetime_tokens",
         "total_requests",
+        "usage_by_model",
       ].sort(),
     );
     const usage = body.current_usage as Record<string, unknown>;
