@@ -122,9 +122,8 @@ export class ModelTable {
     const rule = this.ruleFor(model);
     if (!rule) return FLAT_WEIGHTS;
     const w = rule.peaks.find((p) => inPeak(at, p.hours))?.weights ?? rule.weights;
-    const max = w.input > w.cacheRead ? w.input : w.cacheRead;
-    const input = max > w.cacheWrite ? max : w.cacheWrite;
-    return { input: Number(input) / 1e6, output: Number(w.output) / 1e6 };
+    const input = Math.max(Number(w.input), Number(w.cacheRead), Number(w.cacheWrite));
+    return { input: input / 1e6, output: Number(w.output) / 1e6 };
   }
 
   /** Units and spend of `usage` on `model` at epoch ms `at`. */
