@@ -94,7 +94,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const path = endpoint.path;
 
     const key = await authenticate(deps.keys, req, url, now, {
-      failures: { limiter: failedKeys, address: requestSource(c, proxies).limiterKey },
+      failures: { limiter: failedKeys, address: () => requestSource(c, proxies).limiterKey },
     });
     access.fields.key = key.keyPrefix;
     if (!config.upstreamApiKey) {
