@@ -26,6 +26,7 @@ import { requestSource } from "./admin/address.ts";
 import { authenticate } from "./authenticate.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { defaultFailedKeyLimits, FailedKeyLimiter } from "./failed-keys.ts";
+import type { IdleEnv } from "./idle-exemption.ts";
 import { upstreamQueue, upstreamSlot } from "./upstream-slot.ts";
 
 export interface ProxyDeps {
@@ -74,7 +75,7 @@ export function proxyHandler(deps: ProxyDeps) {
       metrics.keyAuthFailures.inc({ reason }),
     );
 
-  return async function proxy(c: Context<AccessLogEnv>): Promise<Response> {
+  return async function proxy(c: Context<AccessLogEnv & IdleEnv>): Promise<Response> {
     const req = c.req.raw;
     const url = new URL(req.url);
     const dialect = dialectOfPath(url.pathname);
@@ -248,6 +249,7 @@ export function proxyHandler(deps: ProxyDeps) {
       if (isStream && upstream.body && upstream.ok) {
         for (const [k, v] of Object.entries(quotaHeaders(dialect, state, now))) headers.set(k, v);
         const writeLog = access.defer();
+        const restoreIdle = c.get("idle")?.defer();
         streaming = true;
         const stream = meteredStream({
           upstream: upstream.body,
@@ -259,6 +261,7 @@ export function proxyHandler(deps: ProxyDeps) {
             forceStream = force;
           },
           onIdle: () => abort.abort(),
+          onEnd: restoreIdle,
           requestBytes,
           onDone: (outcome) => {
             try {

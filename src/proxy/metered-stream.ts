@@ -32,6 +32,8 @@ export interface MeteredStreamOptions {
    * so far (shutdown cannot wait for it any longer).
    */
   onForceable?: (forceFinish: () => void) => void;
+  /** Called once when the client's side is over: its last chunk handed over, an error, or the client left. */
+  onEnd?: () => void;
 }
 
 /**
@@ -137,6 +139,13 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     }
   };
 
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    opts.onEnd?.();
+  };
+
   opts.onForceable?.(() => {
     finish(true);
     void reader.cancel().catch(() => {});
@@ -154,6 +163,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
         } catch (err) {
           finish(true);
           if (!abandoned) controller.error(err);
+          end();
           return;
         }
         if (abandoned) {
@@ -166,6 +176,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
           if (rest) controller.enqueue(rest);
           finish(false);
           controller.close();
+          end();
           return;
         }
         const out = consume(result.value);
@@ -177,6 +188,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     },
     cancel() {
       abandoned = true;
+      end();
       if (!finished) void drain();
     },
   });
