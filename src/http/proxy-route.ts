@@ -213,7 +213,7 @@ export function proxyHandler(deps: ProxyDeps) {
           headers: outHeaders,
           body,
           timeoutMs: config.upstreamTimeoutMs,
-          signal: abort.signal,
+          abort,
         }).catch((err: unknown) => {
           if (err instanceof GatewayError)
             metrics.upstreamErrors.inc({ dialect, reason: err.code });
