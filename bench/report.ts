@@ -111,6 +111,9 @@ function peakMiB(processes: ProcMemory[] | undefined): number | undefined {
   return processes.reduce((sum, p) => sum + p.peakRssBytes, 0) / MiB;
 }
 
+/** CPU per request of the gateway, at most this many times the bare proxy's. */
+const CPU_GOAL = 1.4;
+
 export function verdicts(result: BenchResult): Verdict[] {
   const out: Verdict[] = [];
   for (const scenario of result.config.scenarios) {
@@ -124,6 +127,18 @@ export function verdicts(result: BenchResult): Verdict[] {
       goal: `>= ${goal.toFixed(1)}x bare`,
       measured: `${(t / b).toFixed(2)}x`,
       pass: t / b >= goal,
+    });
+  }
+  for (const scenario of result.config.scenarios) {
+    // The steadiest figure on a shared machine: CPU time per answered request.
+    const t = cpu(result, scenario, "tollgate")?.proxy;
+    const b = cpu(result, scenario, "bare")?.proxy;
+    if (t === undefined || b === undefined || b === 0) continue;
+    out.push({
+      name: `CPU per request ${label(scenario)}`,
+      goal: `<= ${CPU_GOAL.toFixed(1)}x bare`,
+      measured: `${(t / b).toFixed(2)}x`,
+      pass: t / b <= CPU_GOAL,
     });
   }
   for (const scenario of result.config.scenarios) {

@@ -8,7 +8,7 @@ import { adminRoutes } from "./http/admin/routes.ts";
 import { health } from "./http/health-route.ts";
 import { idleExemption } from "./http/idle-exemption.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
-import { dialectOf, proxyHandler } from "./http/proxy-route.ts";
+import { proxyHandler } from "./http/proxy-route.ts";
 import { readyHandler } from "./http/ready-route.ts";
 import { statsHandler, statsUsageHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
@@ -16,6 +16,7 @@ import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/registry.ts";
 import { routeLabel } from "./metrics/routes.ts";
 import type { BackupScheduler } from "./ops/backup/scheduler.ts";
+import { dialectOfPath } from "./proxy/endpoints.ts";
 import type { UsageView } from "./quota/usage-view.ts";
 import type { StorageHealth } from "./storage/health.ts";
 import type { Storage } from "./storage/types.ts";
@@ -48,7 +49,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
     deps.metrics.requests.inc({
       route: routeLabel(c.req.path),
       status: c.res.status,
-      dialect: dialectOf(c.req.path),
+      dialect: dialectOfPath(c.req.path),
     });
   });
   // CORS_ORIGINS: which web pages may call the API from a browser.
@@ -104,7 +105,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
 
   app.notFound((c) =>
     errorResponse(
-      dialectOf(c.req.path),
+      dialectOfPath(c.req.path),
       new GatewayError("not_found", `no route for ${c.req.method} ${c.req.path}`),
     ),
   );
@@ -112,7 +113,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   // Expected failures carry a code; anything else is our bug: log it, answer
   // 500 in the route's dialect, never a stack trace.
   app.onError((err, c) => {
-    const dialect = dialectOf(c.req.path);
+    const dialect = dialectOfPath(c.req.path);
     if (err instanceof GatewayError) {
       c.get("access").fields.error = err.code;
       return errorResponse(dialect, err);

@@ -8,8 +8,11 @@ import type { FailedKeyLimiter } from "./failed-keys.ts";
 export interface AuthOptions {
   /** `/stats` still answers for an expired or disabled key: its holder may look. */
   allowInactive?: boolean;
-  /** Failed attempts counted and limited per client address (the API routes). */
-  failures?: { limiter: FailedKeyLimiter; address: string };
+  /**
+   * Failed attempts counted and limited per client address (the API routes).
+   * The address is worked out only when needed: a known key never needs it.
+   */
+  failures?: { limiter: FailedKeyLimiter; address: () => string };
 }
 
 /** The key record behind a request, or the 401/403 that explains why not. */
@@ -29,17 +32,19 @@ export async function authenticate(
   }
   const failures = options.failures;
   if (!isPlausibleKey(secret)) {
-    failures?.limiter.fail(failures.address, "malformed", now);
+    failures?.limiter.fail(failures.address(), "malformed", now);
     throw new GatewayError("invalid_api_key", "invalid API key");
   }
-  if (failures && !keys.knows(secret)) {
-    // Keys this instance knows are never held up; only unseen ones are rationed.
-    const waitMs = failures.limiter.mayLookUp(failures.address, now);
-    if (waitMs > 0) throw tooManyFailures(waitMs);
-  }
-  const key = await lookup(keys, secret);
+  // Keys this instance knows are never held up; only unseen ones are rationed.
+  const rationUnknown = failures
+    ? () => {
+        const waitMs = failures.limiter.mayLookUp(failures.address(), now);
+        if (waitMs > 0) throw tooManyFailures(waitMs);
+      }
+    : undefined;
+  const key = await lookup(keys, secret, rationUnknown);
   if (!key) {
-    failures?.limiter.fail(failures.address, "unknown", now);
+    failures?.limiter.fail(failures.address(), "unknown", now);
     throw new GatewayError("invalid_api_key", "invalid API key");
   }
   if (options.allowInactive) return key;
@@ -53,10 +58,16 @@ export async function authenticate(
   return key;
 }
 
-async function lookup(keys: KeyCache, secret: string): Promise<KeyRecord | null> {
+async function lookup(
+  keys: KeyCache,
+  secret: string,
+  onUnknown: (() => void) | undefined,
+): Promise<KeyRecord | null> {
   try {
-    return await keys.lookup(secret);
-  } catch {
+    return await keys.lookup(secret, onUnknown);
+  } catch (err) {
+    // The rationing's own refusal passes through; anything else is the storage.
+    if (err instanceof GatewayError) throw err;
     throw new GatewayError("storage_unavailable", "key storage is unavailable; try again shortly");
   }
 }

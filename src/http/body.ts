@@ -17,6 +17,11 @@ export async function readBody(
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > max) throw tooLarge();
   if (!req.body) return null;
+  // A declared length within the limit is read whole by the runtime, which
+  // stops at that length: no JavaScript stream per request (the common case,
+  // and a measurable share of the gateway's CPU). Chunked bodies are counted
+  // as they arrive, below.
+  if (declared !== null) return readDeclared(req, deadlineMs);
   const reader = req.body.getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<"late">((resolve) => {
@@ -29,12 +34,7 @@ export async function readBody(
       const read = await Promise.race([reader.read(), late]);
       if (read === "late") {
         void reader.cancel().catch(() => {});
-        // The rest of the body may still be on its way: this connection is done.
-        throw new GatewayError(
-          "request_timeout",
-          `request body not received within ${deadlineMs} ms`,
-          { connection: "close" },
-        );
+        throw bodyLate(deadlineMs);
       }
       if (read.done) break;
       total += read.value.byteLength;
@@ -54,6 +54,33 @@ export async function readBody(
     at += c.byteLength;
   }
   return out;
+}
+
+function bodyLate(deadlineMs: number): GatewayError {
+  // The rest of the body may still be on its way: this connection is done.
+  return new GatewayError("request_timeout", `request body not received within ${deadlineMs} ms`, {
+    connection: "close",
+  });
+}
+
+async function readDeclared(req: Request, deadlineMs: number): Promise<Uint8Array | null> {
+  const whole = req.arrayBuffer();
+  if (!Number.isFinite(deadlineMs)) return new Uint8Array(await whole);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), deadlineMs);
+  });
+  try {
+    const read = await Promise.race([whole, late]);
+    if (read === "late") {
+      // The read cannot be cancelled; it ends with the connection we close.
+      whole.catch(() => {});
+      throw bodyLate(deadlineMs);
+    }
+    return new Uint8Array(read);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });

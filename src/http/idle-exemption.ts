@@ -10,6 +10,18 @@ function idleControl(env: unknown): IdleControl | undefined {
   return typeof s?.timeout === "function" ? (s as IdleControl) : undefined;
 }
 
+export interface IdleExemption {
+  /**
+   * A streamed answer puts the idle timeout back itself, when its last byte
+   * is out (or the client left): call the function returned then. Cheaper
+   * than wrapping every stream in another one just to see it end.
+   */
+  defer(): () => void;
+}
+
+/** Set on requests whose idle timeout was lifted; absent when there is none to lift. */
+export type IdleEnv = { Variables: { idle?: IdleExemption } };
+
 /**
  * The server closes connections idle for IDLE_TIMEOUT_SECONDS, but a proxied
  * call is quiet while the upstream thinks (minutes, for an LLM), in a stream
@@ -18,24 +30,38 @@ function idleControl(env: unknown): IdleControl | undefined {
  * idle timeout is lifted for the request and put back once the answer (a
  * stream: its last byte) is out, for the keep-alive time that follows.
  */
-export function idleExemption(idleSeconds: number): MiddlewareHandler {
+export function idleExemption(idleSeconds: number): MiddlewareHandler<IdleEnv> {
   return async function liftIdleTimeout(c, next) {
     const server = idleControl(c.env);
     if (!server || idleSeconds === 0) return next();
     const req = c.req.raw;
     server.timeout(req, 0);
-    const restore = () => server.timeout(req, idleSeconds);
+    let restored = false;
+    const restore = () => {
+      if (restored) return;
+      restored = true;
+      server.timeout(req, idleSeconds);
+    };
+    let deferred = false;
+    c.set("idle", {
+      defer: () => {
+        deferred = true;
+        return restore;
+      },
+    });
     try {
       await next();
     } catch (err) {
       restore();
       throw err;
     }
+    if (deferred) return;
     const res = c.res;
     if (!res.body || !(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
       restore();
       return;
     }
+    // A stream whose producer did not take the restore on itself.
     const body = res.body.pipeThrough(new TransformStream({ flush: restore }));
     c.res = new Response(body, res);
   };

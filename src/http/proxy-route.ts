@@ -8,27 +8,29 @@ import { describeAllowed, filterModelList, modelAllowed } from "../keys/allowed-
 import type { KeyCache } from "../keys/cache.ts";
 import type { Metrics } from "../metrics/registry.ts";
 import { estimatedUsage, NO_TOKENS, type TokenUsage, totalTokens } from "../models/token-usage.ts";
-import { checkPath, deferredWork, dialectOfPath } from "../proxy/endpoints.ts";
+import { checkPath, dialectOfPath } from "../proxy/endpoints.ts";
 import { forward } from "../proxy/forward.ts";
 import { clientHeaders, type HeaderPolicy, upstreamHeaders } from "../proxy/header-policy.ts";
 import { estimateTokens, meteredStream } from "../proxy/metered-stream.ts";
-import { type OutputCap, outputCap, withOutputCap } from "../proxy/output-cap.ts";
-import { namesModel, prepareBody, upstreamUrl } from "../proxy/request.ts";
-import { classifyRefusal, type Refusal } from "../proxy/upstream-refusals.ts";
+import { outputCap, withOutputCap } from "../proxy/output-cap.ts";
+import { readWhole } from "../proxy/read-whole.ts";
+import { upstreamUrl } from "../proxy/request.ts";
+import { classifyRefusal } from "../proxy/upstream-refusals.ts";
 import { responseUsage } from "../proxy/usage.ts";
-import { type Admission, admit, keySpanMs } from "../quota/admission.ts";
+import { admit, keySpanMs } from "../quota/admission.ts";
 import type { FairQueue } from "../quota/fair-queue.ts";
-import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
+import { quotaHeaders } from "../quota/headers.ts";
 import { InFlight } from "../quota/in-flight.ts";
 import type { UsageView } from "../quota/usage-view.ts";
-import { afterCharge, type WindowState, windowName } from "../quota/window.ts";
+import { afterCharge } from "../quota/window.ts";
 import type { KeyRecord } from "../storage/types.ts";
-import { WINDOW_MS } from "../time/buckets.ts";
-import type { AccessLog, AccessLogEnv } from "./access-log.ts";
+import type { AccessLogEnv } from "./access-log.ts";
 import { requestSource } from "./admin/address.ts";
 import { authenticate } from "./authenticate.ts";
-import { parseJsonObject, readBody } from "./body.ts";
 import { defaultFailedKeyLimits, FailedKeyLimiter } from "./failed-keys.ts";
+import type { IdleEnv } from "./idle-exemption.ts";
+import { admissionRefusal, upstreamRefusal } from "./refusals.ts";
+import { byteLength, requestBody, serialize } from "./request-body.ts";
 import { upstreamQueue, upstreamSlot } from "./upstream-slot.ts";
 
 export interface ProxyDeps {
@@ -45,8 +47,6 @@ export interface ProxyDeps {
   /** Fair queue for upstream slots (default: one per handler when UPSTREAM_MAX_CONCURRENCY is set). */
   upstreamQueue?: FairQueue | null;
 }
-
-export const dialectOf = dialectOfPath;
 
 const decoder = new TextDecoder();
 
@@ -77,7 +77,7 @@ export function proxyHandler(deps: ProxyDeps) {
       metrics.keyAuthFailures.inc({ reason }),
     );
 
-  return async function proxy(c: Context<AccessLogEnv>): Promise<Response> {
+  return async function proxy(c: Context<AccessLogEnv & IdleEnv>): Promise<Response> {
     const req = c.req.raw;
     const url = new URL(req.url);
     const dialect = dialectOfPath(url.pathname);
@@ -97,7 +97,7 @@ export function proxyHandler(deps: ProxyDeps) {
     const path = endpoint.path;
 
     const key = await authenticate(deps.keys, req, url, now, {
-      failures: { limiter: failedKeys, address: requestSource(c, proxies).limiterKey },
+      failures: { limiter: failedKeys, address: () => requestSource(c, proxies).limiterKey },
     });
     access.fields.key = key.keyPrefix;
     if (!config.upstreamApiKey) {
@@ -150,7 +150,7 @@ export function proxyHandler(deps: ProxyDeps) {
       // Quotas count weighted units: the estimate and the cap are priced like the charge.
       weights: config.models.weights(prepared.model, now),
     });
-    if (!decision.ok) throw refusal(decision, dialect, output, now, access, metrics);
+    if (!decision.ok) throw admissionRefusal(decision, dialect, output, now, access, metrics);
     const state = decision.state;
     let body = prepared.body;
     if (decision.forwardCap !== null && prepared.json) {
@@ -229,7 +229,7 @@ export function proxyHandler(deps: ProxyDeps) {
           headers: outHeaders,
           body,
           timeoutMs: config.upstreamTimeoutMs,
-          signal: abort.signal,
+          abort,
         }).catch((err: unknown) => {
           if (err instanceof GatewayError)
             metrics.upstreamErrors.inc({ dialect, reason: err.code });
@@ -265,6 +265,7 @@ export function proxyHandler(deps: ProxyDeps) {
       if (isStream && upstream.body && upstream.ok) {
         for (const [k, v] of Object.entries(quotaHeaders(dialect, state, now))) headers.set(k, v);
         const writeLog = access.defer();
+        const restoreIdle = c.get("idle")?.defer();
         streaming = true;
         const stream = meteredStream({
           upstream: upstream.body,
@@ -276,6 +277,7 @@ export function proxyHandler(deps: ProxyDeps) {
             forceStream = force;
           },
           onIdle: () => abort.abort(),
+          onEnd: restoreIdle,
           requestBytes,
           onDone: (outcome, usage) => {
             try {
@@ -338,100 +340,9 @@ export function proxyHandler(deps: ProxyDeps) {
   };
 }
 
-type JsonObject = Record<string, unknown>;
-
-interface RequestBody {
-  /** What goes upstream as it stands. */
-  body: string | Uint8Array | null;
-  /** The JSON object it was made from, when it is one of ours to read. */
-  json: JsonObject | null;
-  hideUsageChunk: boolean;
-  model: string | undefined;
-}
-
-const byteLength = (body: string | Uint8Array | null): number =>
-  typeof body === "string" ? body.length : (body?.byteLength ?? 0);
-
-/** Reads the client's body and applies the key's rules to it when it is JSON. */
-async function requestBody(
-  req: Request,
-  path: string,
-  dialect: Dialect,
-  key: KeyRecord,
-  config: Config,
-): Promise<RequestBody> {
-  if (req.method === "GET" || req.method === "HEAD") {
-    return { body: null, json: null, hideUsageChunk: false, model: undefined };
-  }
-  const bytes = await readBody(req, config.maxBodyBytes, config.bodyTimeoutMs);
-  const type = (req.headers.get("content-type") ?? "").toLowerCase();
-  // Endpoints that name a model are always read as JSON, whatever the client
-  // claims, so a key's model override cannot be dodged with a content type;
-  // so is any body of a key with an override that turns out to be JSON.
-  const forceJson = namesModel(dialect, path) || (key.model !== null && looksLikeJson(bytes));
-  if (!type.includes("json") && !forceJson) {
-    // Not ours to read (uploads and the like): forwarded as it came.
-    return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
-  }
-  const prepared = prepareBody(
-    dialect,
-    path,
-    parseJsonObject(bytes),
-    key.model,
-    config.defaultModel,
-  );
-  const deferred = deferredWork(path, prepared.body);
-  if (deferred) throw new GatewayError("invalid_request", deferred);
-  return {
-    body: serialize(prepared.body),
-    json: prepared.body,
-    hideUsageChunk: prepared.hideUsageChunk,
-    model: prepared.model,
-  };
-}
-
 /** Key-level limit on requests in flight: the key's own, else the default (null: none). */
 function concurrencyLimitOf(key: KeyRecord, config: Config): number | null {
   return key.maxConcurrent ?? config.defaultKeyConcurrency;
-}
-
-/** The 429 for a request admission turned down, in the words of why. */
-function refusal(
-  decision: Extract<Admission, { ok: false }>,
-  dialect: Dialect,
-  output: OutputCap | null,
-  now: number,
-  access: AccessLog,
-  metrics: Metrics,
-): GatewayError {
-  const { state } = decision;
-  access.fields.quota = decision.reason === "spent" ? "exceeded" : decision.reason;
-  metrics.quotaRejections.inc({ dialect });
-  if (decision.reason === "spent") {
-    return new GatewayError(
-      "quota_exceeded",
-      `token quota of ${state.limit} per ${windowName(state.spanMs)} is used up (${state.used} used); it frees up gradually as usage ages out`,
-      quotaExceededHeaders(dialect, state, now, state.spanMs),
-    );
-  }
-  if (decision.reason === "reserved") {
-    return new GatewayError(
-      "quota_reserved",
-      `the rest of this key's token quota (${state.limit - state.used} of ${state.limit}) is reserved by its other requests in flight; retry when they finish`,
-      waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
-    );
-  }
-  const field = output?.field ?? "max_tokens";
-  const never = !Number.isFinite(decision.retryAfterMs);
-  const advice = never
-    ? `, and ${decision.needed} is more than its whole limit`
-    : "; it fits once enough usage ages out";
-  const what = `this request may use up to ${decision.needed} tokens (${field} ${output?.named}${output && output.answers > 1 ? ` for each of ${output.answers} answers` : ""}, plus its input estimate), so lower ${field}`;
-  return new GatewayError(
-    "quota_exceeded",
-    `${what}: only ${decision.remaining} of the key's ${state.limit} tokens${state.spanMs === WINDOW_MS ? "" : ` per ${windowName(state.spanMs)}`} remain${advice}`,
-    waitHeaders(dialect, state, now, decision.retryAfterMs, state.spanMs),
-  );
 }
 
 /** A busy upstream is tried once more when it names a wait no longer than this. */
@@ -441,89 +352,11 @@ const BUSY_RETRY_MIN_MS = 250;
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-/**
- * The gateway's own 429 for a refusal of the upstream's: it carries the key's
- * quota headers (untouched: it is not the key's quota) and says whose limit
- * it is. A spent plan says until when, with `x-should-retry: false`, so the
- * SDKs and coding agents stop instead of retrying for minutes.
- */
-function upstreamRefusal(
-  refusal: Refusal,
-  dialect: Dialect,
-  state: WindowState,
-  now: number,
-): GatewayError {
-  const headers = quotaHeaders(dialect, state, now);
-  if (refusal.kind === "busy") {
-    const s = Math.max(1, Math.ceil(refusal.waitMs / 1000));
-    return new GatewayError(
-      "upstream_busy",
-      `the upstream has too many requests at once (${refusal.source}); retry in ${s} s. This is not this key's quota.`,
-      { ...headers, "retry-after": String(s) },
-    );
-  }
-  const until = refusal.until === null ? null : new Date(refusal.until).toISOString();
-  const wait = refusal.until === null ? null : Math.max(1, Math.ceil((refusal.until - now) / 1000));
-  return new GatewayError(
-    "upstream_plan_spent",
-    `the shared upstream plan is spent ${until ? `until ${until}` : "for now"} (${refusal.source}); every key of this gateway waits for it. This is not this key's quota.`,
-    {
-      ...headers,
-      ...(wait === null ? {} : { "retry-after": String(wait) }),
-      "x-should-retry": "false",
-    },
-  );
-}
-
-/** JSON.parse takes nesting that JSON.stringify cannot give back (a RangeError): the client's mistake. */
-function serialize(body: unknown): string {
-  try {
-    return JSON.stringify(body);
-  } catch {
-    throw new GatewayError("invalid_request", "request body is nested too deeply");
-  }
-}
-
-function looksLikeJson(bytes: Uint8Array | null): boolean {
-  if (!bytes) return false;
-  for (const b of bytes) {
-    if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;
-    return b === 0x7b; // "{"
-  }
-  return false;
-}
-
 function usageOf(dialect: Dialect, type: string | null, bytes: Uint8Array): TokenUsage {
   if (!type?.includes("json") || bytes.byteLength === 0) return NO_TOKENS;
   try {
     return responseUsage(dialect, JSON.parse(decoder.decode(bytes))) ?? NO_TOKENS;
   } catch {
     return NO_TOKENS;
-  }
-}
-
-async function readWhole(
-  upstream: Response,
-  limitMs: number,
-  abort: AbortController,
-): Promise<Uint8Array> {
-  let silent = false;
-  const timer = setTimeout(() => {
-    silent = true;
-    abort.abort();
-  }, limitMs);
-  try {
-    return new Uint8Array(await upstream.arrayBuffer());
-  } catch (err) {
-    if (silent) {
-      throw new GatewayError(
-        "upstream_timeout",
-        `upstream stopped sending its answer for ${limitMs} ms`,
-      );
-    }
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new GatewayError("upstream_unreachable", `upstream response broke off: ${reason}`);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -63,10 +63,16 @@ export class KeyCache {
     private readonly observe: (result: "hit" | "miss" | "stale") => void = () => {},
   ) {}
 
-  /** The key record for a presented secret, or null when no such key exists. */
-  async lookup(secret: string): Promise<KeyRecord | null> {
+  /**
+   * The key record for a presented secret, or null when no such key exists.
+   * `onUnknown` is called first when this process holds no record of the key
+   * (fresh or not); it may throw to refuse the lookup (the same test as
+   * `knows`, without hashing the secret twice).
+   */
+  async lookup(secret: string, onUnknown?: () => void): Promise<KeyRecord | null> {
     const hash = hashKey(secret);
     const hit = this.entries.get(hash);
+    if (!hit) onUnknown?.();
     if (hit) {
       // Most recently used goes last.
       this.entries.delete(hash);

@@ -96,6 +96,67 @@ describe("meteredStream", () => {
     expect((await r.done).tokens).toBe(16);
   });
 
+  test("hiding the usage chunk: every way of cutting the stream gives the same bytes, and whole chunks go on as they came", async () => {
+    const multi = 'data: {"choices":[{"delta":{"content":"é✓"}}],"usage":null}\n\n';
+    const events = [multi, ...OPENAI];
+    const bytes = enc.encode(events.join(""));
+    const expected = [multi, OPENAI[0], OPENAI[1], OPENAI[3]].join("");
+    const cuts: Record<string, number[]> = {
+      "one chunk per event": [],
+      "inside the two-byte character": [bytes.indexOf(0xc3) + 1],
+      "inside the three-byte character": [bytes.indexOf(0xe2) + 1, bytes.indexOf(0xe2) + 2],
+      "between CR and LF": [],
+      "every byte": Array.from({ length: bytes.length - 1 }, (_, i) => i + 1),
+    };
+    for (const [name, at] of Object.entries(cuts)) {
+      let chunks: Uint8Array[];
+      if (name === "one chunk per event") chunks = events.map((e) => enc.encode(e));
+      else if (name === "between CR and LF") {
+        const crlf = enc.encode(events.join("").replaceAll("\n", "\r\n"));
+        const cr = crlf.indexOf(0x0d);
+        chunks = [crlf.subarray(0, cr + 1), crlf.subarray(cr + 1)];
+      } else {
+        const points = [0, ...at, bytes.length];
+        chunks = points.slice(1).map((end, i) => bytes.subarray(points[i], end));
+      }
+      const sent = chunks.map((c) => c.slice());
+      let i = 0;
+      const stream = meteredStream({
+        upstream: new ReadableStream<Uint8Array>({
+          pull(c) {
+            const next = sent[i++];
+            if (next) c.enqueue(next);
+            else c.close();
+          },
+        }),
+        idleMs: 5000,
+        onIdle: () => {},
+        dialect: "openai",
+        hideUsageChunk: true,
+        drainMs: 5000,
+        requestBytes: 400,
+        onDone: () => {},
+      });
+      const got: Uint8Array[] = [];
+      for await (const c of stream) got.push(c);
+      const text = new TextDecoder().decode(Buffer.concat(got));
+      const want = name === "between CR and LF" ? expected.replaceAll("\n", "\r\n") : expected;
+      expect({ name, text }).toEqual({ name, text: want });
+      if (name === "one chunk per event") {
+        // Whole events without the usage chunk: the very bytes received.
+        expect(got.length).toBe(4);
+        expect(got.every((c) => sent.some((s) => s === c))).toBe(true);
+      }
+    }
+  });
+
+  test("a leading byte-order mark is dropped when hiding the usage chunk, as before", async () => {
+    const r = run([`\uFEFF${OPENAI[0]}`, ...OPENAI.slice(1)], { hide: true });
+    // Compared as bytes: a text decoder would drop the mark itself.
+    const out = new Uint8Array(await new Response(r.stream).arrayBuffer());
+    expect(out).toEqual(enc.encode([OPENAI[0], OPENAI[1], OPENAI[3]].join("")));
+  });
+
   test("keeps the usage chunk for a client that asked", async () => {
     const r = run(OPENAI, { hide: false });
     expect(await new Response(r.stream).text()).toBe(OPENAI.join(""));

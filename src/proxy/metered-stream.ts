@@ -36,6 +36,8 @@ export interface MeteredStreamOptions {
    * so far (shutdown cannot wait for it any longer).
    */
   onForceable?: (forceFinish: () => void) => void;
+  /** Called once when the client's side is over: its last chunk handed over, an error, or the client left. */
+  onEnd?: () => void;
 }
 
 /**
@@ -53,10 +55,18 @@ export function estimateTokens(
   return (reportedInput ?? Math.ceil(requestBytes / 4)) + contentEvents;
 }
 
+const STREAM = { stream: true };
+
+/** Whether the text decoder and the parser hold nothing back after `chunk`. */
+const endsClean = (chunk: Uint8Array, parser: SseParser) =>
+  !parser.holding && (chunk.byteLength === 0 || (chunk[chunk.byteLength - 1] ?? 0) < 0x80);
+
 /**
  * Passes an upstream SSE body to the client as it arrives, reading usage on
  * the way. Chunks are forwarded untouched unless the usage chunk must be
- * hidden, in which case whole events are forwarded (each as received). If the
+ * hidden: then a chunk of whole events without it still goes on untouched,
+ * and any other is forwarded as the whole events it completes (each as
+ * received), the hidden one left out. If the
  * client goes away, the upstream is still read, up to `drainMs`, so the
  * request is charged what it cost: disconnecting never makes a request free.
  */
@@ -68,6 +78,8 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
   const usage = new StreamUsage(opts.dialect);
   let finished = false;
   let abandoned = false;
+  // Nothing of an earlier chunk is held back (by the decoder or the parser).
+  let clean = true;
   // A silent upstream is cut: its read then fails, and the stream ends as broken.
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   const touch = () => {
@@ -84,14 +96,22 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
    */
   const consume = (chunk: Uint8Array): Uint8Array | null => {
     if (!finished) touch();
-    const events = parser.push(decoder.decode(chunk, { stream: true }));
+    // A leading byte-order mark is dropped by the decoder: such a chunk is rebuilt.
+    const aligned = clean && chunk[0] !== 0xef;
+    const events = parser.push(decoder.decode(chunk, STREAM));
+    clean = endsClean(chunk, parser);
     let out: Uint8Array | null = chunk;
     if (!opts.hideUsageChunk) {
       for (const ev of events) usage.observe(ev);
     } else {
-      let text = "";
-      for (const ev of events) if (!usage.observe(ev)) text += ev.raw;
-      out = text === "" ? null : encoder.encode(text);
+      const hidden = events.map((ev) => usage.observe(ev));
+      // A chunk of whole events with nothing hidden goes on as it came;
+      // otherwise the events it completes, minus the hidden one.
+      if (!aligned || !clean || hidden.includes(true)) {
+        let text = "";
+        for (let i = 0; i < events.length; i++) if (!hidden[i]) text += events[i]?.raw ?? "";
+        out = text === "" ? null : encoder.encode(text);
+      }
     }
     if (usage.complete) finish(false);
     return out;
@@ -142,6 +162,13 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     }
   };
 
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    opts.onEnd?.();
+  };
+
   opts.onForceable?.(() => {
     finish(true);
     void reader.cancel().catch(() => {});
@@ -159,6 +186,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
         } catch (err) {
           finish(true);
           if (!abandoned) controller.error(err);
+          end();
           return;
         }
         if (abandoned) {
@@ -171,6 +199,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
           if (rest) controller.enqueue(rest);
           finish(false);
           controller.close();
+          end();
           return;
         }
         const out = consume(result.value);
@@ -182,6 +211,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     },
     cancel() {
       abandoned = true;
+      end();
       if (!finished) void drain();
     },
   });

@@ -19,6 +19,11 @@ export class SseParser {
   private data: string[] = [];
   private event: string | undefined;
 
+  /** Whether part of an event is held back, waiting for the rest of it. */
+  get holding(): boolean {
+    return this.buf !== "" || this.raw !== "";
+  }
+
   push(text: string): SseEvent[] {
     this.buf += text;
     const out: SseEvent[] = [];

@@ -83,6 +83,22 @@ describe("idle connections", () => {
     expect(usage.total_requests).toBe(1);
   }, 15_000);
 
+  test("after a streamed answer the idle bound is back: the keep-alive connection left idle is closed", async () => {
+    const body = JSON.stringify({
+      model: "glm-4.7",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    const r = await exchange(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${key}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      8000,
+    );
+    expect(r.text).toStartWith("HTTP/1.1 200");
+    expect(r.text).toContain("data: [DONE]");
+    expect(r.closedAfterMs).not.toBeNull();
+  }, 15_000);
+
   test("an answer the upstream takes longer than the idle bound to start is not cut", async () => {
     const client = gw.anthropic(key, { maxRetries: 0 });
     const msg = await client.messages.create(
