@@ -21,9 +21,19 @@ export function totalTokens(u: TokenUsage): number {
 
 /**
  * An estimate (a stream without usage, a cut stream, a request cut by
- * shutdown) counts as output tokens: the dearest kind on most price lists,
- * so an estimate never undercharges for a model whose output costs more.
+ * shutdown) of `tokens` in all. The input kinds the upstream did report
+ * (Anthropic's message_start gives input and cache counts before the answer)
+ * keep their kind; the rest counts as output tokens: the dearest kind on most
+ * price lists, so an estimate never undercharges for a model whose output
+ * costs more.
  */
-export function estimatedUsage(tokens: number): TokenUsage {
-  return { ...NO_TOKENS, output: tokens };
+export function estimatedUsage(tokens: number, reported: TokenUsage | null = null): TokenUsage {
+  if (!reported) return { ...NO_TOKENS, output: tokens };
+  const { input, cacheRead, cacheWrite } = reported;
+  return {
+    input,
+    cacheRead,
+    cacheWrite,
+    output: Math.max(0, tokens - input - cacheRead - cacheWrite),
+  };
 }

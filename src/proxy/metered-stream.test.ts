@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import type { TokenUsage } from "../models/token-usage.ts";
 import { estimateTokens, meteredStream, type StreamOutcome } from "./metered-stream.ts";
 
 const enc = new TextEncoder();
@@ -44,6 +45,7 @@ function run(
     resolve = r;
   });
   let calls = 0;
+  let byKind: TokenUsage | undefined;
   const handle: { abort?: () => void } = {};
   let idled = 0;
   const stream = meteredStream({
@@ -57,12 +59,13 @@ function run(
     hideUsageChunk: opts.hide ?? false,
     drainMs: opts.drainMs ?? 5000,
     requestBytes: 400,
-    onDone: (o) => {
+    onDone: (o, u) => {
       calls++;
+      byKind = u;
       resolve(o);
     },
   });
-  return { stream, done, calls: () => calls, idled: () => idled };
+  return { stream, done, calls: () => calls, idled: () => idled, usage: () => byKind };
 }
 
 const OPENAI = [
@@ -213,6 +216,19 @@ describe("meteredStream", () => {
       abandoned: false,
       broken: false,
     });
+  });
+
+  test("an estimate keeps the input kinds the upstream reported; only the rest counts as output", async () => {
+    const cut = run(ANTHROPIC.slice(0, 2), { dialect: "anthropic", end: "error" });
+    await expect(new Response(cut.stream).text()).rejects.toThrow();
+    await cut.done;
+    // message_start: 11 input, 2 cache reads, 3 cache writes; one piece of the answer.
+    expect(cut.usage()).toEqual({ input: 11, cacheRead: 2, cacheWrite: 3, output: 1 });
+    // Nothing reported (OpenAI before its final chunk): all of it counts as output.
+    const bare = run(OPENAI.slice(0, 2).concat(["data: [DONE]\n\n"]));
+    await new Response(bare.stream).text();
+    await bare.done;
+    expect(bare.usage()).toEqual({ input: 0, cacheRead: 0, cacheWrite: 0, output: 102 });
   });
 
   test("an upstream that breaks mid-stream errors the client's stream and charges partial usage", async () => {

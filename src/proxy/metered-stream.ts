@@ -137,7 +137,9 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     const tokens = estimated
       ? estimateTokens(opts.requestBytes, usage.contentEvents, usage.inputTokens)
       : (usage.tokens ?? 0);
-    const byKind = estimated ? estimatedUsage(tokens) : (usage.usage ?? NO_TOKENS);
+    const byKind = estimated
+      ? estimatedUsage(tokens, usage.inputTokens === null ? null : usage.usage)
+      : (usage.usage ?? NO_TOKENS);
     opts.onDone({ tokens, estimated, abandoned, broken }, byKind);
   };
 
