@@ -13,7 +13,7 @@ import { bindingWindow, keySpanMs, windowStates } from "../quota/admission.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import type { WindowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import type { Storage } from "../storage/types.ts";
+import type { KeyRecord, Storage } from "../storage/types.ts";
 import { WEEK_MS } from "../time/buckets.ts";
 import { TimeoutError, withTimeout } from "../util/timeout.ts";
 import type { AccessLogEnv } from "./access-log.ts";
@@ -52,23 +52,12 @@ export function statsHandler(deps: StatsDeps) {
     const now = deps.clock();
     const url = new URL(c.req.url);
     const cached = await holderKey(c, deps.keys, now, url);
-    let key = cached;
-    // Fresh totals from the database, unless it is out: then what this
-    // instance knows is the answer.
-    if (!deps.health.degraded) {
-      try {
-        key = (await deps.storage.getKeyById(cached.id)) ?? cached;
-      } catch (err) {
-        deps.health.reportFailure(err);
-      }
-    }
-    const mark = deps.usage.readMark();
-    // Buckets from a read that began after the totals above were read: the
-    // window usage then includes every charge in the totals.
-    const buckets = await deps.usage.buckets(key.id, {
-      readAfter: mark,
-      spanMs: keySpanMs(key),
-    });
+    // Fresh totals and buckets from the database, unless it is out or does
+    // not answer within STATS_WAIT_MS: then what this instance knows is the
+    // answer (a hung database must not hang /stats).
+    const fresh = await withTimeout(freshRead(deps, cached), STATS_WAIT_MS).catch(() => null);
+    const key = fresh?.key ?? cached;
+    const buckets = fresh?.buckets ?? deps.usage.knownBuckets(key.id);
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];
     const pending = deps.ledger.pendingTotals(key.id);
@@ -95,7 +84,27 @@ export function statsHandler(deps: StatsDeps) {
   };
 }
 
-const MODEL_HISTORY_WAIT_MS = 1000;
+/** How long /stats waits for the database before answering from memory. */
+const STATS_WAIT_MS = 1000;
+const MODEL_HISTORY_WAIT_MS = STATS_WAIT_MS;
+
+/**
+ * The key's totals from the database, then its buckets from a read that
+ * began after them, so the window usage includes every charge in the totals.
+ */
+async function freshRead(deps: StatsDeps, cached: KeyRecord) {
+  let key = cached;
+  if (!deps.health.degraded) {
+    try {
+      key = (await deps.storage.getKeyById(cached.id)) ?? cached;
+    } catch (err) {
+      deps.health.reportFailure(err);
+    }
+  }
+  const mark = deps.usage.readMark();
+  const buckets = await deps.usage.buckets(key.id, { readAfter: mark, spanMs: keySpanMs(key) });
+  return { key, buckets };
+}
 
 /**
  * The key's per-model history, as far back as it is kept: what was written

@@ -148,8 +148,20 @@ export class UsageView {
       // nothing to read from
     } else if (options.readAfter !== undefined) await this.readAfter(keyId, e, options.readAfter);
     else if (now - e.loadedAt >= maxAge) await this.refresh(keyId, e);
-    const out: Bucket[] = [...e.stored];
-    for (const f of e.flushedSince) out.push(f);
+    return this.assemble(keyId, e);
+  }
+
+  /**
+   * The key's buckets as this instance knows them now, without asking the
+   * database: the last read plus everything charged here since (what a
+   * caller that cannot wait for the database goes by).
+   */
+  knownBuckets(keyId: string): Bucket[] {
+    return this.assemble(keyId, this.entries.get(keyId));
+  }
+
+  private assemble(keyId: string, e: Entry | undefined): Bucket[] {
+    const out: Bucket[] = e ? [...e.stored, ...e.flushedSince] : [];
     const pending = this.ledger.pendingBuckets(keyId);
     if (pending) for (const [bucketStart, tokens] of pending) out.push({ bucketStart, tokens });
     return out;
