@@ -1,6 +1,6 @@
 import type { Context } from "hono";
+import { openCharge } from "../accounting/charge.ts";
 import type { UsageLedger } from "../accounting/ledger.ts";
-import { historyModelName } from "../accounting/model-usage.ts";
 import { TrustedProxies } from "../admin/client-address.ts";
 import type { Config } from "../config.ts";
 import { type Dialect, GatewayError } from "../errors.ts";
@@ -176,37 +176,20 @@ export function proxyHandler(deps: ProxyDeps) {
       throw err;
     });
 
-    // From here the request may cost tokens. It is charged exactly once:
-    // when its usage is known, or, if shutdown cannot wait that long, then
-    // with what is known by that time (for a whole answer, an estimate).
-    // Its reservation gives way to the charge in the same step.
-    // Quotas count weighted units (MODELS_FILE; raw tokens without it).
-    let charged = false;
-    let units = 0;
-    const charge = (usage: TokenUsage) => {
-      if (charged) return false;
-      const cost = config.models.cost(prepared.model, usage, deps.clock());
-      charged = true;
-      units = cost.units;
-      const detail =
-        prepared.model === undefined
-          ? undefined
-          : {
-              model: historyModelName(prepared.model),
-              usage,
-              spendMicros: cost.spendMicros,
-            };
-      ledger.record(key.id, units, 1, detail);
-      ticket.settle(units);
-      return true;
-    };
-    let forceStream: (() => void) | undefined;
-    const releaseHold = ledger.hold(() => {
-      if (forceStream) forceStream();
-      else charge(estimatedUsage(estimateTokens(requestBytes, 0)));
-    });
+    // From here the request may cost tokens: it is charged exactly once, in
+    // weighted units (see accounting/charge.ts), and its reservation gives
+    // way to the charge in the same step.
+    const bill = openCharge(
+      { ledger, models: config.models, clock: deps.clock },
+      {
+        keyId: key.id,
+        model: prepared.model,
+        settle: (units) => ticket.settle(units),
+        estimate: () => estimatedUsage(estimateTokens(requestBytes, 0)),
+      },
+    );
     const release = () => {
-      releaseHold();
+      bill.close();
       ticket.release();
       slot?.release();
     };
@@ -273,15 +256,13 @@ export function proxyHandler(deps: ProxyDeps) {
           hideUsageChunk,
           drainMs: config.streamDrainMs,
           idleMs: config.upstreamIdleTimeoutMs,
-          onForceable: (force) => {
-            forceStream = force;
-          },
+          onForceable: (force) => bill.forceWith(force),
           onIdle: () => abort.abort(),
           onEnd: restoreIdle,
           requestBytes,
           onDone: (outcome, usage) => {
             try {
-              charge(usage);
+              bill.charge(usage);
             } catch (err) {
               // The journal could not be written (disk full): say so loudly;
               // the stream itself is over and must not take the process down.
@@ -324,14 +305,14 @@ export function proxyHandler(deps: ProxyDeps) {
       }
       const usage = usageOf(dialect, headers.get("content-type"), bytes);
       const tokens = totalTokens(usage);
-      charge(usage);
+      bill.charge(usage);
       metrics.upstreamDuration.observe(
         { dialect, stream: "false" },
         (performance.now() - sentAt) / 1000,
       );
       metrics.tokens.inc({ dialect }, tokens);
       access.fields.tokens = tokens;
-      const after = quotaHeaders(dialect, afterCharge(state, units, now), now);
+      const after = quotaHeaders(dialect, afterCharge(state, bill.units, now), now);
       for (const [k, v] of Object.entries(after)) headers.set(k, v);
       return new Response(bytes, { status: upstream.status, headers });
     } finally {
