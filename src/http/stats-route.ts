@@ -84,6 +84,8 @@ export function statsHandler(deps: StatsDeps) {
   };
 }
 
+/** How long /stats/usage waits for the history before answering 503. */
+const HISTORY_WAIT_MS = 5000;
 /** How long /stats waits for the database before answering from memory. */
 const STATS_WAIT_MS = 1000;
 const MODEL_HISTORY_WAIT_MS = STATS_WAIT_MS;
@@ -177,11 +179,14 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
     if (deps.health.degraded) throw historyUnavailable();
     try {
       return c.json(
-        await holderUsage(
-          { storage: deps.storage, clock: deps.clock, models: deps.models },
-          key,
-          parsed.data,
-          deps.retentionMs,
+        await withTimeout(
+          holderUsage(
+            { storage: deps.storage, clock: deps.clock, models: deps.models },
+            key,
+            parsed.data,
+            deps.retentionMs,
+          ),
+          HISTORY_WAIT_MS,
         ),
         200,
         { "cache-control": "no-store" },
@@ -190,6 +195,9 @@ export function statsUsageHandler(deps: StatsUsageDeps) {
       if (err instanceof AdminError && err.code === "validation_error") {
         throw new GatewayError("invalid_request", err.message);
       }
+      // A database that does not answer at all (hung, before the health
+      // probe notices) must not hold the request.
+      if (err instanceof TimeoutError) throw historyUnavailable();
       if (err instanceof GatewayError || !(await storageDown(deps.storage, deps.health))) throw err;
       deps.health.reportFailure(err);
       throw historyUnavailable();

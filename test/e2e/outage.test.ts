@@ -775,6 +775,15 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       const stats = (await gw.stats(keys[0] as string)) as unknown as { usage_by_model: unknown };
       expect(performance.now() - asked).toBeLessThan(1500);
       expect(stats.usage_by_model).toBeNull();
+      // The history lives only in the database: a clear 503 within its bound, not a hang.
+      const history = await gw.fetch("/stats/usage", {
+        headers: { authorization: `Bearer ${keys[0]}` },
+      });
+      expect(performance.now() - asked).toBeLessThan(7000);
+      expect([
+        history.status,
+        ((await history.json()) as { error: { code: string } }).error.code,
+      ]).toEqual([503, "storage_unavailable"]);
       const r = await untilDegraded(gw);
       expect(r.storage.reachable).toBe(false);
 
