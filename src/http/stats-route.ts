@@ -55,13 +55,15 @@ export function statsHandler(deps: StatsDeps) {
     // Fresh totals and buckets from the database, unless it is out or does
     // not answer within STATS_WAIT_MS: then what this instance knows is the
     // answer (a hung database must not hang /stats).
+    // The per-model history is read at the same time, under the same bound.
+    const history = modelHistory(deps, cached.id, now);
     const fresh = await withTimeout(freshRead(deps, cached), STATS_WAIT_MS).catch(() => null);
     const key = fresh?.key ?? cached;
     const buckets = fresh?.buckets ?? deps.usage.knownBuckets(key.id);
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];
     const pending = deps.ledger.pendingTotals(key.id);
-    const byModel = await modelHistory(deps, key.id, now);
+    const byModel = await history;
     const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);
     return c.json({
       key: maskedKey(key.keyPrefix),

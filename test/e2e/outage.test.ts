@@ -773,13 +773,14 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       // database, and it gives up after a second rather than hang the answer.
       const asked = performance.now();
       const stats = (await gw.stats(keys[0] as string)) as unknown as { usage_by_model: unknown };
-      expect(performance.now() - asked).toBeLessThan(1500);
+      // Its two database reads wait a second each, side by side.
+      expect(performance.now() - asked).toBeLessThan(2500);
       expect(stats.usage_by_model).toBeNull();
       // The history lives only in the database: a clear 503 within its bound, not a hang.
       const history = await gw.fetch("/stats/usage", {
         headers: { authorization: `Bearer ${keys[0]}` },
       });
-      expect(performance.now() - asked).toBeLessThan(7000);
+      expect(performance.now() - asked).toBeLessThan(8000);
       expect([
         history.status,
         ((await history.json()) as { error: { code: string } }).error.code,
