@@ -15,6 +15,7 @@ import {
   startGateway,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -30,15 +31,6 @@ afterAll(async () => {
   await gw?.close();
   await mock?.stop();
 }, HOOK_TIMEOUT_MS);
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
 
 const ask = (model: string) => ({
   model,

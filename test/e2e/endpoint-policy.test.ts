@@ -24,6 +24,7 @@ import {
   startGateway,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -48,16 +49,6 @@ afterAll(async () => {
 }, HOOK_TIMEOUT_MS);
 
 beforeEach(() => mock.reset());
-
-/** Runs `fn`, which must throw; returns what it threw. */
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
 
 const auth = () => ({ authorization: `Bearer ${key}`, "content-type": "application/json" });
 

@@ -16,6 +16,7 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -39,16 +40,6 @@ afterAll(async () => {
   await gw?.close();
   await mock?.stop();
 }, HOOK_TIMEOUT_MS);
-
-/** Runs `fn`, which must throw; returns what it threw. */
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
 
 function expectOpenaiBody(body: unknown): void {
   expect(body).toEqual({

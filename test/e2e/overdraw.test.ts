@@ -20,20 +20,12 @@ import {
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
+import { thrown } from "../harness/thrown.ts";
 
 // Explicit, for two busy cores: the runner's 5 s default measures the machine.
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
 const messages = [{ role: "user" as const, content: "hello" }];
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
 
 /** Spends exactly `tokens` (at least 6) of a key with one whole answer. */
 async function spend(gw: GatewayProcess, key: string, tokens: number): Promise<void> {

@@ -16,6 +16,7 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -47,15 +48,6 @@ function countingFetch() {
     },
   };
   return counter;
-}
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
 }
 
 /** The gateway's own log lines for 429s of this key (by its display prefix). */

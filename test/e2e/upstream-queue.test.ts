@@ -18,6 +18,7 @@ import {
   waitFor,
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 // Explicit, for two busy cores: the runner's 5 s default measures the machine.
 setDefaultTimeout(E2E_TIMEOUT_MS);
@@ -26,15 +27,6 @@ const messages = [{ role: "user" as const, content: "hello" }];
 
 /** How long the mock takes over each request. */
 const REQUEST_MS = 300;
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
 
 /** One whole chat completion that takes the mock `delayMs`; resolves with its status. */
 async function call(gw: GatewayProcess, key: string, delayMs: number, tag?: string) {

@@ -17,6 +17,7 @@ import {
   startGateway,
 } from "../harness/gateway.ts";
 import { type MockUpstream, mockPlanResetAt, startMockUpstream } from "../harness/mock-upstream.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -42,15 +43,6 @@ function countingFetch() {
     },
   };
   return counter;
-}
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
 }
 
 const chat = { model: "glm-4.7", messages: [{ role: "user" as const, content: "hi" }] };

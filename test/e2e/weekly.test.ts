@@ -19,6 +19,7 @@ import {
 } from "../harness/gateway.ts";
 import { type MockUpstream, startMockUpstream } from "../harness/mock-upstream.ts";
 import { type TestDatabase, testPostgres } from "../harness/postgres.ts";
+import { thrown } from "../harness/thrown.ts";
 
 setDefaultTimeout(E2E_TIMEOUT_MS);
 
@@ -58,15 +59,6 @@ function countingFetch() {
     },
   };
   return counter;
-}
-
-async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected the call to fail, it succeeded");
 }
 
 /** Retry-After is when the seeded bucket leaves the week, not the 5 hours. */
