@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 
 /** Every key Tollgate issues starts with this; legacy keys may not. */
 export const KEY_PREFIX = "pk_";
@@ -17,9 +17,13 @@ export function generateKey(): string {
   return KEY_PREFIX + randomBytes(32).toString("base64url");
 }
 
-/** Keys are looked up by SHA-256 hex; the secret itself is never stored. */
+/**
+ * Keys are looked up by SHA-256 hex; the secret itself is never stored.
+ * Bun's one-shot hash: every request hashes its key, and this is about ten
+ * times cheaper than building a node:crypto Hash object.
+ */
 export function hashKey(key: string): string {
-  return createHash("sha256").update(key).digest("hex");
+  return Bun.SHA256.hash(key, "hex") as string;
 }
 
 /**
