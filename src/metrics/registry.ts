@@ -1,5 +1,6 @@
 import client from "prom-client";
 import type { PlanWindowFigures } from "../quota/plan.ts";
+import { LocalCounter, LocalHistogram } from "./local.ts";
 
 /** Seconds buckets from 5 ms to 10 min: upstream calls range from a cache hit to a long thought. */
 const UPSTREAM_BUCKETS = [
@@ -36,38 +37,33 @@ export function createMetrics(sources: MetricsSources) {
 
   const metrics = {
     registry,
-    requests: new client.Counter({
-      name: "tollgate_http_requests_total",
-      help: "HTTP requests answered, by route, status and dialect",
-      labelNames: ["route", "status", "dialect"] as const,
-      registers,
-    }),
-    upstreamDuration: new client.Histogram({
-      name: "tollgate_upstream_duration_seconds",
-      help: "Time from sending a request upstream to the end of its response",
-      labelNames: ["dialect", "stream"] as const,
-      buckets: UPSTREAM_BUCKETS,
-      registers,
-    }),
-    upstreamTtfb: new client.Histogram({
-      name: "tollgate_upstream_ttfb_seconds",
-      help: "Time from sending a request upstream to its response headers",
-      labelNames: ["dialect"] as const,
-      buckets: UPSTREAM_BUCKETS,
-      registers,
-    }),
+    // Updated on every request: counted locally, read out at scrape time.
+    requests: new LocalCounter(
+      "tollgate_http_requests_total",
+      "HTTP requests answered, by route, status and dialect",
+      ["route", "status", "dialect"] as const,
+    ).register(registry),
+    upstreamDuration: new LocalHistogram(
+      "tollgate_upstream_duration_seconds",
+      "Time from sending a request upstream to the end of its response",
+      ["dialect", "stream"] as const,
+      UPSTREAM_BUCKETS,
+    ).register(registry),
+    upstreamTtfb: new LocalHistogram(
+      "tollgate_upstream_ttfb_seconds",
+      "Time from sending a request upstream to its response headers",
+      ["dialect"] as const,
+      UPSTREAM_BUCKETS,
+    ).register(registry),
     upstreamErrors: new client.Counter({
       name: "tollgate_upstream_errors_total",
       help: "Upstream calls that failed before an answer (unreachable, timeout)",
       labelNames: ["dialect", "reason"] as const,
       registers,
     }),
-    tokens: new client.Counter({
-      name: "tollgate_tokens_charged_total",
-      help: "Tokens charged to keys",
-      labelNames: ["dialect"] as const,
-      registers,
-    }),
+    tokens: new LocalCounter("tollgate_tokens_charged_total", "Tokens charged to keys", [
+      "dialect",
+    ] as const).register(registry),
     estimatedStreams: new client.Counter({
       name: "tollgate_streams_estimated_total",
       help: "Streams that ended without reported usage and were charged an estimate",
@@ -104,12 +100,11 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["dialect"] as const,
       registers,
     }),
-    keyCache: new client.Counter({
-      name: "tollgate_key_cache_lookups_total",
-      help: "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",
-      labelNames: ["result"] as const,
-      registers,
-    }),
+    keyCache: new LocalCounter(
+      "tollgate_key_cache_lookups_total",
+      "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",
+      ["result"] as const,
+    ).register(registry),
     keyAuthFailures: new client.Counter({
       name: "tollgate_key_auth_failures_total",
       help: "Failed API key authentications: unknown (no such key), malformed (cannot be a key), refused (address over its failed-attempt limit, not looked up)",
