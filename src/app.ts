@@ -8,7 +8,9 @@ import { adminRoutes } from "./http/admin/routes.ts";
 import { health } from "./http/health-route.ts";
 import { idleExemption } from "./http/idle-exemption.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
-import { proxyHandler } from "./http/proxy-route.ts";
+import { requireKey } from "./http/proxy/key.ts";
+import { proxyHandler } from "./http/proxy/route.ts";
+import { proxyTarget } from "./http/proxy/target.ts";
 import { readyHandler } from "./http/ready-route.ts";
 import { statsHandler, statsUsageHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
@@ -96,7 +98,8 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
     }),
   );
   app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
-  app.all("/v1/*", proxyHandler(deps));
+  // A proxied request, step by step: its target, its key, then the route.
+  app.all("/v1/*", proxyTarget(deps.config, deps.metrics), requireKey(deps), proxyHandler(deps));
   // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an unknown route.
   if (deps.config.adminApiKey) {
     app.route("/", adminRoutes({ ...deps, adminKey: deps.config.adminApiKey }));

@@ -1,15 +1,31 @@
-import { type Dialect, GatewayError } from "../errors.ts";
-import type { Metrics } from "../metrics/registry.ts";
-import type { OutputCap } from "../proxy/output-cap.ts";
-import type { Refusal } from "../proxy/upstream-refusals.ts";
-import type { Admission } from "../quota/admission.ts";
-import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../quota/headers.ts";
-import { type WindowState, windowName } from "../quota/window.ts";
-import { WINDOW_MS } from "../time/buckets.ts";
-import type { AccessLog } from "./access-log.ts";
+import { type Dialect, GatewayError } from "../../errors.ts";
+import type { Metrics } from "../../metrics/registry.ts";
+import type { OutputCap } from "../../proxy/output-cap.ts";
+import type { Refusal } from "../../proxy/upstream-refusals.ts";
+import type { Admission } from "../../quota/admission.ts";
+import { quotaExceededHeaders, quotaHeaders, waitHeaders } from "../../quota/headers.ts";
+import { type WindowState, windowName } from "../../quota/window.ts";
+import { WINDOW_MS } from "../../time/buckets.ts";
+import type { AccessLog } from "../access-log.ts";
 
 // The gateway's own 429s, in the words of why: the key's quota (admission
 // turned the request down) or the shared upstream's refusal.
+
+/** The 429 for a key already at its limit of requests in flight. */
+export function concurrencyRefusal(
+  limit: number,
+  dialect: Dialect,
+  access: AccessLog,
+  metrics: Metrics,
+): GatewayError {
+  access.fields.quota = "concurrency";
+  metrics.concurrencyRejections.inc({ dialect });
+  return new GatewayError(
+    "concurrency_limit",
+    `this key may have ${limit} request${limit === 1 ? "" : "s"} in flight at once; retry when one finishes (this is not the token quota)`,
+    { "retry-after": "1" },
+  );
+}
 
 /** The 429 for a request admission turned down, in the words of why. */
 export function admissionRefusal(

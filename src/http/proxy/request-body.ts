@@ -1,9 +1,9 @@
-import type { Config } from "../config.ts";
-import { type Dialect, GatewayError } from "../errors.ts";
-import { deferredWork } from "../proxy/endpoints.ts";
-import { namesModel, prepareBody } from "../proxy/request.ts";
-import type { KeyRecord } from "../storage/types.ts";
-import { parseJsonObject, readBody } from "./body.ts";
+import type { Config } from "../../config.ts";
+import { type Dialect, GatewayError } from "../../errors.ts";
+import { deferredWork } from "../../proxy/endpoints.ts";
+import { namesModel, prepareBody } from "../../proxy/request.ts";
+import type { KeyRecord } from "../../storage/types.ts";
+import { parseJsonObject, readBody } from "../body.ts";
 
 // The client's request body, read within its limits and with the key's rules
 // applied (model override, default model, usage asked for on streams).

@@ -1,7 +1,7 @@
-import { type Dialect, GatewayError } from "../errors.ts";
-import type { Metrics } from "../metrics/registry.ts";
-import { FairQueue, type Slot } from "../quota/fair-queue.ts";
-import type { AccessLog } from "./access-log.ts";
+import { type Dialect, GatewayError } from "../../errors.ts";
+import type { Metrics } from "../../metrics/registry.ts";
+import { FairQueue, type Slot } from "../../quota/fair-queue.ts";
+import type { AccessLog } from "../access-log.ts";
 
 /** Retry-After for a request that found every upstream slot taken: slots turn over quickly. */
 const BUSY_RETRY_AFTER_SECONDS = "1";
