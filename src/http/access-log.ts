@@ -24,7 +24,7 @@ const ID_PATTERN = /^[\w.:-]{1,128}$/;
 export function accessLog(log: Logger): MiddlewareHandler<AccessLogEnv> {
   return async function accessLogMiddleware(c, next) {
     const started = performance.now();
-    const incoming = c.req.header("x-request-id");
+    const incoming = c.req.raw.headers.get("x-request-id");
     const requestId = incoming && ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
     let deferred = false;
     const fields: Record<string, unknown> = {};

@@ -64,6 +64,21 @@ export const ENDPOINTS: readonly Endpoint[] = [
   },
 ];
 
+/** The known endpoints of each path (one per method). */
+const BY_PATH = new Map<string, Endpoint[]>();
+for (const e of ENDPOINTS) BY_PATH.set(e.path, [...(BY_PATH.get(e.path) ?? []), e]);
+
+/** A `.` or `..` path segment. */
+const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)/;
+
+function hasControlCharacter(path: string): boolean {
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 export type PathCheck =
   | { ok: true; path: string; endpoint: Endpoint | null }
   | { ok: false; reason: "malformed" | "not_found" | "method"; message: string; allow?: string };
@@ -85,23 +100,23 @@ export function checkPath(
     message: `path ${JSON.stringify(rawPath)} is not accepted: ${why}`,
   });
   if (/%(2f|5c)/i.test(rawPath)) return malformed("encoded slashes are not allowed");
-  let path: string;
-  try {
-    path = decodeURIComponent(rawPath);
-  } catch {
-    return malformed("it is not valid percent-encoding");
+  let path = rawPath;
+  if (rawPath.includes("%")) {
+    try {
+      path = decodeURIComponent(rawPath);
+    } catch {
+      return malformed("it is not valid percent-encoding");
+    }
   }
   if (path.includes("\\")) return malformed("backslashes are not allowed");
   if (path.includes(";")) return malformed("';' parameters are not allowed");
   if (path.includes("%")) return malformed("it is encoded more than once");
-  if ([...path].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
-    return malformed("control characters are not allowed");
-  if (path.split("/").some((seg) => seg === "." || seg === ".."))
-    return malformed("'.' and '..' segments are not allowed");
+  if (hasControlCharacter(path)) return malformed("control characters are not allowed");
+  if (DOT_SEGMENT.test(path)) return malformed("'.' and '..' segments are not allowed");
 
   const canonical = canonicalPath(path);
   const upper = method.toUpperCase();
-  const known = ENDPOINTS.filter((e) => e.path === canonical);
+  const known = BY_PATH.get(canonical) ?? [];
   if (known.length > 0) {
     const endpoint = known.find(
       (e) => e.method === upper || (upper === "HEAD" && e.method === "GET"),
