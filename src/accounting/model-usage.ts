@@ -1,3 +1,4 @@
+import { addModelAmounts, NO_MODEL_AMOUNTS } from "../models/model-amounts.ts";
 import { totalTokens } from "../models/token-usage.ts";
 import type { ModelUsage } from "../storage/types.ts";
 import type { UsageEvent } from "./journal.ts";
@@ -42,28 +43,19 @@ export function aggregateModels(events: UsageEvent[]): ModelUsage[] {
     const id = JSON.stringify([e.keyId, model, bucketStart]);
     let row = rows.get(id);
     if (!row) {
-      row = {
-        keyId: e.keyId,
-        model,
-        bucketStart,
-        input: 0,
-        output: 0,
-        cacheRead: 0,
-        cacheWrite: 0,
-        units: 0,
-        requests: 0,
-        spendMicros: 0,
-      };
+      row = { keyId: e.keyId, model, bucketStart, ...NO_MODEL_AMOUNTS };
       rows.set(id, row);
     }
     const u = e.detail?.usage;
-    row.input += u?.input ?? 0;
-    row.output += u ? u.output : e.tokens;
-    row.cacheRead += u?.cacheRead ?? 0;
-    row.cacheWrite += u?.cacheWrite ?? 0;
-    row.units += e.tokens;
-    row.requests += e.requests;
-    row.spendMicros += e.detail?.spendMicros ?? 0;
+    addModelAmounts(row, {
+      input: u?.input ?? 0,
+      output: u ? u.output : e.tokens,
+      cacheRead: u?.cacheRead ?? 0,
+      cacheWrite: u?.cacheWrite ?? 0,
+      units: e.tokens,
+      requests: e.requests,
+      spendMicros: e.detail?.spendMicros ?? 0,
+    });
   }
   return [...rows.values()];
 }

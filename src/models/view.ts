@@ -1,5 +1,7 @@
 import type { ModelTotal } from "../storage/types.ts";
 import type { ModelTable } from "./cost.ts";
+import { sumPerModel } from "./model-amounts.ts";
+import { totalTokens } from "./token-usage.ts";
 
 // Per-model usage as /stats and the admin API show it: raw tokens by kind,
 // the weighted units quotas counted, requests, and spend where prices are set.
@@ -27,22 +29,7 @@ export interface ModelUsageView {
 
 /** Sums rows of several keys per model, ordered by model name. */
 export function sumByModel(rows: readonly ModelTotal[]): ModelTotal[] {
-  const sums = new Map<string, ModelTotal>();
-  for (const r of rows) {
-    const t = sums.get(r.model);
-    if (!t) {
-      sums.set(r.model, { ...r, keyId: "" });
-      continue;
-    }
-    t.input += r.input;
-    t.output += r.output;
-    t.cacheRead += r.cacheRead;
-    t.cacheWrite += r.cacheWrite;
-    t.units += r.units;
-    t.requests += r.requests;
-    t.spendMicros += r.spendMicros;
-  }
-  return [...sums.values()].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0));
+  return sumPerModel(rows, "");
 }
 
 export function modelUsageView(rows: readonly ModelTotal[], table: ModelTable): ModelUsageView {
@@ -54,7 +41,7 @@ export function modelUsageView(rows: readonly ModelTotal[], table: ModelTable): 
       output_tokens: r.output,
       cache_read_tokens: r.cacheRead,
       cache_write_tokens: r.cacheWrite,
-      tokens: r.input + r.output + r.cacheRead + r.cacheWrite,
+      tokens: totalTokens(r),
       units: r.units,
       requests: r.requests,
       spend: table.priced ? r.spendMicros / 1_000_000 : null,

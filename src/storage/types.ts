@@ -305,3 +305,9 @@ export interface DataCounts {
   bucketTokens: number;
   checkpoints: number;
 }
+
+/** What a database's migrations table says: rows applied and the newest one's `created_at`. */
+export interface AppliedMigrations {
+  applied: number;
+  latestAt: number | null;
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect, otherTollgateSessions } from "./pg-connect.ts";
+import { otherTollgateSessions } from "../../storage/postgres/own-connection.ts";
 
 /**
  * The process id of a live gateway holding the journal lock in `journalDir`
@@ -23,11 +23,6 @@ export function sqliteGatewayPid(journalDir: string): number | null {
 }
 
 /** Connections of gateways (or other Tollgate commands) to the database, other than this process's own. */
-export async function postgresSessions(url: string): Promise<number> {
-  const sql = connect(url, "tollgate-restore");
-  try {
-    return await otherTollgateSessions(sql);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+export function postgresSessions(url: string): Promise<number> {
+  return otherTollgateSessions(url, "tollgate-restore");
 }

@@ -1,8 +1,7 @@
-import { dataCounts } from "../../storage/postgres/counts.ts";
+import { readSnapshot } from "../../storage/postgres/snapshot.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import { headOf } from "./files.ts";
 import type { BackupCounts, SchemaVersion } from "./manifest.ts";
-import { connect, libpqTarget, pgSchema } from "./pg-connect.ts";
 import { schemaVersion } from "./schema-version.ts";
 
 // PostgreSQL's own tools: pg_dump writes the custom-format archive (compressed
@@ -80,18 +79,17 @@ export async function dumpPostgres(
 ): Promise<{ counts: BackupCounts; schema: SchemaVersion }> {
   const pgDump = tool("pg_dump");
   const { dbname, env } = libpqTarget(url);
-  const sql = connect(url, "tollgate-backup");
   try {
-    return await sql.begin("isolation level repeatable read read only", async (tx) => {
-      const [row] = await tx<{ snapshot: string }[]>`select pg_export_snapshot() as snapshot`;
-      const counts = await dataCounts(tx);
-      const schema = await pgSchema(tx);
+    return await readSnapshot(url, "tollgate-backup", async (snap) => {
+      const snapshot = await snap.exportId();
+      const counts = await snap.counts();
+      const schema = schemaVersion("postgres", await snap.appliedMigrations());
       await run(
         [
           pgDump,
           "--format=custom",
           `--compress=${compress ? 6 : 0}`,
-          `--snapshot=${row?.snapshot}`,
+          `--snapshot=${snapshot}`,
           "--no-owner",
           "--no-privileges",
           `--file=${target}`,
@@ -104,9 +102,17 @@ export async function dumpPostgres(
   } catch (err) {
     if (err instanceof BackupError) throw err;
     throw new BackupError(`cannot back up PostgreSQL: ${messageOf(err)}`);
-  } finally {
-    await sql.end({ timeout: 5 });
   }
+}
+
+/** The URL without its password, which goes to libpq tools through the environment instead (not the process list). */
+function libpqTarget(url: string): { dbname: string; env: Record<string, string> } {
+  const u = new URL(url);
+  const env: Record<string, string> = {};
+  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
+  u.password = "";
+  // postgres.js accepts `postgres:`; libpq wants `postgresql:` or `postgres:`, both fine.
+  return { dbname: u.toString(), env };
 }
 
 /** One table's COPY header in an archive. */
@@ -232,7 +238,7 @@ export async function inspectDump(file: string): Promise<DumpInspection> {
         }
       }
     }
-    return { ok: true, counts, schema: schemaVersion("postgres", applied, latest) };
+    return { ok: true, counts, schema: schemaVersion("postgres", { applied, latestAt: latest }) };
   } catch (err) {
     if (err instanceof BackupError && err.message.includes("is not installed")) throw err;
     return { ok: false, reason: messageOf(err) };

@@ -1,8 +1,8 @@
 import {
   COPIED_TABLES,
   type CopyChunk,
+  inRestoreTransaction,
   type RestoreWriter,
-  restoreWriter,
   UnknownColumnsError,
 } from "../../storage/postgres/restore.ts";
 import type { KeyExport, ModelUsage } from "../../storage/types.ts";
@@ -10,7 +10,6 @@ import { checkpointsAfterRestore } from "./checkpoints.ts";
 import { BackupError, messageOf } from "./errors.ts";
 import { type Checkpoint, readLogical } from "./logical-format.ts";
 import type { BackupCounts, Manifest } from "./manifest.ts";
-import { connect, type Tx } from "./pg-connect.ts";
 import { archiveRows } from "./pg-dump.ts";
 import { differences } from "./verify.ts";
 
@@ -19,8 +18,8 @@ import { differences } from "./verify.ts";
 // old data or the new, never a mix, and any failure rolls everything back.
 // The schema is this version's own (migrated before); from a pg_dump archive
 // only the table data is taken, streamed from pg_restore into COPY. What to
-// write is decided here; the SQL that writes it is storage's
-// (storage/postgres/restore.ts).
+// write is decided here; the transaction and the SQL that writes it are
+// storage's (storage/postgres/restore.ts).
 
 const BATCH = 500;
 
@@ -34,30 +33,17 @@ export async function replacePostgres(
   payload: string,
   manifest: Manifest,
 ): Promise<Loaded> {
-  const sql = connect(url, "tollgate-restore");
   try {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await sql.begin((tx) => replaceIn(tx, payload, manifest));
-      } catch (err) {
-        // Chosen as the deadlock victim: the transaction rolled back whole, so
-        // it can simply run again.
-        if ((err as { code?: string }).code === DEADLOCK && attempt < 3) continue;
-        throw err;
-      }
-    }
+    return await inRestoreTransaction(url, "tollgate-restore", (db) =>
+      replaceIn(db, payload, manifest),
+    );
   } catch (err) {
     if (err instanceof BackupError) throw err;
     throw new BackupError(`the restore failed and was rolled back: ${messageOf(err)}`);
-  } finally {
-    await sql.end({ timeout: 5 });
   }
 }
 
-const DEADLOCK = "40P01";
-
-async function replaceIn(tx: Tx, payload: string, manifest: Manifest): Promise<Loaded> {
-  const db = restoreWriter(tx);
+async function replaceIn(db: RestoreWriter, payload: string, manifest: Manifest): Promise<Loaded> {
   await db.lockAll();
   const current = await db.checkpoints();
   await db.notifyEveryKey();

@@ -1,17 +1,15 @@
-import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
-import { dataCounts as pgDataCounts } from "../../storage/postgres/counts.ts";
+import { dataCountsAt } from "../../storage/postgres/counts.ts";
 import { openPostgresStorage } from "../../storage/postgres/index.ts";
+import { countDatabaseFile } from "../../storage/sqlite/database-file.ts";
 import { openSqliteStorage } from "../../storage/sqlite/index.ts";
-import { dataCounts } from "../../storage/sqlite/restore.ts";
 import { makePrivateDir } from "../../util/private-files.ts";
 import { postgresSessions, sqliteGatewayPid } from "./busy.ts";
 import { type CreatedBackup, createBackup, type DatabaseTarget, sourceOf } from "./create.ts";
 import { BackupError, BackupRejectedError, messageOf, RestoreRefusedError } from "./errors.ts";
 import { removeSqliteFiles, tempPath } from "./files.ts";
 import type { BackupCounts, DatabaseKind, Manifest } from "./manifest.ts";
-import { connect } from "./pg-connect.ts";
 import { replacePostgres } from "./restore-postgres.ts";
 import { prepareStaged, replaceFromStaged, stageLogical } from "./restore-sqlite.ts";
 import { newerSchemaReason } from "./schema-version.ts";
@@ -158,20 +156,9 @@ async function currentCounts(target: DatabaseTarget): Promise<BackupCounts | nul
   try {
     if (target.type === "sqlite") {
       if (!existsSync(target.path)) return null;
-      // Not readonly: a readonly connection cannot open a WAL database nobody else has open.
-      const db = new Database(target.path, { readwrite: true, create: false });
-      try {
-        return dataCounts(db);
-      } finally {
-        db.close();
-      }
+      return countDatabaseFile(target.path);
     }
-    const sql = connect(target.url, "tollgate-restore");
-    try {
-      return await pgDataCounts(sql);
-    } finally {
-      await sql.end({ timeout: 5 });
-    }
+    return await dataCountsAt(target.url, "tollgate-restore");
   } catch {
     // No tables yet (or unreadable): the pre-restore backup says more.
     return null;

@@ -1,6 +1,7 @@
 import { Cron } from "croner";
 import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
+import { type HeldLock, tryBackupLock } from "../../storage/postgres/backup-lock.ts";
 import { SingleFlight } from "../../util/single-flight.ts";
 import {
   type CreateBackupOptions,
@@ -9,7 +10,6 @@ import {
   sourceOf,
 } from "./create.ts";
 import { messageOf } from "./errors.ts";
-import { type HeldLock, tryBackupLock } from "./pg-lock.ts";
 import { pruneBackups } from "./retention.ts";
 import { createBackupInWorker } from "./worker.ts";
 

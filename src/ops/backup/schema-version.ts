@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { AppliedMigrations } from "../../storage/types.ts";
 import type { DatabaseKind, SchemaVersion } from "./manifest.ts";
 
 // Drizzle records each applied migration with the `when` of its journal entry
@@ -31,8 +32,7 @@ export function knownMigrations(kind: DatabaseKind): JournalEntry[] {
 /** The schema version a database is at, from its migrations table (`applied` rows, newest `latestAt`). */
 export function schemaVersion(
   kind: DatabaseKind,
-  applied: number,
-  latestAt: number | null,
+  { applied, latestAt }: AppliedMigrations,
 ): SchemaVersion {
   const tag = knownMigrations(kind).find((e) => e.when === latestAt)?.tag ?? null;
   return { migrations: applied, latest: tag, latestAt };

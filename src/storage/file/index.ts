@@ -19,7 +19,7 @@ import {
 import { fromFileAudit, queryAudit, toFileAudit } from "./audit.ts";
 import { KeyDocument } from "./document.ts";
 import type { LockOptions } from "./lock.ts";
-import { chargeModels, modelTotals, pruneModels } from "./model-usage.ts";
+import { chargeModels, fileRowAmounts, modelTotals, pruneModels } from "./model-usage.ts";
 import { expiryToFile, iso, newEntry, type Snapshot } from "./records.ts";
 import type { RawFile } from "./schema.ts";
 import { bucketsSince, chargeEntry, pruneEntry } from "./usage.ts";
@@ -356,13 +356,7 @@ class FileStorage implements Storage {
         keyId: key.id,
         model: r.model,
         bucketStart: r.bucket_start,
-        input: r.input_tokens,
-        output: r.output_tokens,
-        cacheRead: r.cache_read_tokens,
-        cacheWrite: r.cache_write_tokens,
-        units: r.units,
-        requests: r.requests,
-        spendMicros: r.spend_micros,
+        ...fileRowAmounts(r),
       })),
     );
     for (let i = 0; i < rows.length; i += batchSize) yield rows.slice(i, i + batchSize);

@@ -1,3 +1,9 @@
+import {
+  addModelAmounts,
+  type ModelAmounts,
+  NO_MODEL_AMOUNTS,
+  sumPerModel,
+} from "../../models/model-amounts.ts";
 import type { ModelTotal, ModelUsage } from "../types.ts";
 import type { FileModelUsage, RawKey } from "./schema.ts";
 
@@ -11,26 +17,12 @@ export function chargeModels(entry: RawKey, rows: ModelUsage[]): void {
   for (const r of rows) {
     let row = list.find((x) => x.model === r.model && x.bucket_start === r.bucketStart);
     if (!row) {
-      row = {
-        model: r.model,
-        bucket_start: r.bucketStart,
-        input_tokens: 0,
-        output_tokens: 0,
-        cache_read_tokens: 0,
-        cache_write_tokens: 0,
-        units: 0,
-        requests: 0,
-        spend_micros: 0,
-      };
+      row = { model: r.model, bucket_start: r.bucketStart, ...fileAmounts(NO_MODEL_AMOUNTS) };
       list.push(row);
     }
-    row.input_tokens += r.input;
-    row.output_tokens += r.output;
-    row.cache_read_tokens += r.cacheRead;
-    row.cache_write_tokens += r.cacheWrite;
-    row.units += r.units;
-    row.requests += r.requests;
-    row.spend_micros += r.spendMicros;
+    const sum = fileRowAmounts(row);
+    addModelAmounts(sum, r);
+    Object.assign(row, fileAmounts(sum));
   }
   entry.tollgate_model_usage = list;
 }
@@ -42,30 +34,37 @@ export function modelTotals(
   from: number,
   to: number,
 ): ModelTotal[] {
-  const sums = new Map<string, ModelTotal>();
-  for (const r of rows) {
-    if (r.bucket_start < from || r.bucket_start >= to) continue;
-    const t = sums.get(r.model) ?? {
-      keyId,
-      model: r.model,
-      input: 0,
-      output: 0,
-      cacheRead: 0,
-      cacheWrite: 0,
-      units: 0,
-      requests: 0,
-      spendMicros: 0,
-    };
-    t.input += r.input_tokens;
-    t.output += r.output_tokens;
-    t.cacheRead += r.cache_read_tokens;
-    t.cacheWrite += r.cache_write_tokens;
-    t.units += r.units;
-    t.requests += r.requests;
-    t.spendMicros += r.spend_micros;
-    sums.set(r.model, t);
-  }
-  return [...sums.values()].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0));
+  const inRange = rows.filter((r) => r.bucket_start >= from && r.bucket_start < to);
+  return sumPerModel(
+    inRange.map((r) => ({ model: r.model, ...fileRowAmounts(r) })),
+    keyId,
+  );
+}
+
+/** A file row's amounts, by the names the rest of the code uses. */
+export function fileRowAmounts(r: FileModelUsage): ModelAmounts {
+  return {
+    input: r.input_tokens,
+    output: r.output_tokens,
+    cacheRead: r.cache_read_tokens,
+    cacheWrite: r.cache_write_tokens,
+    units: r.units,
+    requests: r.requests,
+    spendMicros: r.spend_micros,
+  };
+}
+
+/** Amounts by the file's own names. */
+function fileAmounts(a: Readonly<ModelAmounts>): Omit<FileModelUsage, "model" | "bucket_start"> {
+  return {
+    input_tokens: a.input,
+    output_tokens: a.output,
+    cache_read_tokens: a.cacheRead,
+    cache_write_tokens: a.cacheWrite,
+    units: a.units,
+    requests: a.requests,
+    spend_micros: a.spendMicros,
+  };
 }
 
 /** Drops at most `budget` rows older than `before`; returns how many. */

@@ -1,5 +1,6 @@
 import type postgres from "postgres";
 import type { DataCounts } from "../types.ts";
+import { withOwnConnection } from "./own-connection.ts";
 
 /** Counts and sums of the data tables, as one snapshot when run in a repeatable-read transaction. */
 export async function dataCounts(q: postgres.Sql | postgres.TransactionSql): Promise<DataCounts> {
@@ -17,4 +18,9 @@ export async function dataCounts(q: postgres.Sql | postgres.TransactionSql): Pro
     bucketTokens: Number(b?.t ?? 0),
     checkpoints: Number(c?.n ?? 0),
   };
+}
+
+/** The same counts, read on a connection of its own named `applicationName`. */
+export function dataCountsAt(url: string, applicationName: string): Promise<DataCounts> {
+  return withOwnConnection(url, applicationName, dataCounts);
 }

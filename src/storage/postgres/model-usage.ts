@@ -1,4 +1,5 @@
 import type postgres from "postgres";
+import type { ModelAmounts } from "../../models/model-amounts.ts";
 import type { ModelTotal, ModelUsage } from "../types.ts";
 import type { Sql } from "./database.ts";
 
@@ -42,10 +43,23 @@ export async function upsertModelUsage(
       spend_micros = model_usage.spend_micros + excluded.spend_micros`;
 }
 
-type Row = Record<Exclude<keyof ModelTotal, "keyId" | "model">, string> & {
+type Row = Record<keyof ModelAmounts, string> & {
   key_id: string;
   model: string;
 };
+
+/** int8 columns and their sums arrive as strings. */
+function amountsOf(r: Row): ModelAmounts {
+  return {
+    input: Number(r.input),
+    output: Number(r.output),
+    cacheRead: Number(r.cacheRead),
+    cacheWrite: Number(r.cacheWrite),
+    units: Number(r.units),
+    requests: Number(r.requests),
+    spendMicros: Number(r.spendMicros),
+  };
+}
 
 export async function modelUsage(
   client: Sql,
@@ -63,18 +77,7 @@ export async function modelUsage(
       ${keyId === undefined ? client`` : client`and key_id = ${keyId}`}
     group by key_id, model
     order by key_id, model`;
-  // int8 sums arrive as strings (numeric).
-  return rows.map((r) => ({
-    keyId: r.key_id,
-    model: r.model,
-    input: Number(r.input),
-    output: Number(r.output),
-    cacheRead: Number(r.cacheRead),
-    cacheWrite: Number(r.cacheWrite),
-    units: Number(r.units),
-    requests: Number(r.requests),
-    spendMicros: Number(r.spendMicros),
-  }));
+  return rows.map((r) => ({ keyId: r.key_id, model: r.model, ...amountsOf(r) }));
 }
 
 /** As `pruneUsage` (history.ts): a chunk of the oldest rows, deleted by physical address. */
@@ -107,13 +110,7 @@ export async function* exportModelUsage(
       keyId: r.key_id,
       model: r.model,
       bucketStart: Number((r as unknown as { bucketStart: string }).bucketStart),
-      input: Number(r.input),
-      output: Number(r.output),
-      cacheRead: Number(r.cacheRead),
-      cacheWrite: Number(r.cacheWrite),
-      units: Number(r.units),
-      requests: Number(r.requests),
-      spendMicros: Number(r.spendMicros),
+      ...amountsOf(r),
     }));
     if (rows.length < batchSize) return;
   }

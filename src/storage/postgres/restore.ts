@@ -7,11 +7,12 @@ import type { AuditEntry, KeyExport, ModelUsage } from "../types.ts";
 import { dataCounts } from "./counts.ts";
 import { KEY_CHANNEL } from "./index.ts";
 import { upsertModelUsage } from "./model-usage.ts";
+import { openOwnConnection } from "./own-connection.ts";
 import { apiKeys } from "./schema.ts";
 
-// The SQL of a restore: everything it writes, inside the one transaction the
-// caller (ops/backup) holds. The caller decides what to write and checks the
-// result; only this file speaks to the tables.
+// The SQL of a restore: everything it writes, inside the one transaction
+// `inRestoreTransaction` holds. The caller (ops/backup) decides what to write
+// and checks the result; only this file speaks to the tables.
 
 type Tx = postgres.TransactionSql;
 
@@ -39,7 +40,7 @@ export interface CopyChunk {
   lines: string[];
 }
 
-export function restoreWriter(tx: Tx) {
+function restoreWriter(tx: Tx) {
   return {
     /**
      * Waits for in-flight usage flushes, then holds every writer off until
@@ -135,6 +136,34 @@ export function restoreWriter(tx: Tx) {
 }
 
 export type RestoreWriter = ReturnType<typeof restoreWriter>;
+
+const DEADLOCK = "40P01";
+
+/**
+ * Runs `restore` in ONE transaction on a connection of its own named
+ * `applicationName`: any failure rolls everything back.
+ */
+export async function inRestoreTransaction<T>(
+  url: string,
+  applicationName: string,
+  restore: (db: RestoreWriter) => Promise<T>,
+): Promise<T> {
+  const sql = openOwnConnection(url, applicationName);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await sql.begin((tx) => restore(restoreWriter(tx)))) as T;
+      } catch (err) {
+        // Chosen as the deadlock victim: the transaction rolled back whole, so
+        // it can simply run again.
+        if ((err as { code?: string }).code === DEADLOCK && attempt < 3) continue;
+        throw err;
+      }
+    }
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
 
 /** The archive's table has columns this version's schema does not know. */
 export class UnknownColumnsError extends Error {

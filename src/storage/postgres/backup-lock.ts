@@ -1,4 +1,4 @@
-import { connect } from "./pg-connect.ts";
+import { openOwnConnection } from "./own-connection.ts";
 
 /** Advisory lock key held by the instance taking a scheduled backup (migrations use 7_261_001). */
 export const BACKUP_LOCK = 7_261_002;
@@ -13,7 +13,7 @@ export interface HeldLock {
  * so a crashed holder never leaves it taken.
  */
 export async function tryBackupLock(url: string): Promise<HeldLock | null> {
-  const sql = connect(url, "tollgate-backup-lock");
+  const sql = openOwnConnection(url, "tollgate-backup-lock");
   try {
     const conn = await sql.reserve();
     const [row] = await conn<{ ok: boolean }[]>`select pg_try_advisory_lock(${BACKUP_LOCK}) as ok`;
