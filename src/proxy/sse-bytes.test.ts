@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { type SseEvent, SseParser } from "./sse.ts";
 import { decodeEvent, SseByteScanner } from "./sse-bytes.ts";
-import { isContentEvent, usageObjectAt } from "./usage-bytes.ts";
+import { StreamUsage } from "./usage.ts";
+import { ByteUsageReader, isContentEvent, usageObjectAt } from "./usage-bytes.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -146,5 +147,52 @@ describe("isContentEvent on bytes", () => {
       const scanner = new SseByteScanner((buf, ev) => got.push(isContentEvent(dialect, buf, ev)));
       scanner.push(enc.encode(text));
       expect(got).toEqual([want]);
+    });
+});
+
+describe("ByteUsageReader reads what StreamUsage reads from parsed text", () => {
+  const streams: Array<[string, "openai" | "anthropic", string]> = [
+    [
+      "openai chat with usage on every chunk",
+      "openai",
+      'data: {"choices":[{"delta":{"content":"a"}}],"usage":{"total_tokens":3}}\n\n' +
+        'data: {"choices":[{"delta":{"content":"b"}}],"usage":null}\n\n' +
+        ": ping\n\n" +
+        'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3}}\n\n' +
+        "data: [DONE]\n\n",
+    ],
+    [
+      "openai Responses API",
+      "openai",
+      'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n' +
+        'event: response.output_text.delta\ndata: {"delta":"a"}\n\n' +
+        'event: response.completed\ndata: {"response":{"usage":{"input_tokens":4,"output_tokens":2,"total_tokens":6}}}\n\n',
+    ],
+    [
+      "anthropic",
+      "anthropic",
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}\n\n' +
+        'event: ping\ndata: {"type":"ping"}\n\n' +
+        'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"\\"usage\\": {"}}\n\n' +
+        'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\n',
+    ],
+  ];
+  for (const [name, dialect, text] of streams)
+    test(name, () => {
+      const want = new StreamUsage(dialect);
+      const hiddenWant = parseAll(text).map((ev) => want.observe(ev));
+      const got = new StreamUsage(dialect);
+      const reader = new ByteUsageReader(got, dialect);
+      const hiddenGot: boolean[] = [];
+      const scanner = new SseByteScanner((buf, ev) => hiddenGot.push(reader.observe(buf, ev)));
+      scanner.push(enc.encode(text));
+      scanner.end();
+      expect(hiddenGot).toEqual(hiddenWant);
+      expect([got.tokens, got.usage, got.contentEvents, got.complete]).toEqual([
+        want.tokens,
+        want.usage,
+        want.contentEvents,
+        want.complete,
+      ]);
     });
 });
