@@ -252,3 +252,123 @@ describe("estimateTokens", () => {
     expect(estimateTokens(400, 0, 0)).toBe(0);
   });
 });
+
+/** Runs `chunks` (each sent as a fresh copy) through a meteredStream to its end. */
+async function meter(
+  chunks: Uint8Array[],
+  dialect: "openai" | "anthropic",
+  hide: boolean,
+): Promise<{ bytes: Uint8Array; outcome: StreamOutcome; usage: TokenUsage; calls: number }> {
+  const sent = chunks.map((c) => c.slice());
+  let i = 0;
+  let calls = 0;
+  let outcome: StreamOutcome | undefined;
+  let usage: TokenUsage | undefined;
+  const stream = meteredStream({
+    upstream: new ReadableStream<Uint8Array>({
+      pull(c) {
+        const next = sent[i++];
+        if (next) c.enqueue(next);
+        else c.close();
+      },
+    }),
+    idleMs: 5000,
+    onIdle: () => {},
+    dialect,
+    hideUsageChunk: hide,
+    drainMs: 5000,
+    requestBytes: 400,
+    onDone: (o, u) => {
+      calls++;
+      outcome = o;
+      usage = u;
+    },
+  });
+  const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+  if (!outcome || !usage) throw new Error("onDone was not called");
+  return { bytes, outcome, usage, calls };
+}
+
+/** The stream cut in two at every byte offset, plus one byte at a time. */
+function everySplit(bytes: Uint8Array): Uint8Array[][] {
+  const ways: Uint8Array[][] = [Array.from(bytes, (_, i) => bytes.subarray(i, i + 1))];
+  for (let i = 1; i < bytes.length; i++) ways.push([bytes.subarray(0, i), bytes.subarray(i)]);
+  return ways;
+}
+
+describe("meteredStream on bytes: however the upstream cuts its stream", () => {
+  const openai = [
+    'data: {"choices":[{"delta":{"content":"é✓😀"}}],"usage":null}\n\n',
+    ": keep-alive\n\n",
+    'data: {"choices":[{"delta":{"content":"b"}}],"usage":null}\n\n',
+    'data: {"model":"glm-é","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":6,"total_tokens":16,"prompt_tokens_details":{"cached_tokens":4}}}\n\n',
+    "data: [DONE]\n\n",
+  ];
+  const anthropic = [
+    ANTHROPIC[0] ?? "",
+    'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"é✓😀"}}\n\n',
+    ...ANTHROPIC.slice(1),
+  ];
+  const streams: Array<[string, "openai" | "anthropic", string[], number]> = [
+    ["openai", "openai", openai, 3],
+    ["openai, CRLF", "openai", openai.map((e) => e.replaceAll("\n", "\r\n")), 3],
+    ["anthropic", "anthropic", anthropic, -1],
+    ["anthropic, CRLF", "anthropic", anthropic.map((e) => e.replaceAll("\n", "\r\n")), -1],
+    ["anthropic, CR", "anthropic", anthropic.map((e) => e.replaceAll("\n", "\r")), -1],
+  ];
+  for (const [name, dialect, events, usageAt] of streams) {
+    test(`${name}: the same usage and the same bytes at every split`, async () => {
+      const bytes = enc.encode(events.join(""));
+      const whole = await meter([bytes], dialect, false);
+      expect(whole.outcome.estimated).toBe(false);
+      const hidden = enc.encode(events.filter((_, i) => i !== usageAt).join(""));
+      for (const chunks of everySplit(bytes)) {
+        const passed = await meter(chunks, dialect, false);
+        expect(passed.bytes).toEqual(bytes);
+        expect([passed.outcome, passed.usage, passed.calls]).toEqual([
+          whole.outcome,
+          whole.usage,
+          1,
+        ]);
+        if (dialect !== "openai") continue;
+        const hiding = await meter(chunks, dialect, true);
+        expect(hiding.bytes).toEqual(hidden);
+        expect([hiding.outcome, hiding.usage]).toEqual([whole.outcome, whole.usage]);
+      }
+    });
+  }
+
+  test("a stream without usage gets the same estimate at every split", async () => {
+    const events = [openai[0], openai[1], openai[2], "data: [DONE]\n\n"].join("");
+    const bytes = enc.encode(events);
+    for (const chunks of everySplit(bytes)) {
+      const { outcome, usage } = await meter(chunks, "openai", true);
+      expect(outcome).toEqual({
+        tokens: 100 + 2,
+        estimated: true,
+        abandoned: false,
+        broken: false,
+      });
+      expect(usage.output).toBe(102);
+    }
+  });
+
+  test("the hidden usage chunk is cut out exactly, wherever it lies in a chunk", async () => {
+    const usageChunk = openai[3] ?? "";
+    const before = `${openai[0]}${openai[1]}`;
+    const after = openai[4] ?? "";
+    const { bytes, outcome, usage } = await meter(
+      [enc.encode(before + usageChunk + after)],
+      "openai",
+      true,
+    );
+    expect(bytes).toEqual(enc.encode(before + after));
+    expect(outcome.tokens).toBe(16);
+    expect(usage).toEqual({ input: 6, cacheRead: 4, cacheWrite: 0, output: 6 });
+    // Two usage chunks in one read (continuous usage): both go, the last counts.
+    const twice = usageChunk.replace("16", "15").replace(":6", ":5");
+    const two = await meter([enc.encode(before + twice + usageChunk + after)], "openai", true);
+    expect(two.bytes).toEqual(enc.encode(before + after));
+    expect(two.outcome.tokens).toBe(16);
+  });
+});

@@ -1,7 +1,8 @@
 import type { Dialect } from "../errors.ts";
 import { estimatedUsage, NO_TOKENS, type TokenUsage } from "../models/token-usage.ts";
-import { SseParser } from "./sse.ts";
+import { SseByteScanner } from "./sse-bytes.ts";
 import { StreamUsage } from "./usage.ts";
+import { ByteUsageReader } from "./usage-bytes.ts";
 
 export interface StreamOutcome {
   tokens: number;
@@ -55,38 +56,57 @@ export function estimateTokens(
   return (reportedInput ?? Math.ceil(requestBytes / 4)) + contentEvents;
 }
 
-const STREAM = { stream: true };
-
-/** Whether the text decoder and the parser hold nothing back after `chunk`. */
-const endsClean = (chunk: Uint8Array, parser: SseParser) =>
-  !parser.holding && (chunk.byteLength === 0 || (chunk[chunk.byteLength - 1] ?? 0) < 0x80);
+/**
+ * Removes the ranges `cuts` (pairs of start and end, in order) from
+ * `buf[0, length)` in place; returns what is left, or null when nothing is.
+ */
+function cutOut(buf: Uint8Array, length: number, cuts: number[]): Uint8Array | null {
+  if (length === 0) return null;
+  if (cuts.length === 0) return length === buf.byteLength ? buf : buf.subarray(0, length);
+  let write = cuts[0] ?? 0;
+  for (let i = 1; i < cuts.length; i += 2) {
+    const from = cuts[i] ?? 0;
+    const to = cuts[i + 1] ?? length;
+    buf.copyWithin(write, from, to);
+    write += to - from;
+  }
+  return write === 0 ? null : buf.subarray(0, write);
+}
 
 /**
  * Passes an upstream SSE body to the client as it arrives, reading usage on
- * the way. Chunks are forwarded untouched unless the usage chunk must be
- * hidden: then a chunk of whole events without it still goes on untouched,
- * and any other is forwarded as the whole events it completes (each as
- * received), the hidden one left out. If the
- * client goes away, the upstream is still read, up to `drainMs`, so the
- * request is charged what it cost: disconnecting never makes a request free.
+ * the way. Chunks are forwarded untouched, and only the few events that can
+ * carry usage are ever decoded (see `ByteUsageReader`). When the usage chunk
+ * must be hidden, a chunk goes on as the whole events it completes: a chunk
+ * of whole events without it as it came, the hidden one cut out of it in
+ * place. If the client goes away, the upstream is still read, up to
+ * `drainMs`, so the request is charged what it cost: disconnecting never
+ * makes a request free.
  */
 export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8Array> {
   const reader = opts.upstream.getReader();
-  const decoder = new TextDecoder();
-  const encoder = new TextEncoder();
-  const parser = new SseParser();
   const usage = new StreamUsage(opts.dialect);
+  const usageReader = new ByteUsageReader(usage, opts.dialect);
+  // Byte ranges (start, end) of the buffer being read that the client must not see.
+  const cuts: number[] = [];
+  const scanner = new SseByteScanner((buf, ev) => {
+    const usageOnly = usageReader.observe(buf, ev);
+    if (!opts.hideUsageChunk) return;
+    // Hiding rebuilds the stream from its events: a leading byte-order mark goes too.
+    if (usageOnly) cuts.push(ev.start, ev.end);
+    else if (ev.bom) cuts.push(ev.start, ev.start + 3);
+  });
   let finished = false;
   let abandoned = false;
-  // Nothing of an earlier chunk is held back (by the decoder or the parser).
-  let clean = true;
   // A silent upstream is cut: its read then fails, and the stream ends as broken.
-  let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  const touch = () => {
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(opts.onIdle, opts.idleMs);
+  const idleTimer = setTimeout(opts.onIdle, opts.idleMs);
+
+  /** What the client gets of `buf`, read up to `length`: all of it, or what hiding leaves. */
+  const visible = (buf: Uint8Array, length: number): Uint8Array | null => {
+    const out = cutOut(buf, length, cuts);
+    cuts.length = 0;
+    return out;
   };
-  touch();
 
   /**
    * Reads one chunk; returns what the client should get of it. Once the
@@ -95,38 +115,18 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
    * its answer is always charged, even if the process dies a moment later.
    */
   const consume = (chunk: Uint8Array): Uint8Array | null => {
-    if (!finished) touch();
-    // A leading byte-order mark is dropped by the decoder: such a chunk is rebuilt.
-    const aligned = clean && chunk[0] !== 0xef;
-    const events = parser.push(decoder.decode(chunk, STREAM));
-    clean = endsClean(chunk, parser);
-    let out: Uint8Array | null = chunk;
-    if (!opts.hideUsageChunk) {
-      for (const ev of events) usage.observe(ev);
-    } else {
-      const hidden = events.map((ev) => usage.observe(ev));
-      // A chunk of whole events with nothing hidden goes on as it came;
-      // otherwise the events it completes, minus the hidden one.
-      if (!aligned || !clean || hidden.includes(true)) {
-        let text = "";
-        for (let i = 0; i < events.length; i++) if (!hidden[i]) text += events[i]?.raw ?? "";
-        out = text === "" ? null : encoder.encode(text);
-      }
-    }
+    if (!finished) idleTimer.refresh();
+    const buf = scanner.push(chunk);
+    const out = opts.hideUsageChunk ? visible(buf, scanner.complete) : chunk;
     if (usage.complete) finish(false);
     return out;
   };
 
   /** The stream's end: whatever is left over, if anything. */
   const endOfStream = (): Uint8Array | null => {
-    const tail = decoder.decode();
-    const events = tail ? parser.push(tail) : [];
-    const last = parser.end();
-    if (last) events.push(last);
-    let out = "";
-    for (const ev of events) if (!usage.observe(ev) || !opts.hideUsageChunk) out += ev.raw;
+    const rest = scanner.end();
     usage.end();
-    return opts.hideUsageChunk && out !== "" ? encoder.encode(out) : null;
+    return opts.hideUsageChunk ? visible(rest, rest.byteLength) : null;
   };
 
   const finish = (broken: boolean) => {
