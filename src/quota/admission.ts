@@ -20,7 +20,7 @@ import { msUntilUsageAtMost, type WindowState, windowState } from "./window.ts";
 export type CapPolicy = "refuse" | "clamp";
 
 export interface AdmissionRequest {
-  buckets: Iterable<Bucket>;
+  buckets: readonly Bucket[];
   limit: number;
   /** Tokens per rolling 7 days, or null for no weekly window. */
   weeklyLimit: number | null;
@@ -79,14 +79,13 @@ export function keySpanMs(key: { weeklyLimit: number | null }): number {
 
 /** The key's windows at `now`: the 5-hour one, and the weekly one when it has one. */
 export function windowStates(
-  buckets: Iterable<Bucket>,
+  buckets: readonly Bucket[],
   limit: number,
   weeklyLimit: number | null,
   now: number,
 ): WindowState[] {
-  const all = [...buckets];
-  const states = [windowState(all, limit, now, WINDOW_MS)];
-  if (weeklyLimit !== null) states.push(windowState(all, weeklyLimit, now, WEEK_MS));
+  const states = [windowState(buckets, limit, now, WINDOW_MS)];
+  if (weeklyLimit !== null) states.push(windowState(buckets, weeklyLimit, now, WEEK_MS));
   return states;
 }
 
@@ -108,10 +107,12 @@ export function bindingWindow(states: readonly WindowState[]): WindowState {
 }
 
 export function admit(r: AdmissionRequest): Admission {
-  const buckets = [...r.buckets];
+  const buckets = r.buckets;
   const states = windowStates(buckets, r.limit, r.weeklyLimit, r.now);
   const state = bindingWindow(states);
-  const remaining = Math.min(...states.map((s) => s.limit - s.used)) - r.reservedByOthers;
+  let least = Number.POSITIVE_INFINITY;
+  for (const s of states) least = Math.min(least, s.limit - s.used);
+  const remaining = least - r.reservedByOthers;
   if (!state.allowed) {
     return {
       ok: false,

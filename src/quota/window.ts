@@ -3,7 +3,14 @@
 // (epoch ms). A key may also have a weekly window: the same rule over 7 days
 // (`spanMs` = WEEK_MS).
 
-import { type Bucket, bucketStartOf, inWindow, WEEK_MS, WINDOW_MS } from "../time/buckets.ts";
+import {
+  type Bucket,
+  bucketStartOf,
+  inWindow,
+  WEEK_MS,
+  WINDOW_MS,
+  windowFloor,
+} from "../time/buckets.ts";
 
 /** The window's length in words, for messages. */
 export function windowName(spanMs: number): string {
@@ -47,20 +54,30 @@ export interface WindowState {
  * the oldest buckets have aged out far enough to bring usage under the limit.
  */
 export function windowState(
-  buckets: Iterable<Bucket>,
+  buckets: readonly Bucket[],
   limit: number,
   now: number,
   spanMs = WINDOW_MS,
 ): WindowState {
-  const inside = windowBuckets(buckets, now, spanMs);
+  // One pass, nothing allocated: this runs on every proxied request, over up
+  // to a week of buckets. The buckets are merged and sorted only for the
+  // wait of a window that is spent.
+  const floor = windowFloor(now, spanMs);
   let used = 0;
-  for (const b of inside) used += b.tokens;
+  let oldest = Number.POSITIVE_INFINITY;
+  let newest = Number.NEGATIVE_INFINITY;
+  for (const b of buckets) {
+    if (b.tokens === 0 || b.bucketStart < floor || b.bucketStart > now) continue;
+    used += b.tokens;
+    if (b.bucketStart < oldest) oldest = b.bucketStart;
+    if (b.bucketStart > newest) newest = b.bucketStart;
+  }
   const allowed = used < limit;
   // A limit of 0 never admits anything: no wait helps (0, as "unknown").
-  const wait = allowed ? 0 : untilAtMost(inside, used, limit - 1, now, spanMs);
+  const wait = allowed
+    ? 0
+    : untilAtMost(windowBuckets(buckets, now, spanMs), used, limit - 1, now, spanMs);
   const retryAfterMs = Number.isFinite(wait) ? wait : 0;
-  const newest = inside.at(-1);
-  const oldest = inside[0];
   return {
     spanMs,
     limit,
@@ -68,8 +85,8 @@ export function windowState(
     remaining: Math.max(0, limit - used),
     allowed,
     retryAfterMs: Math.max(0, retryAfterMs),
-    resetAt: newest ? newest.bucketStart + spanMs : now,
-    oldestStart: oldest ? oldest.bucketStart : now,
+    resetAt: Number.isFinite(newest) ? newest + spanMs : now,
+    oldestStart: Number.isFinite(oldest) ? oldest : now,
   };
 }
 
