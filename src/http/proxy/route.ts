@@ -163,6 +163,9 @@ export function proxyHandler(deps: ProxyDeps) {
           throw err;
         });
       const call = await callUpstream(send, config.upstreamIdleTimeoutMs, abort, clock);
+      // Nothing is sent again: let the body go, or the closures that live as
+      // long as a streamed answer (they share this scope) would hold it.
+      body = null;
       if (!call.ok) {
         access.fields.upstream_refusal = call.refusal.kind;
         metrics.upstreamErrors.inc({ dialect, reason: `refused_${call.refusal.kind}` });
