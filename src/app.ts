@@ -4,7 +4,7 @@ import type { UsageLedger } from "./accounting/ledger.ts";
 import type { Config } from "./config.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
-import { adminRoutes } from "./http/admin/routes.ts";
+import type * as AdminRoutes from "./http/admin/routes.ts";
 import { health } from "./http/health-route.ts";
 import { idleExemption } from "./http/idle-exemption.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
@@ -100,8 +100,12 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
   // A proxied request, step by step: its target, its key, then the route.
   app.all("/v1/*", proxyTarget(deps.config, deps.metrics), requireKey(deps), proxyHandler(deps));
-  // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an unknown route.
+  // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an
+  // unknown route, and its code (OpenAPI schemas, sessions, key operations)
+  // is not even loaded: a gateway without it does not carry it in memory.
+  // Loaded synchronously so that building the app stays synchronous.
   if (deps.config.adminApiKey) {
+    const { adminRoutes } = import.meta.require("./http/admin/routes.ts") as typeof AdminRoutes;
     app.route("/", adminRoutes({ ...deps, adminKey: deps.config.adminApiKey }));
   }
   app.route("/", webRoutes({ adminEnabled: Boolean(deps.config.adminApiKey) }));

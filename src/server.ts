@@ -3,7 +3,7 @@ import type { Server } from "bun";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { type BackupScheduler, scheduledBackups } from "./ops/backup/scheduler.ts";
+import type { BackupScheduler } from "./ops/backup/scheduler.ts";
 import { codingPlanEndpoint, sharedPlanNotice, UPSTREAM_TERMS_DOC } from "./proxy/plan-terms.ts";
 import { buildServices } from "./services.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
@@ -113,7 +113,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   }
   await sharedPlanHint(config, storage, clock(), log);
   // Scheduled backups (BACKUP_ENABLED): a failed run is logged, never fatal.
-  backups = scheduledBackups(config, log);
+  // The backup code (croner, pg_dump, the logical export) is loaded only then.
+  if (config.backup.enabled) {
+    backups = (await import("./ops/backup/scheduler.ts")).scheduledBackups(config, log);
+  }
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

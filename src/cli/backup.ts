@@ -100,7 +100,8 @@ function createdJson(b: CreatedBackup) {
   };
 }
 
-function backupCommand(): Command {
+/** `backup`, with `backup verify`. */
+export function backupCommand(): Command {
   const backup = new Command("backup")
     .description(
       "back up the configured database into BACKUP_DIR (or --out), checked before it is kept",
@@ -202,7 +203,8 @@ function describe(m: Manifest): string {
   );
 }
 
-function backupsCommand(): Command {
+/** `backups list`. */
+export function backupsCommand(): Command {
   const backups = new Command("backups").description("list backups");
   backups
     .command("list")
@@ -273,7 +275,7 @@ function backupsCommand(): Command {
   return backups;
 }
 
-function restoreCommand(): Command {
+export function restoreCommand(): Command {
   return new Command("restore")
     .description(
       "replace the configured database's keys and usage with a backup's, after a backup of them",
@@ -362,9 +364,4 @@ async function recordRestore(config: Config, payload: string, restored: BackupCo
   } finally {
     await storage.close();
   }
-}
-
-/** `backup` (with `backup verify`), `backups list` and `restore`. */
-export function backupCommands(): Command[] {
-  return [backupCommand(), backupsCommand(), restoreCommand()];
 }
