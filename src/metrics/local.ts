@@ -22,6 +22,9 @@ interface MetricValue {
 /** Label values in the declared order: one short string per series. */
 function seriesKey<L extends string>(names: readonly L[], labels: Labels<L>): string {
   if (names.length === 1) return String(labels[names[0] as L]);
+  if (names.length === 2) return `${labels[names[0] as L]}\u0000${labels[names[1] as L]}`;
+  if (names.length === 3)
+    return `${labels[names[0] as L]}\u0000${labels[names[1] as L]}\u0000${labels[names[2] as L]}`;
   let key = "";
   for (const n of names) key += `${labels[n]}\u0000`;
   return key;

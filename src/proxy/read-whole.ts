@@ -15,7 +15,7 @@ export async function readWhole(
     abort.abort();
   }, limitMs);
   try {
-    return new Uint8Array(await upstream.arrayBuffer());
+    return await upstream.bytes();
   } catch (err) {
     if (silent) {
       throw new GatewayError(

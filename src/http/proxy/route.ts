@@ -106,18 +106,20 @@ export function proxyHandler(deps: ProxyDeps) {
     // With UPSTREAM_MAX_CONCURRENCY, wait (fairly between keys) for an
     // upstream slot, holding the reservation; the slot is held until the
     // answer is over upstream (a stream: its end, or its cut).
-    const slot = await upstreamSlot(
-      queue,
-      key.id,
-      req.signal,
-      dialect,
-      access,
-      metrics,
-      config.upstreamQueueTimeoutMs,
-    ).catch((err: unknown) => {
-      ticket.release();
-      throw err;
-    });
+    const slot = queue
+      ? await upstreamSlot(
+          queue,
+          key.id,
+          req.signal,
+          dialect,
+          access,
+          metrics,
+          config.upstreamQueueTimeoutMs,
+        ).catch((err: unknown) => {
+          ticket.release();
+          throw err;
+        })
+      : null;
 
     // From here the request may cost tokens: it is charged exactly once, in
     // weighted units (accounting/charge.ts), and its reservation gives way

@@ -26,15 +26,14 @@ export function upstreamQueue(
  * waiting just ends (nothing was sent upstream, nothing is charged).
  */
 export async function upstreamSlot(
-  queue: FairQueue | null,
+  queue: FairQueue,
   keyId: string,
   signal: AbortSignal,
   dialect: Dialect,
   access: AccessLog,
   metrics: Metrics,
   timeoutMs: number,
-): Promise<Slot | null> {
-  if (!queue) return null;
+): Promise<Slot> {
   const got = await queue.acquire(keyId, signal);
   const waitedMs = got.ok ? got.slot.waitedMs : got.waitedMs;
   if (waitedMs > 0) access.fields.queued_ms = waitedMs;
