@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { openCharge } from "../../accounting/charge.ts";
+import { type ChargeHandle, type ChargeRequest, openCharge } from "../../accounting/charge.ts";
 import type { UsageLedger } from "../../accounting/ledger.ts";
 import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
@@ -12,7 +12,8 @@ import { estimateTokens } from "../../proxy/metered-stream.ts";
 import { outputCap, withOutputCap } from "../../proxy/output-cap.ts";
 import { upstreamUrl } from "../../proxy/request.ts";
 import { callUpstream } from "../../proxy/upstream-call.ts";
-import { InFlight } from "../../quota/in-flight.ts";
+import type { Slot } from "../../quota/fair-queue.ts";
+import { InFlight, type Ticket } from "../../quota/in-flight.ts";
 import { KeyAdmissions } from "../../quota/key-admission.ts";
 import type { UsageView } from "../../quota/usage-view.ts";
 import { type Answering, streamAnswer, wholeAnswer } from "./answer.ts";
@@ -126,18 +127,9 @@ export function proxyHandler(deps: ProxyDeps) {
     // to the charge in the same step.
     const bill = openCharge(
       { ledger, models: config.models, clock },
-      {
-        keyId: key.id,
-        model: prepared.model,
-        settle: (units) => ticket.settle(units),
-        estimate: () => estimatedUsage(estimateTokens(requestBytes, 0)),
-      },
+      chargeRequest(key.id, prepared.model, ticket, requestBytes),
     );
-    const release = () => {
-      bill.close();
-      ticket.release();
-      slot?.release();
-    };
+    const release = releaser(bill, ticket, slot);
     let streaming = false;
     try {
       const headers = upstreamHeaders(req.headers, dialect, config.upstreamApiKey, headerPolicy);
@@ -205,5 +197,36 @@ export function proxyHandler(deps: ProxyDeps) {
     } finally {
       if (!streaming) release();
     }
+  };
+}
+
+// The charge and the release outlive the route: the ledger holds the charge
+// until the answer is over (for shutdown to force it), and a stream holds
+// the release. Closures made inside the route would share its scope and so
+// hold all it holds (the request, its headers, its body) as long, and the
+// ledger's hold, long-lived itself, would keep every request in flight out
+// of the young generation: measured, that cost a sixth of the CPU of a
+// request in extra garbage collection. So they are made out here, over
+// only what they need.
+
+function chargeRequest(
+  keyId: string,
+  model: string | undefined,
+  ticket: Ticket,
+  requestBytes: number,
+): ChargeRequest {
+  return {
+    keyId,
+    model,
+    settle: (units) => ticket.settle(units),
+    estimate: () => estimatedUsage(estimateTokens(requestBytes, 0)),
+  };
+}
+
+function releaser(bill: ChargeHandle, ticket: Ticket, slot: Slot | null): () => void {
+  return () => {
+    bill.close();
+    ticket.release();
+    slot?.release();
   };
 }
