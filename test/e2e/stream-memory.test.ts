@@ -1,7 +1,9 @@
 /**
  * A streamed answer must not keep its request alive: a coding agent's
  * request body can be megabytes, and its answer can stream for minutes. Once
- * the call upstream is made, the body is garbage, however long the stream.
+ * the call upstream is made, the body is garbage, however long the stream:
+ * nothing that lives as long as the stream (the charge the ledger holds, the
+ * stream's own callbacks) may hold the route's scope, where the body is.
  */
 
 import { heapStats } from "bun:jsc";

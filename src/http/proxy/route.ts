@@ -99,7 +99,12 @@ export function proxyHandler(deps: ProxyDeps) {
     const { state, ticket } = admitted;
     let body = prepared.body;
     if (admitted.forwardCap !== null && prepared.json) {
-      body = serialize(withOutputCap(path, prepared.json, admitted.forwardCap));
+      try {
+        body = serialize(withOutputCap(path, prepared.json, admitted.forwardCap));
+      } catch (err) {
+        ticket.release();
+        throw err;
+      }
       access.fields.output_cap = admitted.forwardCap;
     }
     const requestBytes = byteLength(body);
@@ -157,9 +162,6 @@ export function proxyHandler(deps: ProxyDeps) {
           throw err;
         });
       const call = await callUpstream(send, config.upstreamIdleTimeoutMs, abort, clock);
-      // Nothing is sent again: let the body go, or the closures that live as
-      // long as a streamed answer (they share this scope) would hold it.
-      body = null;
       if (!call.ok) {
         access.fields.upstream_refusal = call.refusal.kind;
         metrics.upstreamErrors.inc({ dialect, reason: `refused_${call.refusal.kind}` });
