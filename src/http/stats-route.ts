@@ -57,8 +57,16 @@ export function statsHandler(deps: StatsDeps) {
     // answer (a hung database must not hang /stats).
     // The per-model history is read at the same time, under the same bound.
     const history = modelHistory(deps, cached.id, now);
-    const fresh = await withTimeout(freshRead(deps, cached), STATS_WAIT_MS).catch(() => null);
-    const key = fresh?.key ?? cached;
+    // The key's own row is kept if it came in time even when the buckets did
+    // not: the memory's copy of the key holds its totals as last read, and
+    // does not count what was written since.
+    let freshKey: KeyRecord | undefined;
+    const keyRead = readKey(deps, cached).then((k) => {
+      freshKey = k;
+      return k;
+    });
+    const fresh = await withTimeout(freshRead(deps, keyRead), STATS_WAIT_MS).catch(() => null);
+    const key = fresh?.key ?? freshKey ?? cached;
     const buckets = fresh?.buckets ?? deps.usage.knownBuckets(key.id);
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];
@@ -96,18 +104,22 @@ const MODEL_HISTORY_WAIT_MS = STATS_WAIT_MS;
  * The key's totals from the database, then its buckets from a read that
  * began after them, so the window usage includes every charge in the totals.
  */
-async function freshRead(deps: StatsDeps, cached: KeyRecord) {
-  let key = cached;
-  if (!deps.health.degraded) {
-    try {
-      key = (await deps.storage.getKeyById(cached.id)) ?? cached;
-    } catch (err) {
-      deps.health.reportFailure(err);
-    }
-  }
+async function freshRead(deps: StatsDeps, keyRead: Promise<KeyRecord>) {
+  const key = await keyRead;
   const mark = deps.usage.readMark();
   const buckets = await deps.usage.buckets(key.id, { readAfter: mark, spanMs: keySpanMs(key) });
   return { key, buckets };
+}
+
+/** The key's row from the database (its totals), or the cached one when the database is out. */
+async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
+  if (deps.health.degraded) return cached;
+  try {
+    return (await deps.storage.getKeyById(cached.id)) ?? cached;
+  } catch (err) {
+    deps.health.reportFailure(err);
+    return cached;
+  }
 }
 
 /**
