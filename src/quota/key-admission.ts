@@ -45,7 +45,7 @@ type AdmittedKey = Pick<KeyRecord, "id" | "tokenLimit" | "weeklyLimit" | "maxCon
 
 export class KeyAdmissions {
   constructor(
-    private readonly usage: UsageView,
+    private readonly usage: Pick<UsageView, "buckets">,
     readonly inFlight: InFlight,
     private readonly policy: AdmissionPolicy,
   ) {}
