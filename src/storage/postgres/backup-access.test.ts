@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { exportRow } from "../../../test/contract/storage-bulk.ts";
 import { type TestDatabase, testPostgres } from "../../../test/harness/postgres.ts";
 import { describeNeedingPostgres, NEEDS_SERVER } from "../../../test/harness/require-postgres.ts";
+import { knownMigrations } from "../../ops/backup/schema-version.ts";
 import { appliedMigrations } from "./applied-migrations.ts";
 import { tryBackupLock } from "./backup-lock.ts";
 import { dataCountsAt } from "./counts.ts";
@@ -15,11 +15,7 @@ import { readSnapshot } from "./snapshot.ts";
 const target = await testPostgres();
 setDefaultTimeout(target.kind === "pglite" ? 30_000 : 10_000);
 
-const shipped = (
-  JSON.parse(
-    readFileSync(new URL("../../../migrations/pg/meta/_journal.json", import.meta.url), "utf8"),
-  ) as { entries: Array<{ when: number }> }
-).entries;
+const shipped = knownMigrations("postgres");
 
 const dbs: TestDatabase[] = [];
 afterEach(async () => {

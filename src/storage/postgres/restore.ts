@@ -7,7 +7,7 @@ import type { AuditEntry, KeyExport, ModelUsage } from "../types.ts";
 import { dataCounts } from "./counts.ts";
 import { KEY_CHANNEL } from "./index.ts";
 import { upsertModelUsage } from "./model-usage.ts";
-import { openOwnConnection } from "./own-connection.ts";
+import { withOwnConnection } from "./own-connection.ts";
 import { apiKeys } from "./schema.ts";
 
 // The SQL of a restore: everything it writes, inside the one transaction
@@ -148,8 +148,7 @@ export async function inRestoreTransaction<T>(
   applicationName: string,
   restore: (db: RestoreWriter) => Promise<T>,
 ): Promise<T> {
-  const sql = openOwnConnection(url, applicationName);
-  try {
+  return withOwnConnection(url, applicationName, async (sql) => {
     for (let attempt = 1; ; attempt++) {
       try {
         return (await sql.begin((tx) => restore(restoreWriter(tx)))) as T;
@@ -160,9 +159,7 @@ export async function inRestoreTransaction<T>(
         throw err;
       }
     }
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+  });
 }
 
 /** The archive's table has columns this version's schema does not know. */

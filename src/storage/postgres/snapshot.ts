@@ -6,7 +6,7 @@ import {
   exportKeysWithBuckets,
   exportModelUsageIfAny,
 } from "./export-reads.ts";
-import { openOwnConnection, type Tx } from "./own-connection.ts";
+import { type Tx, withOwnConnection } from "./own-connection.ts";
 
 // One repeatable-read, read-only transaction on a connection of its own: every
 // read made through it sees the same snapshot, however busy the gateways are,
@@ -36,12 +36,12 @@ export async function readSnapshot<T>(
   applicationName: string,
   read: (snapshot: SnapshotReader) => Promise<T>,
 ): Promise<T> {
-  const sql = openOwnConnection(url, applicationName);
-  try {
-    return (await sql.begin("isolation level repeatable read read only", (tx) =>
-      read(snapshotReader(tx)),
-    )) as T;
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+  return withOwnConnection(
+    url,
+    applicationName,
+    async (sql) =>
+      (await sql.begin("isolation level repeatable read read only", (tx) =>
+        read(snapshotReader(tx)),
+      )) as T,
+  );
 }

@@ -1,9 +1,10 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exportRow } from "../../../test/contract/storage-bulk.ts";
 import { sqliteAtMigration, tempDir } from "../../../test/harness/backup-fixtures.ts";
+import { knownMigrations } from "../../ops/backup/schema-version.ts";
 import {
   checkDatabaseFile,
   copyDatabaseFile,
@@ -12,11 +13,7 @@ import {
 } from "./database-file.ts";
 import { openSqliteStorage } from "./index.ts";
 
-const shipped = (
-  JSON.parse(
-    readFileSync(new URL("../../../migrations/sqlite/meta/_journal.json", import.meta.url), "utf8"),
-  ) as { entries: Array<{ when: number }> }
-).entries;
+const shipped = knownMigrations("sqlite");
 
 const dirs: string[] = [];
 afterEach(() => {
