@@ -123,15 +123,8 @@ describe("meteredStream", () => {
         chunks = points.slice(1).map((end, i) => bytes.subarray(points[i], end));
       }
       const sent = chunks.map((c) => c.slice());
-      let i = 0;
       const stream = meteredStream({
-        upstream: new ReadableStream<Uint8Array>({
-          pull(c) {
-            const next = sent[i++];
-            if (next) c.enqueue(next);
-            else c.close();
-          },
-        }),
+        upstream: streamOf(sent),
         idleMs: 5000,
         onIdle: () => {},
         dialect: "openai",
@@ -253,25 +246,29 @@ describe("estimateTokens", () => {
   });
 });
 
+/** An upstream that hands out `chunks`, these very objects, one per read. */
+function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(c) {
+      const next = chunks[i++];
+      if (next) c.enqueue(next);
+      else c.close();
+    },
+  });
+}
+
 /** Runs `chunks` (each sent as a fresh copy) through a meteredStream to its end. */
 async function meter(
   chunks: Uint8Array[],
   dialect: "openai" | "anthropic",
   hide: boolean,
 ): Promise<{ bytes: Uint8Array; outcome: StreamOutcome; usage: TokenUsage; calls: number }> {
-  const sent = chunks.map((c) => c.slice());
-  let i = 0;
   let calls = 0;
   let outcome: StreamOutcome | undefined;
   let usage: TokenUsage | undefined;
   const stream = meteredStream({
-    upstream: new ReadableStream<Uint8Array>({
-      pull(c) {
-        const next = sent[i++];
-        if (next) c.enqueue(next);
-        else c.close();
-      },
-    }),
+    upstream: streamOf(chunks.map((c) => c.slice())),
     idleMs: 5000,
     onIdle: () => {},
     dialect,
