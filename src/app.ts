@@ -5,12 +5,10 @@ import type { Config } from "./config.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { type AccessLogEnv, accessLog } from "./http/access-log.ts";
 import type * as AdminRoutes from "./http/admin/routes.ts";
+import { renderError } from "./http/errors.ts";
 import { health } from "./http/health-route.ts";
-import { idleExemption } from "./http/idle-exemption.ts";
 import { metricsHandler } from "./http/metrics-route.ts";
-import { requireKey } from "./http/proxy/key.ts";
-import { proxyHandler } from "./http/proxy/route.ts";
-import { proxyTarget } from "./http/proxy/target.ts";
+import { isProxyPath, proxyEntry } from "./http/proxy/entry.ts";
 import { readyHandler } from "./http/ready-route.ts";
 import { statsHandler, statsUsageHandler } from "./http/stats-route.ts";
 import type { KeyCache } from "./keys/cache.ts";
@@ -44,6 +42,7 @@ const isAdminPath = (path: string) => path === "/admin" || path.startsWith("/adm
 
 export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   const app = new Hono<AccessLogEnv>();
+  const proxy = proxyEntry(deps);
 
   app.use("*", accessLog(deps.log));
   app.use("*", async function countRequests(c, next) {
@@ -74,6 +73,10 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
     if (c.req.raw.headers.has("origin") && !isAdminPath(c.req.path)) return corsHeaders(c, next);
     await next();
   });
+  // A browser's proxied call: the same CORS headers, around the call itself.
+  const browsers = new Hono<{ Bindings: { inner: () => Promise<Response> } }>();
+  browsers.use("*", corsHeaders);
+  browsers.all("*", (c) => c.env.inner());
 
   app.get("/health", health);
   app.get("/metrics", metricsHandler(deps.metrics, deps.config.metricsToken));
@@ -97,9 +100,6 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       models: deps.config.models,
     }),
   );
-  app.use("/v1/*", idleExemption(deps.config.idleTimeoutSeconds));
-  // A proxied request, step by step: its target, its key, then the route.
-  app.all("/v1/*", proxyTarget(deps.config, deps.metrics), requireKey(deps), proxyHandler(deps));
   // The admin API exists only with ADMIN_API_KEY; without it /admin/* is an
   // unknown route, and its code (OpenAPI schemas, sessions, key operations)
   // is not even loaded: a gateway without it does not carry it in memory.
@@ -117,17 +117,18 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
     ),
   );
 
-  // Expected failures carry a code; anything else is our bug: log it, answer
-  // 500 in the route's dialect, never a stack trace.
-  app.onError((err, c) => {
-    const dialect = dialectOfPath(c.req.path);
-    if (err instanceof GatewayError) {
-      c.get("access").fields.error = err.code;
-      return errorResponse(dialect, err);
-    }
-    c.get("access").error({ err }, "unhandled error");
-    return errorResponse(dialect, new GatewayError("internal_error", "internal error"));
-  });
+  // In the route's dialect, never a stack trace (http/errors.ts).
+  app.onError((err, c) => renderError(err, dialectOfPath(c.req.path), c.get("access")));
 
+  // Proxied calls (/v1/*) do not go through the routes above: http/proxy/
+  // entry.ts takes them from arrival to answer, with their own log line and
+  // count. A browser's call (it sends Origin) gets the same CORS headers as
+  // every other route.
+  const routes = app.fetch;
+  app.fetch = (req, server, ctx) => {
+    if (!isProxyPath(req.url)) return routes(req, server, ctx);
+    if (!req.headers.has("origin")) return proxy(req, server);
+    return proxy(req, server, (inner) => browsers.fetch(req, { inner }));
+  };
   return app;
 }

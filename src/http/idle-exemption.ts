@@ -1,26 +1,12 @@
-import type { MiddlewareHandler } from "hono";
-
-/** What Hono hands a Bun handler as `c.env`: the server, which sets per-request idle timeouts. */
-interface IdleControl {
+/** What Bun hands a handler beside the request: the server, which sets per-request idle timeouts. */
+export interface IdleControl {
   timeout(request: Request, seconds: number): void;
 }
 
-function idleControl(env: unknown): IdleControl | undefined {
+export function idleControl(env: unknown): IdleControl | undefined {
   const s = env as Partial<IdleControl> | undefined;
   return typeof s?.timeout === "function" ? (s as IdleControl) : undefined;
 }
-
-export interface IdleExemption {
-  /**
-   * A streamed answer puts the idle timeout back itself, when its last byte
-   * is out (or the client left): call the function returned then. Cheaper
-   * than wrapping every stream in another one just to see it end.
-   */
-  defer(): () => void;
-}
-
-/** Set on requests whose idle timeout was lifted; absent when there is none to lift. */
-export type IdleEnv = { Variables: { idle?: IdleExemption } };
 
 /**
  * The server closes connections idle for IDLE_TIMEOUT_SECONDS, but a proxied
@@ -30,39 +16,44 @@ export type IdleEnv = { Variables: { idle?: IdleExemption } };
  * idle timeout is lifted for the request and put back once the answer (a
  * stream: its last byte) is out, for the keep-alive time that follows.
  */
-export function idleExemption(idleSeconds: number): MiddlewareHandler<IdleEnv> {
-  return async function liftIdleTimeout(c, next) {
-    const server = idleControl(c.env);
-    if (!server || idleSeconds === 0) return next();
-    const req = c.req.raw;
+export class IdleExemption {
+  private restored = false;
+  private deferred = false;
+
+  private constructor(
+    private readonly server: IdleControl,
+    private readonly req: Request,
+    private readonly seconds: number,
+  ) {
     server.timeout(req, 0);
-    let restored = false;
-    const restore = () => {
-      if (restored) return;
-      restored = true;
-      server.timeout(req, idleSeconds);
-    };
-    let deferred = false;
-    c.set("idle", {
-      defer: () => {
-        deferred = true;
-        return restore;
-      },
-    });
-    try {
-      await next();
-    } catch (err) {
-      restore();
-      throw err;
-    }
-    if (deferred) return;
-    const res = c.res;
-    if (!res.body || !(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
-      restore();
-      return;
-    }
-    // A stream whose producer did not take the restore on itself.
-    const body = res.body.pipeThrough(new TransformStream({ flush: restore }));
-    c.res = new Response(body, res);
-  };
+  }
+
+  /** Lifts the request's idle timeout; null when there is none to lift (no server, or none set). */
+  static lift(
+    server: IdleControl | undefined,
+    req: Request,
+    seconds: number,
+  ): IdleExemption | null {
+    return server && seconds > 0 ? new IdleExemption(server, req, seconds) : null;
+  }
+
+  /**
+   * A streamed answer puts the idle timeout back itself, when its last byte
+   * is out (or the client left): call the function returned then.
+   */
+  defer(): () => void {
+    this.deferred = true;
+    return () => this.restore();
+  }
+
+  /** The answer is ready: the timeout goes back, unless a stream took that on. */
+  answered(): void {
+    if (!this.deferred) this.restore();
+  }
+
+  private restore(): void {
+    if (this.restored) return;
+    this.restored = true;
+    this.server.timeout(this.req, this.seconds);
+  }
 }

@@ -9,13 +9,16 @@ export async function readWhole(
   limitMs: number,
   abort: AbortController,
 ): Promise<Uint8Array> {
+  const whole = upstream.bytes();
+  // A short answer is usually all there already: no timer for it.
+  if (Bun.peek.status(whole) === "fulfilled") return Bun.peek(whole) as Uint8Array;
   let silent = false;
   const timer = setTimeout(() => {
     silent = true;
     abort.abort();
   }, limitMs);
   try {
-    return await upstream.bytes();
+    return await whole;
   } catch (err) {
     if (silent) {
       throw new GatewayError(

@@ -1,5 +1,4 @@
 import type { Context } from "hono";
-import { getConnInfo } from "hono/bun";
 import {
   canonicalAddress,
   clientAddress,
@@ -28,34 +27,46 @@ export interface RequestSource {
   host: string;
 }
 
+/** What Bun hands a handler beside the request: the server, which knows each request's peer. */
+interface PeerInfo {
+  requestIP(req: Request): { address: string } | null;
+}
+
 /** The socket's peer; in-process tests (`app.request`) have no socket: "unknown". */
-function peerAddress(c: Context): string {
-  try {
-    const raw = getConnInfo(c).remote.address;
-    return raw === undefined ? "unknown" : (canonicalAddress(raw) ?? raw);
-  } catch {
-    return "unknown";
-  }
+export function peerAddress(server: unknown, req: Request): string {
+  const s = server as Partial<PeerInfo> | undefined;
+  if (typeof s?.requestIP !== "function") return "unknown";
+  const raw = s.requestIP(req)?.address;
+  return raw === undefined ? "unknown" : (canonicalAddress(raw) ?? raw);
 }
 
 /** The first value of a header a proxy may have sent as a list. */
-const first = (v: string | undefined) => v?.split(",")[0]?.trim() || undefined;
+const first = (v: string | null) => v?.split(",")[0]?.trim() || undefined;
 
 export function requestSource(c: Context, proxies: TrustedProxies): RequestSource {
-  const peer = peerAddress(c);
-  const url = new URL(c.req.url);
-  const ownHost = (c.req.header("host") ?? url.host).toLowerCase();
+  return requestSourceOf(c.req.raw, peerAddress(c.env, c.req.raw), proxies);
+}
+
+/** The same, from the request and its socket's peer. */
+export function requestSourceOf(
+  req: Request,
+  peer: string,
+  proxies: TrustedProxies,
+): RequestSource {
+  const url = new URL(req.url);
+  const header = (name: string) => req.headers.get(name);
+  const ownHost = (header("host") ?? url.host).toLowerCase();
   const ownHttps = url.protocol === "https:";
   if (!proxies.trusts(peer)) {
     return { address: peer, limiterKey: limiterKey(peer), https: ownHttps, host: ownHost };
   }
-  const address = clientAddress(peer, c.req.header("x-forwarded-for"), proxies);
-  const proto = first(c.req.header("x-forwarded-proto"))?.toLowerCase();
+  const address = clientAddress(peer, header("x-forwarded-for") ?? undefined, proxies);
+  const proto = first(header("x-forwarded-proto"))?.toLowerCase();
   return {
     address,
     limiterKey: limiterKey(address),
     proxy: peer,
     https: proto === undefined ? ownHttps : proto === "https",
-    host: first(c.req.header("x-forwarded-host"))?.toLowerCase() ?? ownHost,
+    host: first(header("x-forwarded-host"))?.toLowerCase() ?? ownHost,
   };
 }

@@ -1,4 +1,3 @@
-import type { Context } from "hono";
 import { type ChargeHandle, type ChargeRequest, openCharge } from "../../accounting/charge.ts";
 import type { UsageLedger } from "../../accounting/ledger.ts";
 import type { Config } from "../../config.ts";
@@ -16,10 +15,13 @@ import type { Slot } from "../../quota/fair-queue.ts";
 import { InFlight, type Ticket } from "../../quota/in-flight.ts";
 import { KeyAdmissions } from "../../quota/key-admission.ts";
 import type { UsageView } from "../../quota/usage-view.ts";
+import type { KeyRecord } from "../../storage/types.ts";
+import type { AccessLog } from "../access-log.ts";
+import type { IdleExemption } from "../idle-exemption.ts";
 import { type Answering, streamAnswer, wholeAnswer } from "./answer.ts";
 import { admissionRefusal, concurrencyRefusal, upstreamRefusal } from "./refusals.ts";
 import { byteLength, requestBody, serialize } from "./request-body.ts";
-import type { ProxyEnv } from "./target.ts";
+import type { ProxyTarget } from "./target.ts";
 import { upstreamQueue, upstreamSlot } from "./upstream-slot.ts";
 
 export interface ProxyDeps {
@@ -32,10 +34,10 @@ export interface ProxyDeps {
 
 /**
  * Every /v1/* request, once its target is checked and its key known
- * (target.ts, key.ts): read the body under the key's rules, admit it against
- * the key's quota, wait for an upstream slot, open its one charge, forward it
- * with the operator's key, and answer (streamed as it arrives) charging what
- * the upstream reports. Each step lives in its own module; this one only
+ * (entry.ts, with target.ts and key.ts): read the body under the key's
+ * rules, admit it against the key's quota, wait for an upstream slot, open
+ * its one charge, forward it with the operator's key, and answer (streamed
+ * as it arrives) charging what the upstream reports. Each step lives in its own module; this one only
  * puts them in order.
  */
 export function proxyHandler(deps: ProxyDeps) {
@@ -55,11 +57,13 @@ export function proxyHandler(deps: ProxyDeps) {
     metrics,
   );
 
-  return async function proxy(c: Context<ProxyEnv>): Promise<Response> {
-    const req = c.req.raw;
-    const { dialect, path, url, endpoint } = c.get("target");
-    const key = c.get("key");
-    const access = c.get("access");
+  return async function proxy(
+    req: Request,
+    { dialect, path, url, endpoint }: ProxyTarget,
+    key: KeyRecord,
+    access: AccessLog,
+    idle: IdleExemption | null,
+  ): Promise<Response> {
     if (!config.upstreamApiKey) {
       throw new GatewayError(
         "upstream_not_configured",
@@ -184,7 +188,7 @@ export function proxyHandler(deps: ProxyDeps) {
       const answerHeaders = clientHeaders(upstream.headers, upstream.status);
       const isStream = (upstream.headers.get("content-type") ?? "").includes("text/event-stream");
       if (isStream && upstream.body && upstream.ok) {
-        const onEnd = c.get("idle")?.defer();
+        const onEnd = idle?.defer();
         streaming = true;
         return streamAnswer(answering, upstream.body, upstream.status, answerHeaders, {
           hideUsageChunk: prepared.hideUsageChunk,

@@ -1,11 +1,7 @@
-import type { MiddlewareHandler } from "hono";
 import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
 import type { Metrics } from "../../metrics/registry.ts";
 import { checkPath, dialectOfPath, type Endpoint } from "../../proxy/endpoints.ts";
-import type { KeyRecord } from "../../storage/types.ts";
-import type { AccessLogEnv } from "../access-log.ts";
-import type { IdleEnv } from "../idle-exemption.ts";
 
 /** Where a proxied request goes: the endpoint it was checked against. */
 export interface ProxyTarget {
@@ -17,19 +13,14 @@ export interface ProxyTarget {
   endpoint: Endpoint | null;
 }
 
-/** What the steps before the proxy route hand it: the target, then the key. */
-export type ProxyEnv = AccessLogEnv &
-  IdleEnv & { Variables: { target: ProxyTarget; key: KeyRecord } };
-
 /**
  * First step of every /v1/* request: only endpoints the gateway meters (or
  * the operator added in EXTRA_PATHS) go upstream; anything else is refused
  * before the key is even looked at.
  */
-export function proxyTarget(config: Config, metrics: Metrics): MiddlewareHandler<ProxyEnv> {
+export function proxyTarget(config: Config, metrics: Metrics): (req: Request) => ProxyTarget {
   const extraPaths = new Set(config.extraPaths);
-  return async function checkTarget(c, next) {
-    const req = c.req.raw;
+  return function checkTarget(req) {
     const url = new URL(req.url);
     const checked = checkPath(req.method, url.pathname, extraPaths);
     if (!checked.ok) {
@@ -37,12 +28,11 @@ export function proxyTarget(config: Config, metrics: Metrics): MiddlewareHandler
       metrics.blockedPaths.inc({ reason: malformed ? "malformed" : "not_found" });
       throw new GatewayError(malformed ? "invalid_request" : "not_found", checked.message);
     }
-    c.set("target", {
+    return {
       dialect: dialectOfPath(url.pathname),
       path: checked.path,
       url,
       endpoint: checked.endpoint,
-    });
-    await next();
+    };
   };
 }
