@@ -191,6 +191,33 @@ describe("quota", () => {
   });
 });
 
+describe("/stats", () => {
+  test("a key read that fails once (a connection the database dropped) is tried again: the totals are the database's, not the cached row's", async () => {
+    const own = await t.newKey();
+    const auth = { authorization: `Bearer ${own.secret}` };
+    // The first look caches the key's row, with no usage yet.
+    expect(await (await t.app.request("/stats", { headers: auth })).json()).toMatchObject({
+      total_lifetime_tokens: 0,
+    });
+    t.ledger.record(own.record.id, 70, 1);
+    await t.ledger.flush();
+    const read = t.storage.getKeyById.bind(t.storage);
+    let failures = 0;
+    t.storage.getKeyById = async (id) => {
+      if (failures++ === 0) throw new Error("connection terminated unexpectedly");
+      return read(id);
+    };
+    try {
+      const stats = await t.app.request("/stats", { headers: auth });
+      expect(await stats.json()).toMatchObject({ total_lifetime_tokens: 70, total_requests: 1 });
+      expect(failures).toBe(2);
+      expect(t.health.degraded).toBe(false);
+    } finally {
+      t.storage.getKeyById = read;
+    }
+  });
+});
+
 describe("CORS for browser callers (CORS_ORIGINS, default *)", () => {
   test("a page may call the API, /stats and the health probes; a preflight is answered", async () => {
     const origin = { origin: "https://tools.example.com" };

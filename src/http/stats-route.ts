@@ -111,14 +111,23 @@ async function freshRead(deps: StatsDeps, keyRead: Promise<KeyRecord>) {
   return { key, buckets };
 }
 
-/** The key's row from the database (its totals), or the cached one when the database is out. */
+/**
+ * The key's row from the database (its totals), or the cached one when the
+ * database is out. A read that fails is tried once more: a connection the
+ * database dropped (a restart) fails its next query, and a fresh one
+ * answers. The cached row's totals are those it was read with, without what
+ * was written since: worth a second try.
+ */
 async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
   if (deps.health.degraded) return cached;
-  try {
-    return (await deps.storage.getKeyById(cached.id)) ?? cached;
-  } catch (err) {
-    deps.health.reportFailure(err);
-    return cached;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await deps.storage.getKeyById(cached.id)) ?? cached;
+    } catch (err) {
+      if (attempt < 2 && !deps.health.degraded) continue;
+      deps.health.reportFailure(err);
+      return cached;
+    }
   }
 }
 

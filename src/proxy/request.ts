@@ -54,6 +54,7 @@ export function withoutKeyParam(search: string): string {
  * key's rules) like the path an upstream would normalise it to.
  */
 export function canonicalPath(path: string): string {
+  if (!path.includes("//") && !path.endsWith("/")) return path;
   const p = path.replace(/\/{2,}/g, "/");
   return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
 }
