@@ -151,6 +151,31 @@ describe("proxying", () => {
     expect(mock.requests).toHaveLength(before);
   });
 
+  test("a body the rules leave alone goes upstream byte for byte, as it came", async () => {
+    const sent =
+      '{\n  "model": "glm-4.7",\n  "max_tokens": 5,\n  "messages": [ {"role": "user", "content": "a \\"max_tokens\\": 9 \\u00e9"} ]\n}';
+    const r = await messages({ "x-api-key": key }, sent);
+    expect(r.status).toBe(200);
+    expect(mock.requests.at(-1)?.text).toBe(sent);
+    // Changed by the rules (the default model): re-serialised.
+    await messages({ "x-api-key": key }, '{ "max_tokens": 5, "messages": [] }');
+    expect(mock.requests.at(-1)?.text).toBe('{"max_tokens":5,"messages":[],"model":"glm-4.7"}');
+  });
+
+  test("a field the gateway reads, named twice or spelled with escapes, reaches the upstream once, as the gateway read it", async () => {
+    const { secret } = await t.newKey({ tokenLimit: 1_000 });
+    for (const sent of [
+      '{"model":"glm-4.7","max_tokens":100000,"max_tokens":10,"messages":[]}',
+      '{"model":"glm-4.7","max\\u005ftokens":100000,"max_tokens":10,"messages":[]}',
+      '{"model":"glm-4.7","\\u006dax_tokens":100000,"max_tokens":10,"messages":[]}',
+    ]) {
+      const r = await messages({ "x-api-key": secret }, sent);
+      expect(r.status).toBe(200);
+      // The gateway read the last: 10 fits the key's 1,000 tokens.
+      expect(mock.requests.at(-1)?.text).toBe('{"model":"glm-4.7","max_tokens":10,"messages":[]}');
+    }
+  });
+
   test("every response carries quota headers and a request id", async () => {
     const r = await chat({ authorization: `Bearer ${key}` });
     expect(r.status).toBe(200);

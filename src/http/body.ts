@@ -85,8 +85,14 @@ async function readDeclared(req: Request, deadlineMs: number): Promise<Uint8Arra
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+export interface JsonBody {
+  /** The body as text (a leading byte-order mark dropped). */
+  text: string;
+  value: Record<string, unknown>;
+}
+
 /** A JSON object body, or a 400 that says what is wrong with it. */
-export function parseJsonObject(bytes: Uint8Array | null): Record<string, unknown> {
+export function parseJsonObject(bytes: Uint8Array | null): JsonBody {
   if (!bytes || bytes.byteLength === 0) {
     throw new GatewayError("invalid_request", "request body is empty; expected a JSON object");
   }
@@ -107,5 +113,46 @@ export function parseJsonObject(bytes: Uint8Array | null): Record<string, unknow
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new GatewayError("invalid_request", "request body must be a JSON object");
   }
-  return value as Record<string, unknown>;
+  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+    throw new GatewayError(
+      "invalid_request",
+      `request body is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`,
+    );
+  }
+  return { text, value: value as Record<string, unknown> };
+}
+
+/**
+ * How deep a request body's JSON may nest. No API request comes near it;
+ * a body past it would only be a burden, or an attack, on the upstream's
+ * parser (Python's own stops near this depth).
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** Whether `value` nests objects and arrays more than `limit` deep; walked without recursion. */
+export function nestedDeeperThan(value: object, limit: number): boolean {
+  const nodes: object[] = [value];
+  const depths: number[] = [1];
+  for (let node = nodes.pop(); node !== undefined; node = nodes.pop()) {
+    const depth = depths.pop() as number;
+    if (depth > limit) return true;
+    if (Array.isArray(node)) {
+      for (const child of node) {
+        if (typeof child === "object" && child !== null) {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
+      continue;
+    }
+    const members = node as Record<string, unknown>;
+    for (const k in members) {
+      const child = members[k];
+      if (typeof child === "object" && child !== null) {
+        nodes.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return false;
 }

@@ -155,6 +155,9 @@ export function checkExtraPath(entry: string): string | null {
   return null;
 }
 
+/** The fields `deferredWork` reads: a body goes upstream as sent only if each is plain (as-sent.ts). */
+export const DEFERRED_WORK_FIELDS = ["background"] as const;
+
 /**
  * Work the upstream would bill later, outside this request: an answer run in
  * the background (`background: true` on /v1/responses) or kept and fetched

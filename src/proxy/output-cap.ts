@@ -24,6 +24,11 @@ const RULES: Record<string, CapRule> = {
   "/v1/messages": { fields: ["max_tokens"], write: "max_tokens", multipliers: [] },
 };
 
+/** Every field an output cap is read from: a body goes upstream as sent only if each is plain (as-sent.ts). */
+export const CAP_FIELDS: readonly string[] = [
+  ...new Set(Object.values(RULES).flatMap((r) => [...r.fields, ...r.multipliers])),
+];
+
 export interface OutputCap {
   /** The cap the request names (the smallest, if it names several), or null. */
   named: number | null;

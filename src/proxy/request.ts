@@ -78,7 +78,12 @@ export interface PreparedBody {
   stream: boolean;
   /** OpenAI only: we asked for the usage chunk and the client did not, so it must be hidden. */
   hideUsageChunk: boolean;
+  /** Whether the rules changed the body (else it says what the client sent). */
+  changed: boolean;
 }
+
+/** The fields `prepareBody` reads: a body goes upstream as sent only if each is plain (as-sent.ts). */
+export const PREPARED_FIELDS = ["model", "stream", "stream_options", "include_usage"] as const;
 
 /**
  * Applies the key's rules to a JSON request body: a key's model override is
@@ -93,10 +98,15 @@ export function prepareBody(
   defaultModel: string,
 ): PreparedBody {
   const body = { ...input };
+  let changed = false;
   const modelPath = namesModel(dialect, path);
-  if (keyModel && (modelPath || "model" in body)) body.model = keyModel;
-  else if (modelPath && (typeof body.model !== "string" || body.model === ""))
+  if (keyModel && (modelPath || "model" in body)) {
+    changed = body.model !== keyModel;
+    body.model = keyModel;
+  } else if (modelPath && (typeof body.model !== "string" || body.model === "")) {
+    changed = true;
     body.model = defaultModel;
+  }
   const stream = body.stream === true;
   let hideUsageChunk = false;
   if (dialect === "openai" && stream && OPENAI_USAGE_STREAM_PATHS.test(path)) {
@@ -105,6 +115,7 @@ export function prepareBody(
         ? (body.stream_options as Record<string, unknown>)
         : {};
     hideUsageChunk = opts.include_usage !== true;
+    if (hideUsageChunk) changed = true;
     body.stream_options = { ...opts, include_usage: true };
   }
   return {
@@ -112,5 +123,6 @@ export function prepareBody(
     model: typeof body.model === "string" ? body.model : undefined,
     stream,
     hideUsageChunk,
+    changed,
   };
 }

@@ -62,6 +62,8 @@ export interface RecordedRequest {
   /** Parsed JSON body, or null when there was none or it was not JSON. */
   body: unknown;
   bodyBytes: number;
+  /** The body as received, as text (null without one). */
+  text: string | null;
 }
 
 export interface MockUpstreamOptions {
@@ -611,6 +613,7 @@ async function handle(req: Request, state: State): Promise<Response> {
       headers: Object.fromEntries(req.headers),
       body,
       bodyBytes: bytes?.byteLength ?? 0,
+      text: bytes === null ? null : new TextDecoder().decode(bytes),
     });
   }
 

@@ -1,5 +1,6 @@
 import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
+import { sendsAsItCame } from "../../proxy/as-sent.ts";
 import { deferredWork } from "../../proxy/endpoints.ts";
 import { namesModel, prepareBody } from "../../proxy/request.ts";
 import type { KeyRecord } from "../../storage/types.ts";
@@ -11,9 +12,9 @@ import { parseJsonObject, readBody } from "../body.ts";
 type JsonObject = Record<string, unknown>;
 
 export interface RequestBody {
-  /** What goes upstream as it stands. */
+  /** What goes upstream as it stands: re-serialised JSON, or the bytes as they came. */
   body: string | Uint8Array | null;
-  /** The JSON object it was made from, when it is one of ours to read. */
+  /** The JSON object it was read as, when it is one of ours to read (then it goes as JSON). */
   json: JsonObject | null;
   hideUsageChunk: boolean;
   model: string | undefined;
@@ -43,17 +44,17 @@ export async function requestBody(
     // Not ours to read (uploads and the like): forwarded as it came.
     return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
   }
-  const prepared = prepareBody(
-    dialect,
-    path,
-    parseJsonObject(bytes),
-    key.model,
-    config.defaultModel,
-  );
+  const json = parseJsonObject(bytes);
+  const prepared = prepareBody(dialect, path, json.value, key.model, config.defaultModel);
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
+  // A body the rules left alone goes as it came when that is safe
+  // (as-sent.ts): re-serialising an agent's large body costs about as much
+  // as parsing it. Its text is the very bytes received (valid UTF-8, no
+  // byte-order mark), and the runtime sends a string for less than bytes.
+  const asItCame = !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text);
   return {
-    body: serialize(prepared.body),
+    body: asItCame ? json.text : serialize(prepared.body),
     json: prepared.body,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,

@@ -142,7 +142,7 @@ export function proxyHandler(deps: ProxyDeps) {
     let streaming = false;
     try {
       const headers = upstreamHeaders(req.headers, dialect, config.upstreamApiKey, headerPolicy);
-      if (typeof body === "string") headers.set("content-type", "application/json");
+      if (prepared.json) headers.set("content-type", "application/json");
       const target = upstreamUrl(
         dialect,
         bases[dialect],

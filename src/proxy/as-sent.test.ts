@@ -1,0 +1,84 @@
+import { describe, expect, test } from "bun:test";
+import { GOVERNED_FIELDS, sendsAsItCame } from "./as-sent.ts";
+import { prepareBody } from "./request.ts";
+
+const enc = new TextEncoder();
+const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text);
+
+describe("sendsAsItCame", () => {
+  test("a plain body goes as it came, whatever its spacing and its strings hold", () => {
+    expect(asItCame('{"model":"m","max_tokens":5,"messages":[]}')).toBe(true);
+    expect(asItCame('{\n  "model" : "m",\n\t"stream": true }')).toBe(true);
+    // A governed name inside a string is text, not a key; nor are escapes in values.
+    expect(asItCame('{"messages":[{"content":"say \\"max_tokens\\": 9, \\u00e9 \\u2713"}]}')).toBe(
+      true,
+    );
+  });
+
+  test("a field the gateway reads, named twice anywhere, is re-serialised", () => {
+    for (const field of GOVERNED_FIELDS) {
+      expect({ field, ok: asItCame(`{"${field}":1,"x":{},"${field}":2}`) }).toEqual({
+        field,
+        ok: false,
+      });
+    }
+    // Nested too: stream_options.include_usage decides the usage chunk.
+    expect(
+      asItCame('{"stream":true,"stream_options":{"include_usage":false,"include_usage":true}}'),
+    ).toBe(false);
+  });
+
+  test("a key that spells a field with escapes is re-serialised, in any position", () => {
+    expect(asItCame('{"max\\u005ftokens":100000,"max_tokens":10}')).toBe(false);
+    expect(asItCame('{"\\u006dodel":"dear","model":"cheap"}')).toBe(false);
+    expect(asItCame('{"stream":true,"stream_options":{"include\\u005Fusage":false}}')).toBe(false);
+  });
+
+  test("a leading byte-order mark or space is re-serialised, as before", () => {
+    const text = '{"model":"m"}';
+    expect(sendsAsItCame(new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(text)]), text)).toBe(
+      false,
+    );
+    expect(asItCame(` ${text}`)).toBe(false);
+  });
+
+  test("every field the gateway reads is governed, and needs no escaping in a pattern", () => {
+    for (const f of [
+      "model",
+      "stream",
+      "stream_options",
+      "include_usage",
+      "max_tokens",
+      "max_completion_tokens",
+      "max_output_tokens",
+      "n",
+      "best_of",
+      "background",
+    ]) {
+      expect(GOVERNED_FIELDS).toContain(f);
+    }
+    for (const f of GOVERNED_FIELDS) expect(f).toMatch(/^[a-z_]+$/);
+  });
+});
+
+describe("prepareBody says whether it changed the body", () => {
+  test("unchanged: the model given, an override it already names, a stream already asking for usage", () => {
+    const path = "/v1/chat/completions";
+    expect(prepareBody("openai", path, { model: "m" }, null, "d").changed).toBe(false);
+    expect(prepareBody("openai", path, { model: "k" }, "k", "d").changed).toBe(false);
+    const asked = { model: "m", stream: true, stream_options: { include_usage: true } };
+    expect(prepareBody("openai", path, asked, null, "d").changed).toBe(false);
+    expect(
+      prepareBody("anthropic", "/v1/messages", { model: "m", stream: true }, null, "d").changed,
+    ).toBe(false);
+  });
+
+  test("changed: a default model, an override, usage asked for on the client's behalf", () => {
+    const path = "/v1/chat/completions";
+    expect(prepareBody("openai", path, {}, null, "d").changed).toBe(true);
+    expect(prepareBody("openai", path, { model: "m" }, "k", "d").changed).toBe(true);
+    expect(prepareBody("openai", path, { model: "m", stream: true }, null, "d").changed).toBe(true);
+    const off = { model: "m", stream: true, stream_options: { include_usage: false } };
+    expect(prepareBody("openai", path, off, null, "d").changed).toBe(true);
+  });
+});
