@@ -216,9 +216,17 @@ export class SseByteScanner {
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-/** An event's text, parsed as `SseParser` would: for the rare event worth reading whole. */
-export function decodeEvent(buf: Uint8Array, ev: SseByteEvent): SseEvent {
+/** An event's name and data, as `SseParser` would give them: for the rare event worth reading. */
+export function decodeEvent(buf: Uint8Array, ev: SseByteEvent): Pick<SseEvent, "event" | "data"> {
+  // One data line, nearly every event: its value and its name are ranges already.
+  if (ev.dataLines === 1) {
+    return {
+      event:
+        ev.nameStart === -1 ? undefined : decoder.decode(buf.subarray(ev.nameStart, ev.nameEnd)),
+      data: decoder.decode(buf.subarray(ev.dataStart, ev.dataEnd)),
+    };
+  }
   const parser = new SseParser();
   const text = decoder.decode(buf.subarray(ev.bom ? ev.start + 3 : ev.start, ev.end));
-  return parser.push(text)[0] ?? parser.end() ?? { raw: text, event: undefined, data: undefined };
+  return parser.push(text)[0] ?? parser.end() ?? { event: undefined, data: undefined };
 }

@@ -98,7 +98,7 @@ export class StreamUsage {
    * (`choices: []` plus `usage`), which a client that did not ask for usage
    * must not see.
    */
-  observe(ev: SseEvent): boolean {
+  observe(ev: Pick<SseEvent, "event" | "data">): boolean {
     const data = ev.data;
     if (data === undefined) return false;
     const usageOnly = this.readUsage(data);
