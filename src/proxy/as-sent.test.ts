@@ -3,7 +3,7 @@ import { GOVERNED_FIELDS, sendsAsItCame } from "./as-sent.ts";
 import { prepareBody } from "./request.ts";
 
 const enc = new TextEncoder();
-const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text);
+const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text, JSON.parse(text));
 
 describe("sendsAsItCame", () => {
   test("a plain body goes as it came, whatever its spacing and its strings hold", () => {
@@ -34,11 +34,17 @@ describe("sendsAsItCame", () => {
     expect(asItCame('{"stream":true,"stream_options":{"include\\u005Fusage":false}}')).toBe(false);
   });
 
+  test("a governed number that re-serialising would rewrite, or past exact integers, is re-serialised", () => {
+    expect(asItCame('{"max_tokens":1e400}')).toBe(false);
+    expect(asItCame('{"n":9007199254740993}')).toBe(false);
+    expect(asItCame('{"max_tokens":4096.5}')).toBe(false);
+    expect(asItCame('{"max_tokens":4096,"temperature":0.7}')).toBe(true);
+  });
+
   test("a leading byte-order mark or space is re-serialised, as before", () => {
     const text = '{"model":"m"}';
-    expect(sendsAsItCame(new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(text)]), text)).toBe(
-      false,
-    );
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(text)]);
+    expect(sendsAsItCame(bom, text, JSON.parse(text))).toBe(false);
     expect(asItCame(` ${text}`)).toBe(false);
   });
 

@@ -32,13 +32,23 @@ const ESCAPED_KEY =
   /"(?:[a-z_]|\\u[0-9a-fA-F]{4})*\\u[0-9a-fA-F]{4}(?:[a-z_]|\\u[0-9a-fA-F]{4})*"\s*:/;
 
 /**
- * Whether `text`, a JSON object the gateway has parsed and left unchanged,
- * may go upstream as it came (`bytes`, the same text as received).
+ * Whether `text`, a JSON object the gateway has parsed (as `value`) and left
+ * unchanged, may go upstream as it came (`bytes`, the same text as received).
  */
-export function sendsAsItCame(bytes: Uint8Array, text: string): boolean {
+export function sendsAsItCame(
+  bytes: Uint8Array,
+  text: string,
+  value: Record<string, unknown>,
+): boolean {
   // A leading byte-order mark or space is no harm to us, but not every
   // upstream takes it: such a body is re-serialised, as before.
   if (bytes[0] !== 0x7b) return false;
+  // A number re-serialising would rewrite (1e400 becomes null), or one past
+  // exact integers, could be read otherwise upstream: re-serialised.
+  for (const f of GOVERNED_FIELDS) {
+    const v = value[f];
+    if (typeof v === "number" && !Number.isSafeInteger(v)) return false;
+  }
   if (text.includes("\\u") && ESCAPED_KEY.test(text)) return false;
   const seen = new Set<string>();
   GOVERNED_KEY.lastIndex = 0;

@@ -12,7 +12,7 @@ import { parseJsonObject, readBody } from "../body.ts";
 type JsonObject = Record<string, unknown>;
 
 export interface RequestBody {
-  /** What goes upstream as it stands: re-serialised JSON, or the bytes as they came. */
+  /** What goes upstream as it stands: JSON re-serialised or as it came (as-sent.ts), or bytes. */
   body: string | Uint8Array | null;
   /** The JSON object it was read as, when it is one of ours to read (then it goes as JSON). */
   json: JsonObject | null;
@@ -52,7 +52,8 @@ export async function requestBody(
   // (as-sent.ts): re-serialising an agent's large body costs about as much
   // as parsing it. Its text is the very bytes received (valid UTF-8, no
   // byte-order mark), and the runtime sends a string for less than bytes.
-  const asItCame = !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text);
+  const asItCame =
+    !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text, json.value);
   return {
     body: asItCame ? json.text : serialize(prepared.body),
     json: prepared.body,
