@@ -153,7 +153,7 @@ describe("proxying", () => {
 
   test("a body the rules leave alone goes upstream byte for byte, as it came", async () => {
     const sent =
-      '{\n  "model": "glm-4.7",\n  "max_tokens": 5,\n  "messages": [ {"role": "user", "content": "a \\"max_tokens\\": 9 \\u00e9"} ]\n}';
+      '{\n  "model": "glm-4.7",\n  "max_tokens": 5,\n  "messages": [ {"role": "user", "content": "a \\"max_tokens\\": 9 é"} ]\n}';
     const r = await messages({ "x-api-key": key }, sent);
     expect(r.status).toBe(200);
     expect(mock.requests.at(-1)?.text).toBe(sent);
@@ -174,6 +174,41 @@ describe("proxying", () => {
       // The gateway read the last: 10 fits the key's 1,000 tokens.
       expect(mock.requests.at(-1)?.text).toBe('{"model":"glm-4.7","max_tokens":10,"messages":[]}');
     }
+  });
+
+  test("a field the gateway reads, written in another case, is refused: an upstream matching keys without case would read it", async () => {
+    const before = mock.requests.length;
+    for (const sent of [
+      '{"model":"glm-4.7","max_tokens":10,"MAX_TOKENS":100000,"messages":[]}',
+      '{"model":"glm-4.7","Model":"glm-5","max_tokens":10,"messages":[]}',
+    ]) {
+      const r = await messages({ "x-api-key": key }, sent);
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { error: { message: string } }).error.message).toContain(
+        "differently written",
+      );
+    }
+    expect(mock.requests).toHaveLength(before);
+  });
+
+  test("a percent-encoded spelling of /v1 is still a proxied call, and /v1 itself is refused as one", async () => {
+    const before = mock.requests.length;
+    const r = await t.app.request("/%761/chat/completions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: '{"model":"glm-4.7","messages":[]}',
+    });
+    expect(r.status).toBe(200);
+    expect(mock.requests).toHaveLength(before + 1);
+    expect(mock.requests.at(-1)?.path).toBe("/v4/chat/completions");
+    const blocked = async () => (await t.app.request("/metrics")).text();
+    const count = (text: string) =>
+      Number(/tollgate_blocked_requests_total\{reason="not_found"\} (\d+)/.exec(text)?.[1] ?? 0);
+    const was = count(await blocked());
+    expect(
+      (await t.app.request("/v1", { headers: { authorization: `Bearer ${key}` } })).status,
+    ).toBe(404);
+    expect(count(await blocked())).toBe(was + 1);
   });
 
   test("every response carries quota headers and a request id", async () => {
@@ -229,7 +264,10 @@ describe("/stats", () => {
     const read = t.storage.getKeyById.bind(t.storage);
     let failures = 0;
     t.storage.getKeyById = async (id) => {
-      if (failures++ === 0) throw new Error("connection terminated unexpectedly");
+      if (failures++ === 0) {
+        // As postgres.js reports a connection the server closed.
+        throw Object.assign(new Error("write CONNECTION_CLOSED"), { code: "CONNECTION_CLOSED" });
+      }
       return read(id);
     };
     try {

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { getPath } from "hono/utils/url";
 import type { UsageLedger } from "./accounting/ledger.ts";
 import type { Config } from "./config.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
@@ -126,9 +127,10 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   // every other route.
   const routes = app.fetch;
   app.fetch = (req, server, ctx) => {
-    if (!isProxyPath(req.url)) return routes(req, server, ctx);
-    if (!req.headers.has("origin")) return proxy(req, server);
-    return proxy(req, server, (inner) => browsers.fetch(req, { inner }));
+    const path = getPath(req);
+    if (!isProxyPath(path)) return routes(req, server, ctx);
+    if (!req.headers.has("origin")) return proxy(req, server, path);
+    return proxy(req, server, path, (inner) => browsers.fetch(req, { inner }));
   };
   return app;
 }

@@ -93,7 +93,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     fetch: app.fetch,
     development: false,
     // Idle keep-alive connections go; proxied calls, which can stay quiet for
-    // minutes while a model thinks, are exempt (see idleExemption).
+    // minutes while a model thinks, are exempt (see http/idle-exemption.ts).
     idleTimeout: config.idleTimeoutSeconds,
     // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,

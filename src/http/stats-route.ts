@@ -13,6 +13,7 @@ import { bindingWindow, keySpanMs, windowStates } from "../quota/admission.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import type { WindowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
+import { isConnectionLost } from "../storage/open.ts";
 import type { KeyRecord, Storage } from "../storage/types.ts";
 import { WEEK_MS } from "../time/buckets.ts";
 import { TimeoutError, withTimeout } from "../util/timeout.ts";
@@ -113,10 +114,10 @@ async function freshRead(deps: StatsDeps, keyRead: Promise<KeyRecord>) {
 
 /**
  * The key's row from the database (its totals), or the cached one when the
- * database is out. A read that fails is tried once more: a connection the
- * database dropped (a restart) fails its next query, and a fresh one
- * answers. The cached row's totals are those it was read with, without what
- * was written since: worth a second try.
+ * database is out. A read whose connection broke is tried once more: a
+ * connection the database dropped (a restart) fails its next query, and the
+ * driver answers the retry on a fresh one. The cached row's totals are those
+ * it was read with, without what was written since: worth a second try.
  */
 async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
   if (deps.health.degraded) return cached;
@@ -124,7 +125,7 @@ async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
     try {
       return (await deps.storage.getKeyById(cached.id)) ?? cached;
     } catch (err) {
-      if (attempt < 2 && !deps.health.degraded) continue;
+      if (attempt < 2 && isConnectionLost(err) && !deps.health.degraded) continue;
       deps.health.reportFailure(err);
       return cached;
     }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { GOVERNED_FIELDS, sendsAsItCame } from "./as-sent.ts";
+import { GOVERNED_FIELDS, lookalikeField, sendsAsItCame } from "./as-sent.ts";
 import { prepareBody } from "./request.ts";
 
 const enc = new TextEncoder();
@@ -8,11 +8,9 @@ const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text, JSON.pa
 describe("sendsAsItCame", () => {
   test("a plain body goes as it came, whatever its spacing and its strings hold", () => {
     expect(asItCame('{"model":"m","max_tokens":5,"messages":[]}')).toBe(true);
-    expect(asItCame('{\n  "model" : "m",\n\t"stream": true }')).toBe(true);
-    // A governed name inside a string is text, not a key; nor are escapes in values.
-    expect(asItCame('{"messages":[{"content":"say \\"max_tokens\\": 9, \\u00e9 \\u2713"}]}')).toBe(
-      true,
-    );
+    expect(asItCame('{\n  "model" : "m",\n\t"stream": true, "n": -1 }')).toBe(true);
+    // A governed name inside a string is text, not a key.
+    expect(asItCame('{"messages":[{"content":"say \\"max_tokens\\": 9, é ✓"}]}')).toBe(true);
   });
 
   test("a field the gateway reads, named twice anywhere, is re-serialised", () => {
@@ -28,10 +26,11 @@ describe("sendsAsItCame", () => {
     ).toBe(false);
   });
 
-  test("a key that spells a field with escapes is re-serialised, in any position", () => {
+  test("any \\u escape is re-serialised: in a key it could spell a field twice unseen", () => {
     expect(asItCame('{"max\\u005ftokens":100000,"max_tokens":10}')).toBe(false);
     expect(asItCame('{"\\u006dodel":"dear","model":"cheap"}')).toBe(false);
     expect(asItCame('{"stream":true,"stream_options":{"include\\u005Fusage":false}}')).toBe(false);
+    expect(asItCame('{"model":"m","messages":[{"content":"\\u00e9"}]}')).toBe(false);
   });
 
   test("a governed number that re-serialising would rewrite, or past exact integers, is re-serialised", () => {
@@ -39,6 +38,10 @@ describe("sendsAsItCame", () => {
     expect(asItCame('{"n":9007199254740993}')).toBe(false);
     expect(asItCame('{"max_tokens":4096.5}')).toBe(false);
     expect(asItCame('{"max_tokens":4096,"temperature":0.7}')).toBe(true);
+    // Integers written with a fraction or an exponent: strict parsers refuse them.
+    expect(asItCame('{"max_tokens":1e3}')).toBe(false);
+    expect(asItCame('{"n": 2.0}')).toBe(false);
+    expect(asItCame('{"max_tokens":1E3}')).toBe(false);
   });
 
   test("a leading byte-order mark or space is re-serialised, as before", () => {
@@ -64,6 +67,24 @@ describe("sendsAsItCame", () => {
       expect(GOVERNED_FIELDS).toContain(f);
     }
     for (const f of GOVERNED_FIELDS) expect(f).toMatch(/^[a-z_]+$/);
+  });
+});
+
+describe("lookalikeField", () => {
+  test("a governed field in another case, at the top or in stream_options, is found", () => {
+    expect(lookalikeField({ model: "m", MAX_TOKENS: 100000 })).toBe("MAX_TOKENS");
+    expect(lookalikeField({ Model: "pricey" })).toBe("Model");
+    // A Kelvin sign for the k, and a long s for the s.
+    expect(lookalikeField({ "max_to\u212Aens": 5 })).toBe("max_to\u212Aens");
+    expect(lookalikeField({ "\u017Ftream": true })).toBe("\u017Ftream");
+    expect(lookalikeField({ stream_options: { Include_Usage: false } })).toBe("Include_Usage");
+  });
+
+  test("the fields themselves, and other keys, are not", () => {
+    expect(
+      lookalikeField({ model: "m", max_tokens: 5, stream_options: { include_usage: true } }),
+    ).toBeNull();
+    expect(lookalikeField({ temperature: 1, Tools: [], messages: [{ MODEL: "x" }] })).toBeNull();
   });
 });
 

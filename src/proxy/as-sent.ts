@@ -12,8 +12,9 @@ import { PREPARED_FIELDS } from "./request.ts";
 // last, others keep the first): `{"max_tokens":100000,"max_tokens":10}`
 // would be admitted as 10 and answered as 100000. So a body goes as it came
 // only when the rules left it unchanged and every field the gateway reads
-// appears at most once in it, anywhere, spelled plainly: a key written with
-// `\u` escapes could spell a field a second time unseen.
+// appears at most once in it, anywhere, spelled plainly, with a number
+// written as a plain integer. (Keys that spell a field in another case are
+// refused before this: see `lookalikeField`.)
 
 /** Every field the gateway reads from a request body to govern it. */
 export const GOVERNED_FIELDS: readonly string[] = [
@@ -22,14 +23,8 @@ export const GOVERNED_FIELDS: readonly string[] = [
 
 /** A governed field used as a key, spelled plainly: `"max_tokens" :` (the names need no escaping). */
 const GOVERNED_KEY = new RegExp(`"(${GOVERNED_FIELDS.join("|")})"\\s*:`, "g");
-
-/**
- * A key made of lower-case letters and `_` only, some of them written as
- * `\u` escapes: every other spelling of a governed field. (A false alarm, a
- * string that merely looks like one, only costs the re-serialisation.)
- */
-const ESCAPED_KEY =
-  /"(?:[a-z_]|\\u[0-9a-fA-F]{4})*\\u[0-9a-fA-F]{4}(?:[a-z_]|\\u[0-9a-fA-F]{4})*"\s*:/;
+/** After a key: a number with a fraction or an exponent (`1e3`, `10.0`), which strict parsers refuse as an integer. */
+const NOT_PLAIN_INTEGER = /\s*-?\d+[.eE]/y;
 
 /**
  * Whether `text`, a JSON object the gateway has parsed (as `value`) and left
@@ -43,19 +38,45 @@ export function sendsAsItCame(
   // A leading byte-order mark or space is no harm to us, but not every
   // upstream takes it: such a body is re-serialised, as before.
   if (bytes[0] !== 0x7b) return false;
+  // Any \u escape, in a key (it could spell a field unseen) or in a value
+  // (the size estimate counts the text as sent: six characters for one):
+  // re-serialised.
+  if (text.includes("\\u")) return false;
   // A number re-serialising would rewrite (1e400 becomes null), or one past
-  // exact integers, could be read otherwise upstream: re-serialised.
+  // exact integers, could be read otherwise upstream.
   for (const f of GOVERNED_FIELDS) {
     const v = value[f];
     if (typeof v === "number" && !Number.isSafeInteger(v)) return false;
   }
-  if (text.includes("\\u") && ESCAPED_KEY.test(text)) return false;
   const seen = new Set<string>();
   GOVERNED_KEY.lastIndex = 0;
   for (let m = GOVERNED_KEY.exec(text); m !== null; m = GOVERNED_KEY.exec(text)) {
     const field = m[1] as string;
     if (seen.has(field)) return false;
     seen.add(field);
+    NOT_PLAIN_INTEGER.lastIndex = GOVERNED_KEY.lastIndex;
+    if (NOT_PLAIN_INTEGER.test(text)) return false;
   }
   return true;
+}
+
+const GOVERNED = new Set(GOVERNED_FIELDS);
+
+/**
+ * A key of `body` (or of its `stream_options`) that is not a governed field
+ * but is one in another case (`MAX_TOKENS`, or with a Kelvin sign for the k):
+ * some upstream parsers match keys without regard to case, and would read it
+ * where the gateway reads nothing. Null when there is none.
+ */
+export function lookalikeField(body: Record<string, unknown>): string | null {
+  const options = body.stream_options;
+  const nested =
+    typeof options === "object" && options !== null && !Array.isArray(options)
+      ? Object.keys(options)
+      : [];
+  for (const key of [...Object.keys(body), ...nested]) {
+    if (GOVERNED.has(key)) continue;
+    if (GOVERNED.has(key.toUpperCase().toLowerCase())) return key;
+  }
+  return null;
 }

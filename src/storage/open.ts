@@ -16,6 +16,25 @@ export function isPermanentPgError(err: unknown): boolean {
   return typeof code === "string" && PERMANENT_PG_CODES.has(code);
 }
 
+/**
+ * Errors of a connection that broke, not of the query: the driver's own
+ * (postgres.js names them CONNECTION_*), the socket's, and PostgreSQL's
+ * connection exceptions (08xxx) and operator interventions (57Pxx: a
+ * shutdown or restart). Another connection may well answer.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return false;
+  return (
+    code.startsWith("CONNECTION_") ||
+    code === "ECONNRESET" ||
+    code === "ECONNREFUSED" ||
+    code === "EPIPE" ||
+    code.startsWith("08") ||
+    code.startsWith("57P")
+  );
+}
+
 /** Longest wait between two connection attempts at start-up. */
 const MAX_BACKOFF_MS = 10_000;
 

@@ -1,4 +1,3 @@
-import { getPath } from "hono/utils/url";
 import type { UsageLedger } from "../../accounting/ledger.ts";
 import type { Config } from "../../config.ts";
 import type { KeyCache } from "../../keys/cache.ts";
@@ -28,10 +27,9 @@ export interface ProxyEntryDeps {
 /** Runs the request's own steps; a browser's request is wrapped in its CORS headers. */
 export type Wrap = (inner: () => Promise<Response>) => Response | Promise<Response>;
 
-/** The path of a proxied call: every one starts with /v1/. */
-export function isProxyPath(url: string): boolean {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  return url.startsWith("/v1/", start);
+/** A proxied call's path (decoded, as routes see it): /v1 and everything under it. */
+export function isProxyPath(path: string): boolean {
+  return path === "/v1" || path.startsWith("/v1/");
 }
 
 /**
@@ -48,11 +46,15 @@ export function proxyEntry(deps: ProxyEntryDeps) {
   const key = requireKey(deps);
   const route = proxyHandler(deps);
 
-  return async function handle(req: Request, server: unknown, wrap?: Wrap): Promise<Response> {
-    const path = getPath(req);
+  return async function handle(
+    req: Request,
+    server: unknown,
+    path: string,
+    wrap?: Wrap,
+  ): Promise<Response> {
     const access = new RequestLog(log, req.method, path, req.headers.get("x-request-id"));
-    const idle = IdleExemption.lift(idleControl(server), req, config.idleTimeoutSeconds);
     const dialect = dialectOfPath(path);
+    let idle: IdleExemption | null = null;
     const steps = async () => {
       try {
         const to = target(req);
@@ -63,7 +65,13 @@ export function proxyEntry(deps: ProxyEntryDeps) {
         return renderError(err, dialect, access);
       }
     };
-    const res = wrap ? await wrap(steps) : await steps();
+    let res: Response;
+    try {
+      idle = IdleExemption.lift(idleControl(server), req, config.idleTimeoutSeconds);
+      res = wrap ? await wrap(steps) : await steps();
+    } catch (err) {
+      res = renderError(err, dialect, access);
+    }
     access.answered(res);
     idle?.answered();
     metrics.requests.inc({ route: routeLabel(path), status: res.status, dialect });

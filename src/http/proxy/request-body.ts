@@ -1,6 +1,6 @@
 import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
-import { sendsAsItCame } from "../../proxy/as-sent.ts";
+import { lookalikeField, sendsAsItCame } from "../../proxy/as-sent.ts";
 import { deferredWork } from "../../proxy/endpoints.ts";
 import { namesModel, prepareBody } from "../../proxy/request.ts";
 import type { KeyRecord } from "../../storage/types.ts";
@@ -45,6 +45,13 @@ export async function requestBody(
     return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
   }
   const json = parseJsonObject(bytes);
+  const lookalike = lookalikeField(json.value);
+  if (lookalike !== null) {
+    throw new GatewayError(
+      "invalid_request",
+      `the field ${JSON.stringify(lookalike)} is a differently written ${JSON.stringify(lookalike.toUpperCase().toLowerCase())}; send it as that`,
+    );
+  }
   const prepared = prepareBody(dialect, path, json.value, key.model, config.defaultModel);
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
@@ -52,6 +59,7 @@ export async function requestBody(
   // (as-sent.ts): re-serialising an agent's large body costs about as much
   // as parsing it. Its text is the very bytes received (valid UTF-8, no
   // byte-order mark), and the runtime sends a string for less than bytes.
+  // The size estimate then counts the text as sent, spacing included.
   const asItCame =
     !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text, json.value);
   return {
