@@ -78,6 +78,8 @@ describe("lookalikeField", () => {
     expect(lookalikeField({ "max_to\u212Aens": 5 })).toBe("max_to\u212Aens");
     expect(lookalikeField({ "\u017Ftream": true })).toBe("\u017Ftream");
     expect(lookalikeField({ stream_options: { Include_Usage: false } })).toBe("Include_Usage");
+    // A ligature that upper-cases to two letters.
+    expect(lookalikeField({ "\uFB05ream": true })).toBe("\uFB05ream");
   });
 
   test("the fields themselves, and other keys, are not", () => {

@@ -61,6 +61,14 @@ export function sendsAsItCame(
 }
 
 const GOVERNED = new Set(GOVERNED_FIELDS);
+/** A key in lower-case ASCII folds to nothing but itself: the common case, not folded. */
+const PLAIN_KEY = /^[a-z0-9_]*$/;
+
+/** Whether `key` is not a governed field but folds to one (`MAX_TOKENS`, or `ﬅream` for stream). */
+function foldsToGoverned(key: string): boolean {
+  if (PLAIN_KEY.test(key) || GOVERNED.has(key)) return false;
+  return GOVERNED.has(key.toUpperCase().toLowerCase());
+}
 
 /**
  * A key of `body` (or of its `stream_options`) that is not a governed field
@@ -69,14 +77,9 @@ const GOVERNED = new Set(GOVERNED_FIELDS);
  * where the gateway reads nothing. Null when there is none.
  */
 export function lookalikeField(body: Record<string, unknown>): string | null {
+  for (const key in body) if (foldsToGoverned(key)) return key;
   const options = body.stream_options;
-  const nested =
-    typeof options === "object" && options !== null && !Array.isArray(options)
-      ? Object.keys(options)
-      : [];
-  for (const key of [...Object.keys(body), ...nested]) {
-    if (GOVERNED.has(key)) continue;
-    if (GOVERNED.has(key.toUpperCase().toLowerCase())) return key;
-  }
+  if (typeof options !== "object" || options === null || Array.isArray(options)) return null;
+  for (const key in options) if (foldsToGoverned(key)) return key;
   return null;
 }
