@@ -3,7 +3,7 @@ import { GOVERNED_FIELDS, lookalikeField, sendsAsItCame } from "./as-sent.ts";
 import { prepareBody } from "./request.ts";
 
 const enc = new TextEncoder();
-const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text, JSON.parse(text));
+const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text);
 
 describe("sendsAsItCame", () => {
   test("a plain body goes as it came, whatever its spacing and its strings hold", () => {
@@ -47,7 +47,7 @@ describe("sendsAsItCame", () => {
   test("a leading byte-order mark or space is re-serialised, as before", () => {
     const text = '{"model":"m"}';
     const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(text)]);
-    expect(sendsAsItCame(bom, text, JSON.parse(text))).toBe(false);
+    expect(sendsAsItCame(bom, text)).toBe(false);
     expect(asItCame(` ${text}`)).toBe(false);
   });
 

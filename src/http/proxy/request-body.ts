@@ -60,8 +60,7 @@ export async function requestBody(
   // as parsing it. Its text is the very bytes received (valid UTF-8, no
   // byte-order mark), and the runtime sends a string for less than bytes.
   // The size estimate then counts the text as sent, spacing included.
-  const asItCame =
-    !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text, json.value);
+  const asItCame = !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text);
   return {
     body: asItCame ? json.text : serialize(prepared.body),
     json: prepared.body,
@@ -70,7 +69,11 @@ export async function requestBody(
   };
 }
 
-/** JSON.parse takes nesting that JSON.stringify cannot give back (a RangeError): the client's mistake. */
+/**
+ * A body nested past MAX_JSON_DEPTH is refused as it is read (http/body.ts);
+ * should JSON.stringify still run out of stack (a RangeError), it is the
+ * client's mistake all the same.
+ */
 export function serialize(body: unknown): string {
   try {
     return JSON.stringify(body);
