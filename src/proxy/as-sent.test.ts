@@ -1,39 +1,45 @@
 import { describe, expect, test } from "bun:test";
-import { GOVERNED_FIELDS, lookalikeField, sendsAsItCame } from "./as-sent.ts";
+import { GOVERNED_FIELDS, lookalikeField, plainFieldText } from "./as-sent.ts";
 import { prepareBody } from "./request.ts";
+import { readTopLevel } from "./top-level.ts";
 
 const enc = new TextEncoder();
-const asItCame = (text: string) => sendsAsItCame(enc.encode(text), text);
+/** Whether a body the rules leave alone may go as it came. */
+const asItCame = (text: string) => readTopLevel(enc.encode(text), 1000)?.plain;
 
-describe("sendsAsItCame", () => {
+describe("a body goes as it came only when its governed fields are plain", () => {
   test("a plain body goes as it came, whatever its spacing and its strings hold", () => {
     expect(asItCame('{"model":"m","max_tokens":5,"messages":[]}')).toBe(true);
     expect(asItCame('{\n  "model" : "m",\n\t"stream": true, "n": -1 }')).toBe(true);
     // A governed name inside a string is text, not a key.
     expect(asItCame('{"messages":[{"content":"say \\"max_tokens\\": 9, é ✓"}]}')).toBe(true);
+    // Values the gateway does not read may hold escapes and governed names:
+    // they reach the upstream as they came, and it governs nothing by them.
+    expect(asItCame('{"model":"m","messages":[{"content":"\\u00e9","model":"x"}]}')).toBe(true);
   });
 
-  test("a field the gateway reads, named twice anywhere, is re-serialised", () => {
+  test("a field the gateway reads, named twice at the top level, is written anew", () => {
     for (const field of GOVERNED_FIELDS) {
       expect({ field, ok: asItCame(`{"${field}":1,"x":{},"${field}":2}`) }).toEqual({
         field,
         ok: false,
       });
     }
-    // Nested too: stream_options.include_usage decides the usage chunk.
+    // Inside a governed field too: stream_options.include_usage decides the usage chunk.
     expect(
       asItCame('{"stream":true,"stream_options":{"include_usage":false,"include_usage":true}}'),
     ).toBe(false);
   });
 
-  test("any \\u escape is re-serialised: in a key it could spell a field twice unseen", () => {
+  test("a governed field spelled with a \\u escape, in its key or its value, is written anew", () => {
     expect(asItCame('{"max\\u005ftokens":100000,"max_tokens":10}')).toBe(false);
     expect(asItCame('{"\\u006dodel":"dear","model":"cheap"}')).toBe(false);
+    expect(asItCame('{"\\u006dodel":"dear"}')).toBe(false);
     expect(asItCame('{"stream":true,"stream_options":{"include\\u005Fusage":false}}')).toBe(false);
-    expect(asItCame('{"model":"m","messages":[{"content":"\\u00e9"}]}')).toBe(false);
+    expect(asItCame('{"model":"gl\\u006d"}')).toBe(false);
   });
 
-  test("a governed number that re-serialising would rewrite, or past exact integers, is re-serialised", () => {
+  test("a governed number that writing anew would rewrite, or past exact integers, is written anew", () => {
     expect(asItCame('{"max_tokens":1e400}')).toBe(false);
     expect(asItCame('{"n":9007199254740993}')).toBe(false);
     expect(asItCame('{"max_tokens":4096.5}')).toBe(false);
@@ -42,13 +48,26 @@ describe("sendsAsItCame", () => {
     expect(asItCame('{"max_tokens":1e3}')).toBe(false);
     expect(asItCame('{"n": 2.0}')).toBe(false);
     expect(asItCame('{"max_tokens":1E3}')).toBe(false);
+    expect(asItCame('{"stream_options":{"include_usage":true,"n":1.5}}')).toBe(false);
   });
 
-  test("a leading byte-order mark or space is re-serialised, as before", () => {
+  test("a leading byte-order mark or space is written anew, as before", () => {
     const text = '{"model":"m"}';
     const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(text)]);
-    expect(sendsAsItCame(bom, text)).toBe(false);
+    expect(readTopLevel(bom, 1000)?.plain).toBe(false);
+    expect(readTopLevel(bom, 1000)?.value).toEqual({ model: "m" });
     expect(asItCame(` ${text}`)).toBe(false);
+  });
+
+  test("plainFieldText: a value's own text", () => {
+    expect(plainFieldText('"glm-4.7"')).toBe(true);
+    expect(plainFieldText("10")).toBe(true);
+    expect(plainFieldText(" -3")).toBe(true);
+    expect(plainFieldText("true")).toBe(true);
+    expect(plainFieldText('{"include_usage":true}')).toBe(true);
+    expect(plainFieldText("10.0")).toBe(false);
+    expect(plainFieldText("1234567890123456")).toBe(false);
+    expect(plainFieldText('{"include_usage":true,"include_usage":false}')).toBe(false);
   });
 
   test("every field the gateway reads is governed, and needs no escaping in a pattern", () => {

@@ -2,19 +2,19 @@ import { DEFERRED_WORK_FIELDS } from "./endpoints.ts";
 import { CAP_FIELDS } from "./output-cap.ts";
 import { PREPARED_FIELDS } from "./request.ts";
 
-// Whether a client's JSON body may go upstream byte for byte, as it came,
-// rather than re-serialised from what the gateway parsed. Pure.
+// Which fields of a request body the gateway governs, and when a body may go
+// upstream byte for byte, as it came, rather than written anew. Pure.
 //
-// Re-serialising a coding agent's body (hundreds of KB) costs about as much
-// CPU as parsing it. Sending it as it came is safe only if the upstream reads
-// the very values the gateway read and governed. JSON lets a key appear
-// twice, and parsers disagree on which one counts (the gateway's keeps the
-// last, others keep the first): `{"max_tokens":100000,"max_tokens":10}`
-// would be admitted as 10 and answered as 100000. So a body goes as it came
-// only when the rules left it unchanged and every field the gateway reads
-// appears at most once in it, anywhere, spelled plainly, with a number
-// written as a plain integer. (Keys that spell a field in another case are
-// refused before this: see `lookalikeField`.)
+// Sending a body as it came is safe only if the upstream reads the very
+// values the gateway read and governed. JSON lets a key appear twice, and
+// parsers disagree on which one counts (the gateway's keeps the last, others
+// keep the first): `{"max_tokens":100000,"max_tokens":10}` would be admitted
+// as 10 and answered as 100000. So a body goes as it came only when the
+// rules left it unchanged and every governed field appears once at the top
+// level, spelled plainly, with a number written as a plain integer, and
+// names no governed field twice inside (top-level.ts checks this). Keys that
+// spell a field in another case are refused before this: see
+// `lookalikeField`.
 
 /** Every field the gateway reads from a request body to govern it. */
 export const GOVERNED_FIELDS: readonly string[] = [
@@ -32,17 +32,15 @@ const GOVERNED_KEY = new RegExp(`"(${GOVERNED_FIELDS.join("|")})"\\s*:`, "g");
 const NOT_PLAIN_INTEGER = /\s*-?(?:\d+[.eE]|\d{16})/y;
 
 /**
- * Whether `text`, a JSON object the gateway has parsed and left unchanged,
- * may go upstream as it came (`bytes`, the same text as received).
+ * Whether `text`, the JSON of a governed field's value, reaches a parser as
+ * the gateway read it: no \u escape (in a key it could spell a field
+ * unseen), a number only as a plain exact integer, and inside an object
+ * (`stream_options`) no governed field named twice.
  */
-export function sendsAsItCame(bytes: Uint8Array, text: string): boolean {
-  // A leading byte-order mark or space is no harm to us, but not every
-  // upstream takes it: such a body is re-serialised, as before.
-  if (bytes[0] !== 0x7b) return false;
-  // Any \u escape, in a key (it could spell a field unseen) or in a value
-  // (the size estimate counts the text as sent: six characters for one):
-  // re-serialised.
+export function plainFieldText(text: string): boolean {
   if (text.includes("\\u")) return false;
+  NOT_PLAIN_INTEGER.lastIndex = 0;
+  if (NOT_PLAIN_INTEGER.test(text)) return false;
   const seen = new Set<string>();
   GOVERNED_KEY.lastIndex = 0;
   for (let m = GOVERNED_KEY.exec(text); m !== null; m = GOVERNED_KEY.exec(text)) {

@@ -1,10 +1,11 @@
 import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
-import { lookalikeField, sendsAsItCame } from "../../proxy/as-sent.ts";
+import { lookalikeField } from "../../proxy/as-sent.ts";
 import { deferredWork } from "../../proxy/endpoints.ts";
 import { namesModel, prepareBody } from "../../proxy/request.ts";
+import { readTopLevel, spliceBody } from "../../proxy/top-level.ts";
 import type { KeyRecord } from "../../storage/types.ts";
-import { parseJsonObject, readBody } from "../body.ts";
+import { MAX_JSON_DEPTH, parseJsonObject, readBody } from "../body.ts";
 
 // The client's request body, read within its limits and with the key's rules
 // applied (model override, default model, usage asked for on streams).
@@ -12,7 +13,7 @@ import { parseJsonObject, readBody } from "../body.ts";
 type JsonObject = Record<string, unknown>;
 
 export interface RequestBody {
-  /** What goes upstream as it stands: JSON re-serialised or as it came (as-sent.ts), or bytes. */
+  /** What goes upstream as it stands: JSON as it came or written anew (top-level.ts), or bytes. */
   body: string | Uint8Array | null;
   /** The JSON object it was read as, when it is one of ours to read (then it goes as JSON). */
   json: JsonObject | null;
@@ -44,7 +45,7 @@ export async function requestBody(
     // Not ours to read (uploads and the like): forwarded as it came.
     return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
   }
-  const json = parseJsonObject(bytes);
+  const json = readJson(bytes);
   const lookalike = lookalikeField(json.value);
   if (lookalike !== null) {
     throw new GatewayError(
@@ -55,14 +56,13 @@ export async function requestBody(
   const prepared = prepareBody(dialect, path, json.value, key.model, config.defaultModel);
   const deferred = deferredWork(path, prepared.body);
   if (deferred) throw new GatewayError("invalid_request", deferred);
-  // A body the rules left alone goes as it came when that is safe
-  // (as-sent.ts): re-serialising an agent's large body costs about as much
-  // as parsing it. Its text is the very bytes received (valid UTF-8, no
-  // byte-order mark), and the runtime sends a string for less than bytes.
-  // The size estimate then counts the text as sent, spacing included.
-  const asItCame = !prepared.changed && bytes !== null && sendsAsItCame(bytes, json.text);
+  // A body the rules left alone, its governed fields plain, goes as the
+  // very bytes received; any other is written anew, its ungoverned values
+  // still as they came (top-level.ts). The size estimate counts the bytes
+  // sent.
+  const asItCame = !prepared.changed && json.plain && bytes !== null;
   return {
-    body: asItCame ? json.text : serialize(prepared.body),
+    body: asItCame ? bytes : serialize(prepared.body),
     json: prepared.body,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
@@ -70,13 +70,23 @@ export async function requestBody(
 }
 
 /**
+ * The body's top-level object, read without building what the gateway does
+ * not read; a body that is not one JSON object is read again the full way,
+ * which refuses it with a 400 that says what is wrong.
+ */
+function readJson(bytes: Uint8Array | null): { value: Record<string, unknown>; plain: boolean } {
+  const top = bytes === null ? null : readTopLevel(bytes, MAX_JSON_DEPTH);
+  return top ?? { value: parseJsonObject(bytes).value, plain: false };
+}
+
+/**
  * A body nested past MAX_JSON_DEPTH is refused as it is read (http/body.ts);
  * should JSON.stringify still run out of stack (a RangeError), it is the
  * client's mistake all the same.
  */
-export function serialize(body: unknown): string {
+export function serialize(body: Record<string, unknown>): string | Uint8Array {
   try {
-    return JSON.stringify(body);
+    return spliceBody(body);
   } catch {
     throw new GatewayError("invalid_request", "request body is nested too deeply");
   }
