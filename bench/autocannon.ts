@@ -13,6 +13,8 @@ export interface LoadSpec {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /** A file holding the body instead, for bodies too long for a command line (over 128 KB). */
+  bodyFile?: string;
   connections: number;
   durationSec: number;
 }
@@ -91,8 +93,7 @@ export async function runAutocannon(spec: LoadSpec): Promise<ThroughputResult> {
     String(spec.durationSec),
     "--method",
     "POST",
-    "--body",
-    spec.body,
+    ...(spec.bodyFile ? ["--input", spec.bodyFile] : ["--body", spec.body]),
   ];
   for (const [name, value] of Object.entries(spec.headers))
     args.push("--headers", `${name}=${value}`);

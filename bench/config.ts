@@ -79,14 +79,27 @@ export function readConfig(): BenchConfig {
     warmupSec: numberFrom("BENCH_WARMUP", 1, true),
     latencyRate: numberFrom("BENCH_LATENCY_RATE", 500),
     latencyDurationSec: numberFrom("BENCH_LATENCY_DURATION", 5),
+    agent: readAgentConfig(),
     pg: readPgConfig(),
+  };
+}
+
+function readAgentConfig(): BenchConfig["agent"] {
+  const raw = (process.env.BENCH_AGENT ?? "1").trim();
+  if (raw !== "0" && raw !== "1") throw new Error(`BENCH_AGENT must be 0 or 1, got "${raw}"`);
+  if (raw === "0") return null;
+  return {
+    connections: Math.round(numberFrom("BENCH_AGENT_CONNECTIONS", 10)),
+    latencyRate: numberFrom("BENCH_AGENT_LATENCY_RATE", 50),
   };
 }
 
 /** Rough wall time of a run, for the watchdog: phases plus per-process start-up. */
 export function expectedSeconds(config: BenchConfig): number {
   const cells = config.targets.length * config.scenarios.length;
-  const main = cells * (config.warmupSec + config.durationSec + config.latencyDurationSec + 2) + 20;
+  const perCell = config.warmupSec + config.durationSec + config.latencyDurationSec + 2;
+  const agentCells = config.agent ? config.targets.length : 0;
+  const main = (cells + agentCells) * perCell + 20;
   if (config.pg.mode === "off") return main;
   // Key creation (a CLI process each, a few at a time), four phases with their
   // token checks, and the start and stop of two instances.

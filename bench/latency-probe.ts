@@ -18,6 +18,8 @@ export interface ProbeSpec {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /** A file holding the body instead, for bodies too long for a command line (over 128 KB). */
+  bodyFile?: string;
   /** Requests per second. */
   rate: number;
   durationSec: number;
@@ -170,6 +172,7 @@ export async function runLatencyProbe(spec: ProbeSpec): Promise<ProbeResult> {
 
 if (import.meta.main) {
   const spec = JSON.parse(process.argv[2] ?? "") as ProbeSpec;
+  if (spec.bodyFile) spec.body = await Bun.file(spec.bodyFile).text();
   const result = await probe(spec);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   // Idle keep-alive sockets would otherwise hold the process open.

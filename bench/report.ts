@@ -8,7 +8,7 @@ import type { ThroughputResult } from "./autocannon.ts";
 import type { ProbeResult } from "./latency-probe.ts";
 import type { MachineInfo, ProcMemory } from "./machine.ts";
 import { type PgResult, pgConsole, pgMarkdown, pgVerdicts } from "./report-pg.ts";
-import { SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
+import { AGENT_SCENARIO, SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
 import { mdTable, textTable } from "./tables.ts";
 
 export interface PgConfig {
@@ -30,6 +30,8 @@ export interface BenchConfig {
   warmupSec: number;
   latencyRate: number;
   latencyDurationSec: number;
+  /** The agent-body scenario's own load (scenarios.ts), or null when it is not run. */
+  agent: { connections: number; latencyRate: number } | null;
   pg: PgConfig;
 }
 
@@ -63,6 +65,9 @@ export interface BenchResult {
     tollgate?: ProcMemory[];
     tollgateIdle?: ProcMemory[];
     bare?: ProcMemory[];
+    /** The peaks after the agent scenario's phases too (its large bodies raise them). */
+    tollgateAgent?: ProcMemory[];
+    bareAgent?: ProcMemory[];
     /** Tollgate's VmHWM (MiB) after each of its phases, in order: which phase set the peak. */
     tollgateByPhase?: Array<{ phase: string; peakMiB: number }>;
   };
@@ -81,7 +86,14 @@ export interface Verdict {
 const MiB = 1024 * 1024;
 
 function label(id: ScenarioId): string {
-  return SCENARIOS.find((s) => s.id === id)?.label ?? id;
+  return [...SCENARIOS, AGENT_SCENARIO].find((s) => s.id === id)?.label ?? id;
+}
+
+/** The scenarios measured in this run: the four, then the agent's when it ran. */
+function measured(result: BenchResult): ScenarioId[] {
+  return result.config.agent
+    ? [...result.config.scenarios, AGENT_SCENARIO.id]
+    : result.config.scenarios;
 }
 
 function rps(result: BenchResult, scenario: ScenarioId, target: TargetId): number | undefined {
@@ -116,7 +128,7 @@ const CPU_GOAL = 1.4;
 
 export function verdicts(result: BenchResult): Verdict[] {
   const out: Verdict[] = [];
-  for (const scenario of result.config.scenarios) {
+  for (const scenario of measured(result)) {
     const stream = SCENARIOS.find((s) => s.id === scenario)?.stream ?? false;
     const goal = stream ? 0.9 : 0.8;
     const t = rps(result, scenario, "tollgate");
@@ -129,7 +141,7 @@ export function verdicts(result: BenchResult): Verdict[] {
       pass: t / b >= goal,
     });
   }
-  for (const scenario of result.config.scenarios) {
+  for (const scenario of measured(result)) {
     // The steadiest figure on a shared machine: CPU time per answered request.
     const t = cpu(result, scenario, "tollgate")?.proxy;
     const b = cpu(result, scenario, "bare")?.proxy;
@@ -141,7 +153,7 @@ export function verdicts(result: BenchResult): Verdict[] {
       pass: t / b <= CPU_GOAL,
     });
   }
-  for (const scenario of result.config.scenarios) {
+  for (const scenario of measured(result)) {
     const t = probe(result, scenario, "tollgate");
     const b = probe(result, scenario, "bare");
     if (t === undefined || b === undefined) continue;
@@ -156,7 +168,7 @@ export function verdicts(result: BenchResult): Verdict[] {
   const peak = peakMiB(result.memory.tollgate);
   if (peak !== undefined) {
     out.push({
-      name: "gateway peak RSS",
+      name: "gateway peak RSS (the four scenarios)",
       goal: "<= 100 MiB",
       measured: `${peak.toFixed(1)} MiB`,
       pass: peak <= 100,
@@ -174,8 +186,8 @@ export function verdicts(result: BenchResult): Verdict[] {
   return [...out, ...pgVerdicts(result.pg)];
 }
 
-function throughputRows(result: BenchResult): string[][] {
-  return result.config.scenarios.map((scenario) => {
+function throughputRows(result: BenchResult, scenarios: ScenarioId[]): string[][] {
+  return scenarios.map((scenario) => {
     const d = rps(result, scenario, "direct");
     const b = rps(result, scenario, "bare");
     const t = rps(result, scenario, "tollgate");
@@ -214,8 +226,8 @@ function cpu(result: BenchResult, scenario: ScenarioId, target: TargetId) {
   return result.throughput.find((t) => t.scenario === scenario && t.target === target)?.cpuUs;
 }
 
-function cpuRows(result: BenchResult): string[][] {
-  return result.config.scenarios.map((scenario) => {
+function cpuRows(result: BenchResult, scenarios: ScenarioId[]): string[][] {
+  return scenarios.map((scenario) => {
     const b = cpu(result, scenario, "bare")?.proxy;
     const t = cpu(result, scenario, "tollgate")?.proxy;
     const m = cpu(result, scenario, "direct")?.upstream;
@@ -226,8 +238,8 @@ function cpuRows(result: BenchResult): string[][] {
 
 const CPU_HEAD = ["scenario", "mock (direct)", "bare proxy", "tollgate", "tollgate/bare"];
 
-function latencyRows(result: BenchResult): string[][] {
-  return result.config.scenarios.map((scenario) => {
+function latencyRows(result: BenchResult, scenarios: ScenarioId[]): string[][] {
+  return scenarios.map((scenario) => {
     const d = probe(result, scenario, "direct");
     const b = probe(result, scenario, "bare");
     const t = probe(result, scenario, "tollgate");
@@ -285,7 +297,34 @@ function memoryLine(result: BenchResult): string {
     phases.length === 0
       ? ""
       : ` Tollgate's peak after each phase (MiB): ${phases.map((p) => `${p.phase} ${p.peakMiB.toFixed(0)}`).join(", ")}.`;
-  return `Peak RSS (VmHWM): ${describe("Tollgate", result.memory.tollgate)}${idleText}; ${describe("bare proxy", result.memory.bare)}.${byPhase}`;
+  return `Peak RSS (VmHWM) over the four scenarios: ${describe("Tollgate", result.memory.tollgate)}${idleText}; ${describe("bare proxy", result.memory.bare)}.${byPhase}`;
+}
+
+/** The agent scenario's own section: its load, its three tables, the peaks it raised. */
+function agentSection(
+  result: BenchResult,
+  table: (head: string[], rows: string[][]) => string,
+): string[] {
+  const agent = result.config.agent;
+  if (agent === null) return [];
+  const ids = [AGENT_SCENARIO.id];
+  const kb = Math.round(AGENT_SCENARIO.body.length / 1000);
+  const peak = (m: ProcMemory[] | undefined) => {
+    const p = peakMiB(m);
+    return p === undefined ? "-" : `${p.toFixed(1)} MiB`;
+  };
+  return [
+    `Agent body (${kb} KB of JSON, a coding agent's conversation: bench/agent-body.ts): ${agent.connections} connections, ${result.config.durationSec} s per phase; latency at a fixed ${agent.latencyRate} req/s, ms`,
+    "",
+    table(THROUGHPUT_HEAD, throughputRows(result, ids)),
+    "",
+    table(CPU_HEAD, cpuRows(result, ids)),
+    "",
+    table(LATENCY_HEAD, latencyRows(result, ids)),
+    "",
+    `Peak RSS after the agent phases: Tollgate ${peak(result.memory.tollgateAgent)}; bare proxy ${peak(result.memory.bareAgent)}.`,
+    "",
+  ];
 }
 
 function verdictRows(list: Verdict[]): string[][] {
@@ -300,15 +339,17 @@ export function consoleReport(result: BenchResult): string {
     machineLine(result),
     "",
     `Throughput: 2xx responses per second, ${c.connections} connections, ${c.durationSec} s per phase`,
-    textTable(THROUGHPUT_HEAD, throughputRows(result)),
+    textTable(THROUGHPUT_HEAD, throughputRows(result, c.scenarios)),
     "",
     "CPU per request during the throughput phases, microseconds (user + system)",
-    textTable(CPU_HEAD, cpuRows(result)),
+    textTable(CPU_HEAD, cpuRows(result, c.scenarios)),
     "",
     `Latency: full response at a fixed ${c.latencyRate} req/s for ${c.latencyDurationSec} s, ms`,
-    textTable(LATENCY_HEAD, latencyRows(result)),
+    textTable(LATENCY_HEAD, latencyRows(result, c.scenarios)),
     "",
     memoryLine(result),
+    "",
+    ...agentSection(result, textTable),
     tokenLine(result.tokens),
     "",
     ...pgConsole(result.pg, c.connections, c.durationSec),
@@ -328,18 +369,19 @@ export function markdownReport(result: BenchResult): string {
     "",
     `Throughput (2xx req/s, ${c.connections} connections, ${c.durationSec} s per phase):`,
     "",
-    mdTable(THROUGHPUT_HEAD, throughputRows(result)),
+    mdTable(THROUGHPUT_HEAD, throughputRows(result, c.scenarios)),
     "",
     "CPU per request (µs, user + system, during the throughput phases):",
     "",
-    mdTable(CPU_HEAD, cpuRows(result)),
+    mdTable(CPU_HEAD, cpuRows(result, c.scenarios)),
     "",
     `Latency at a fixed ${c.latencyRate} req/s (ms, p50 / p99, full response):`,
     "",
-    mdTable(LATENCY_HEAD, latencyRows(result)),
+    mdTable(LATENCY_HEAD, latencyRows(result, c.scenarios)),
     "",
     memoryLine(result),
     "",
+    ...agentSection(result, (head, rows) => mdTable(head, rows)),
     tokenLine(result.tokens),
     "",
     ...pgMarkdown(result.pg, c.connections, c.durationSec),

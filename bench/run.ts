@@ -10,7 +10,7 @@
  * Tollgate talks to a mock of its own, so that mock's token count belongs to
  * Tollgate's phases alone, whatever the direct and bare phases did.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runAutocannon } from "./autocannon.ts";
@@ -42,7 +42,14 @@ import {
   verdicts,
   writeResults,
 } from "./report.ts";
-import { headersFor, pathFor, SCENARIOS, type Scenario, type TargetId } from "./scenarios.ts";
+import {
+  AGENT_SCENARIO,
+  headersFor,
+  pathFor,
+  SCENARIOS,
+  type Scenario,
+  type TargetId,
+} from "./scenarios.ts";
 
 const HERE = import.meta.dir;
 // The gateway batches usage writes; give it this long before the first comparison.
@@ -137,17 +144,26 @@ function notePeak(target: Target, phase: string, result: BenchResult): void {
   result.memory.tollgateByPhase.push({ phase, peakMiB: peak / (1024 * 1024) });
 }
 
+/** How a phase loads its target when not as the config says: the agent scenario's own load. */
+interface PhaseLoad {
+  connections?: number;
+  rate?: number;
+  bodyFile?: string;
+}
+
 async function throughputPhase(
   config: BenchConfig,
   scenario: Scenario,
   target: Target,
   result: BenchResult,
+  load: PhaseLoad = {},
 ): Promise<number> {
   const spec = {
     url: urlFor(target, scenario),
     headers: headersFor(scenario, target.key),
     body: scenario.body,
-    connections: config.connections,
+    bodyFile: load.bodyFile,
+    connections: load.connections ?? config.connections,
   };
   let ok = 0;
   if (config.warmupSec > 0) {
@@ -179,13 +195,16 @@ async function latencyPhase(
   scenario: Scenario,
   target: Target,
   result: BenchResult,
+  load: PhaseLoad = {},
 ): Promise<number> {
-  log(`latency ${target.id} ${scenario.id} at ${config.latencyRate} req/s`);
+  const rate = load.rate ?? config.latencyRate;
+  log(`latency ${target.id} ${scenario.id} at ${rate} req/s`);
   const probed = await runLatencyProbe({
     url: urlFor(target, scenario),
     headers: headersFor(scenario, target.key),
-    body: scenario.body,
-    rate: config.latencyRate,
+    body: load.bodyFile ? "" : scenario.body,
+    bodyFile: load.bodyFile,
+    rate,
     durationSec: config.latencyDurationSec,
     warmupSec: PROBE_WARMUP_SEC,
   });
@@ -273,10 +292,15 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
       if (target.id === "tollgate") tollgateOk += ok;
     }
   }
+  // The four scenarios' peaks, before the agent's large bodies raise them.
+  if (setup.gateway) result.memory.tollgate = memoryOf(setup.gateway.child.pid);
+  result.memory.bare = memoryOf(setup.barePid);
+  if (config.agent) {
+    tollgateOk += await agentPhases(config, config.agent, setup, dir, result);
+  }
   if (setup.gateway && setup.gatewayUpstream) {
     log("waiting for Tollgate's usage flush");
     result.tokens = await checkTokens(setup.gateway, setup.gatewayUpstream, tollgateOk);
-    result.memory.tollgate = memoryOf(setup.gateway.child.pid);
     // Done with it: an idle gateway's timers should not run beside the PostgreSQL phases.
     const child = setup.gateway.child;
     await stopChild(child);
@@ -291,7 +315,6 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
       notes.push(`Tollgate logged ${lines.length} line(s) at warn or above, first: ${lines[0]}`);
     }
   }
-  result.memory.bare = memoryOf(setup.barePid);
   result.pg = await runPostgres(pgTarget, {
     config,
     dir,
@@ -302,6 +325,35 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
     log,
   });
   return result;
+}
+
+/**
+ * The agent scenario on every target: throughput and latency with its own
+ * load, then the peaks it raised. Its body goes through a file: it is too
+ * long for a command line.
+ */
+async function agentPhases(
+  config: BenchConfig,
+  agent: NonNullable<BenchConfig["agent"]>,
+  setup: Setup,
+  dir: string,
+  result: BenchResult,
+): Promise<number> {
+  const bodyFile = join(dir, "agent-body.json");
+  writeFileSync(bodyFile, AGENT_SCENARIO.body);
+  const load = { connections: agent.connections, rate: agent.latencyRate, bodyFile };
+  let tollgateOk = 0;
+  for (const target of setup.targets) {
+    const ok = await throughputPhase(config, AGENT_SCENARIO, target, result, load);
+    if (target.id === "tollgate") tollgateOk += ok;
+  }
+  for (const target of setup.targets) {
+    const ok = await latencyPhase(config, AGENT_SCENARIO, target, result, load);
+    if (target.id === "tollgate") tollgateOk += ok;
+  }
+  if (setup.gateway) result.memory.tollgateAgent = memoryOf(setup.gateway.child.pid);
+  result.memory.bareAgent = memoryOf(setup.barePid);
+  return tollgateOk;
 }
 
 /** The figure the PostgreSQL phases are compared with: Tollgate, OpenAI chat, this run. */

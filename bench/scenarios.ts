@@ -1,10 +1,17 @@
+import { agentBody } from "./agent-body.ts";
+
 /**
  * What is sent, and where. Every target gets byte-for-byte the same request
  * apart from the path prefix, so direct, bare and Tollgate do the same work.
  */
 
 export type TargetId = "direct" | "bare" | "tollgate";
-export type ScenarioId = "openai" | "openai-stream" | "anthropic" | "anthropic-stream";
+export type ScenarioId =
+  | "openai"
+  | "openai-stream"
+  | "anthropic"
+  | "anthropic-stream"
+  | "openai-agent";
 type Dialect = "openai" | "anthropic";
 
 export interface Scenario {
@@ -56,6 +63,23 @@ export const SCENARIOS: Scenario[] = [
     }),
   },
 ];
+
+/** Size of the agent scenario's body, bytes (about). */
+export const AGENT_BODY_BYTES = 400_000;
+
+/**
+ * A coding agent's request (agent-body.ts), measured after the four above
+ * and apart from them: its own table, connections and latency rate, and the
+ * memory it takes is reported on its own, so the four stay comparable from
+ * run to run.
+ */
+export const AGENT_SCENARIO: Scenario = {
+  id: "openai-agent",
+  label: "OpenAI chat, agent body",
+  dialect: "openai",
+  stream: false,
+  body: agentBody(AGENT_BODY_BYTES),
+};
 
 /** The mock serves OpenAI under /v4 and Anthropic under /anthropic; Tollgate under /v1. */
 export function pathFor(target: TargetId, dialect: Dialect): string {
