@@ -69,7 +69,11 @@ interface Words {
   end: number;
 }
 
-function wordsOf(b: Uint8Array): Words {
+/** Below this size a body's strings are short: word by word would not pay for the view. */
+const WORDS_FROM_BYTES = 512;
+
+function wordsOf(b: Uint8Array, from: number): Words | null {
+  if (b.byteLength < from) return null;
   const words = new Uint32Array(b.buffer, 0, b.buffer.byteLength >>> 2);
   return { words, offset: b.byteOffset, end: (b.byteOffset + b.byteLength) >>> 2 };
 }
@@ -81,7 +85,8 @@ function wordsOf(b: Uint8Array): Words {
  * flags a byte that equals 0x22 or 0x5c, or is below 0x20 (exact for
  * whether any byte in the word is one, the standard zero-byte test).
  */
-function skipPlain(j: number, w: Words): number {
+function skipPlain(j: number, w: Words | null): number {
+  if (w === null) return j;
   const abs = w.offset + j;
   if ((abs & 3) !== 0) return j;
   let k = abs >>> 2;
@@ -98,7 +103,7 @@ function skipPlain(j: number, w: Words): number {
 }
 
 /** `i` at an opening quote: the index after its closing quote, or -1. */
-function scanString(b: Uint8Array, i: number, w: Words): number {
+function scanString(b: Uint8Array, i: number, w: Words | null): number {
   const n = b.length;
   let j = i + 1;
   for (;;) {
@@ -175,7 +180,13 @@ function scanColon(b: Uint8Array, i: number): number {
  * 1): the index after the value, or -1 when it is not JSON or nests deeper
  * than `maxDepth`. Iterative: a stack of open containers, no recursion.
  */
-function scanValue(b: Uint8Array, i: number, depth: number, maxDepth: number, w: Words): number {
+function scanValue(
+  b: Uint8Array,
+  i: number,
+  depth: number,
+  maxDepth: number,
+  w: Words | null,
+): number {
   // Open containers, innermost last: 1 for an object, 0 for an array.
   const open: number[] = [];
   let j = i;
@@ -241,14 +252,19 @@ function scanValue(b: Uint8Array, i: number, depth: number, maxDepth: number, w:
  * The top-level object of `b` (valid UTF-8), member by member, or null when
  * `b` is not one JSON object nested at most `maxDepth` deep.
  */
-export function scanObject(b: Uint8Array, maxDepth: number): ScannedObject | null {
+export function scanObject(
+  b: Uint8Array,
+  maxDepth: number,
+  /** The body size from which strings are read word by word (the tests try both ways on every body). */
+  wordsFrom = WORDS_FROM_BYTES,
+): ScannedObject | null {
   let i = 0;
   // A leading byte-order mark, as a decoder would drop it.
   if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) i = 3;
   i = skipWhite(b, i);
   if (b[i] !== OPEN_BRACE || maxDepth < 1) return null;
   const start = i;
-  const w = wordsOf(b);
+  const w = wordsOf(b, wordsFrom);
   const members: Member[] = [];
   i = skipWhite(b, i + 1);
   if (b[i] === CLOSE_BRACE) {

@@ -42,6 +42,19 @@ describe("readTopLevel", () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  test("unescaped keys are the very text a parser reads, a leading U+FEFF included", () => {
+    const text =
+      '{"\uFEFFmax_tokens":1,"\uFEFFmodel":"x","é":1,"键":2,"😀":3,"a\uFEFF":4,"model":"m"}';
+    // Written raw, not as escapes: the JSON text holds the characters themselves.
+    const raw = text.replace(/\\uFEFF/g, "\uFEFF");
+    expect(raw).not.toContain("\\u");
+    const v = read(raw)?.value ?? {};
+    expect(Object.keys(v)).toEqual(Object.keys(JSON.parse(raw)));
+    expect(v.max_tokens).toBeUndefined();
+    expect(v["\uFEFFmax_tokens"]).toBeInstanceOf(RawJson);
+    expect(v.model).toBe("m");
+  });
+
   test("what is not one JSON object, or not UTF-8, or too deep, is left to the full reader", () => {
     expect(read('{"a":1,}')).toBeNull();
     expect(read("[1]")).toBeNull();

@@ -13,7 +13,15 @@ import { scanObject } from "./json-scan.ts";
 
 /** A top-level value the gateway does not read: the bytes it came as, valid JSON. */
 export class RawJson {
-  constructor(readonly bytes: Uint8Array) {}
+  constructor(
+    private readonly body: Uint8Array,
+    private readonly start: number,
+    private readonly end: number,
+  ) {}
+
+  get bytes(): Uint8Array {
+    return this.body.subarray(this.start, this.end);
+  }
 }
 
 export interface TopLevel {
@@ -28,7 +36,10 @@ export interface TopLevel {
 }
 
 const GOVERNED = new Set(GOVERNED_FIELDS);
-const decoder = new TextDecoder();
+// A key is its bytes exactly: a leading U+FEFF is part of it (a default
+// decoder would drop it, reading "\uFEFFmax_tokens" as max_tokens where the
+// upstream reads another key).
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const BACKSLASH = 0x5c;
 
 /**
@@ -43,21 +54,19 @@ export function readTopLevel(bytes: Uint8Array, maxDepth: number): TopLevel | nu
   const value: Record<string, unknown> = {};
   const seen = new Set<string>();
   let plain = scanned.start === 0;
-  for (const m of scanned.members) {
-    const keyBytes = bytes.subarray(m.keyStart, m.keyEnd);
-    const escaped = keyBytes.includes(BACKSLASH);
-    const key = escaped
-      ? (JSON.parse(decoder.decode(keyBytes)) as string)
-      : decoder.decode(keyBytes.subarray(1, -1));
-    const valueBytes = bytes.subarray(m.valueStart, m.valueEnd);
+  for (const { keyStart, keyEnd, valueStart, valueEnd } of scanned.members) {
+    const plainKey = asciiText(bytes, keyStart + 1, keyEnd - 1);
+    const key =
+      plainKey ?? (JSON.parse(decoder.decode(bytes.subarray(keyStart, keyEnd))) as string);
     let v: unknown;
     if (GOVERNED.has(key)) {
-      const text = decoder.decode(valueBytes);
-      v = JSON.parse(text);
-      if (escaped || seen.has(key) || !plainFieldText(text)) plain = false;
+      v = governedValue(bytes, valueStart, valueEnd);
+      // Written plainly, once: else the body is written anew (as-sent.ts).
+      if (plainKey === null && bytes.subarray(keyStart, keyEnd).includes(BACKSLASH)) plain = false;
+      if (seen.has(key) || !plainValue(bytes, valueStart, valueEnd)) plain = false;
       seen.add(key);
     } else {
-      v = new RawJson(valueBytes);
+      v = new RawJson(bytes, valueStart, valueEnd);
     }
     // As JSON.parse does: a repeated key keeps its first place and its last
     // value, and "__proto__" is a key like any other.
@@ -73,6 +82,54 @@ export function readTopLevel(bytes: Uint8Array, maxDepth: number): TopLevel | nu
     }
   }
   return { value, plain };
+}
+
+// The common keys and values (`"model"`, `"glm-4.7"`, `true`, `4096`) are
+// short ASCII: read straight from the bytes, without a decoder or a parser.
+
+/** The text of bytes [start, end) when it is short ASCII with no backslash, else null. */
+function asciiText(b: Uint8Array, start: number, end: number): string | null {
+  if (end - start > 64) return null;
+  let s = "";
+  for (let i = start; i < end; i++) {
+    const c = b[i] as number;
+    if (c >= 0x80 || c === BACKSLASH) return null;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+/** Whether bytes [start, end) are a plain integer of at most 15 digits (exact; no fraction, no exponent). */
+function isPlainInteger(b: Uint8Array, start: number, end: number): boolean {
+  const from = b[start] === 0x2d ? start + 1 : start;
+  if (end - from < 1 || end - from > 15) return false;
+  for (let i = from; i < end; i++) {
+    const c = b[i] as number;
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** A governed field's value, parsed (it is valid JSON: the scanner said so). */
+function governedValue(b: Uint8Array, start: number, end: number): unknown {
+  const c = b[start];
+  if (c === 0x74) return true;
+  if (c === 0x66) return false;
+  if (c === 0x6e) return null;
+  if (isPlainInteger(b, start, end)) return Number(asciiText(b, start, end));
+  if (c === 0x22) {
+    const text = asciiText(b, start + 1, end - 1);
+    if (text !== null) return text;
+  }
+  return JSON.parse(decoder.decode(b.subarray(start, end)));
+}
+
+/** Whether a governed field's value reaches any parser as the gateway read it (as-sent.ts). */
+function plainValue(b: Uint8Array, start: number, end: number): boolean {
+  const c = b[start];
+  if (c === 0x74 || c === 0x66 || c === 0x6e || isPlainInteger(b, start, end)) return true;
+  if (c === 0x22 && !b.subarray(start, end).includes(BACKSLASH)) return true;
+  return plainFieldText(decoder.decode(b.subarray(start, end)));
 }
 
 const encoder = new TextEncoder();

@@ -21,8 +21,9 @@ export interface RequestBody {
   model: string | undefined;
 }
 
+/** The size of what goes upstream, in bytes (the input estimate is bytes / 4), as sent: UTF-8. */
 export const byteLength = (body: string | Uint8Array | null): number =>
-  typeof body === "string" ? body.length : (body?.byteLength ?? 0);
+  typeof body === "string" ? Buffer.byteLength(body, "utf8") : (body?.byteLength ?? 0);
 
 /** Reads the client's body and applies the key's rules to it when it is JSON. */
 export async function requestBody(
