@@ -49,6 +49,9 @@ export function gatewayEnv(
     UPSTREAM_ANTHROPIC_URL: `${upstream}/anthropic`,
     // Warnings are rare (retries, dropped usage) and worth seeing; access logs are info.
     LOG_LEVEL: "warn",
+    // As every launcher sets it (npm start, bin/tollgate.js, the image, the
+    // unit): the engine's heap sized for 128 MiB, unless the shell says otherwise.
+    BUN_JSC_forceRAMSize: process.env.BUN_JSC_forceRAMSize ?? "134217728",
   };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   return env;

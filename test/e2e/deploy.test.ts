@@ -168,6 +168,8 @@ describe("deploy/Dockerfile", () => {
         });
         expect(env.DATABASE_PATH).toBe(join(data, "tollgate.db"));
         expect(env.NODE_ENV).toBe("production");
+        // The engine's heap sized for 128 MiB (docs/operations.md, Memory).
+        expect(env.BUN_JSC_forceRAMSize).toBe("134217728");
         const cwd = inApp(op(final, "WORKDIR").at(-1)?.rest ?? "/");
         const entry = execForm(op(final, "ENTRYPOINT").at(-1)?.rest ?? "", "ENTRYPOINT");
         const cmd = execForm(op(final, "CMD").at(-1)?.rest ?? "", "CMD");
@@ -314,6 +316,8 @@ describe("deploy/tollgate.service", () => {
     expect(exec.slice(1)).toEqual([expect.stringMatching(/\/src\/cli\/main\.ts$/), "serve"]);
     expect(exec.join(" ")).not.toMatch(/\bnpm\b|\bnpx\b|tollgate\.js/);
     expect(one("KillMode")).toBe("mixed");
+    // The engine's heap sized for 128 MiB, which the EnvironmentFile may override.
+    expect(service?.get("Environment")).toContain("BUN_JSC_forceRAMSize=134217728");
     expect(durationSeconds(one("TimeoutStopSec") ?? "") * 1000).toBeGreaterThan(
       DEFAULT_SHUTDOWN_MS,
     );
