@@ -175,6 +175,13 @@ function scanColon(b: Uint8Array, i: number): number {
   return b[j] === COLON ? skipWhite(b, j + 1) : -1;
 }
 
+/** `i` at a nested object's key: the index of its value (after the colon), or -1. */
+function scanKey(b: Uint8Array, i: number, w: Words | null): number {
+  if (b[i] !== QUOTE) return -1;
+  const j = scanString(b, i, w);
+  return j < 0 ? -1 : scanColon(b, j);
+}
+
 /**
  * `i` at the start of a value nested `depth` deep (the top-level object is
  * 1): the index after the value, or -1 when it is not JSON or nests deeper
@@ -204,10 +211,7 @@ function scanValue(
       } else {
         open.push(isObject ? 1 : 0);
         if (isObject) {
-          if (b[j] !== QUOTE) return -1;
-          j = scanString(b, j, w);
-          if (j < 0) return -1;
-          j = scanColon(b, j);
+          j = scanKey(b, j, w);
           if (j < 0) return -1;
         }
         continue;
@@ -233,10 +237,7 @@ function scanValue(
       if (d === COMMA) {
         j = skipWhite(b, j + 1);
         if (inObject) {
-          if (b[j] !== QUOTE) return -1;
-          j = scanString(b, j, w);
-          if (j < 0) return -1;
-          j = scanColon(b, j);
+          j = scanKey(b, j, w);
           if (j < 0) return -1;
         }
         break;
