@@ -309,6 +309,12 @@ describe("public surface", () => {
     expect(empty.current_usage.remaining_tokens).toBe(5000);
 
     expect(await openaiStatus(k.key)).toBe(200);
+    // usage_by_model is read from the database: the response shows up there
+    // after the next flush (as documented). Wait for it, so that the three
+    // reads below are compared on the same data rather than across a flush.
+    await waitFor("the response in usage_by_model", async () =>
+      (await gw.stats(k.key)).usage_by_model?.models.length === 1 ? true : undefined,
+    );
     // The key can be given in any of the three documented ways.
     const ways: RequestInit[] = [
       { headers: { authorization: `Bearer ${k.key}` } },

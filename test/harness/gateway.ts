@@ -93,6 +93,8 @@ export interface Stats {
   };
   total_lifetime_tokens: number;
   total_requests: number;
+  /** The key's history per model, read from the database (null while it is out). */
+  usage_by_model: { currency: string | null; models: Array<{ model: string }> } | null;
 }
 
 /** A master key nobody could mistake for anything else, so logs can be searched for it. */
