@@ -281,6 +281,35 @@ describe("/stats", () => {
   });
 });
 
+describe("/stats after a database restart", () => {
+  test("every pooled connection the restart left dead fails once: the read goes on to a live one, and the totals are the database's", async () => {
+    const own = await t.newKey();
+    const auth = { authorization: `Bearer ${own.secret}` };
+    expect(await (await t.app.request("/stats", { headers: auth })).json()).toMatchObject({
+      total_lifetime_tokens: 0,
+    });
+    t.ledger.record(own.record.id, 30, 1);
+    await t.ledger.flush();
+    const read = t.storage.getKeyById.bind(t.storage);
+    // Five dead connections in a row, as a pool of ten may hold after a restart.
+    let failures = 0;
+    t.storage.getKeyById = async (id) => {
+      if (failures++ < 5) {
+        throw Object.assign(new Error("write CONNECTION_CLOSED"), { code: "CONNECTION_CLOSED" });
+      }
+      return read(id);
+    };
+    try {
+      const stats = await t.app.request("/stats", { headers: auth });
+      expect(await stats.json()).toMatchObject({ total_lifetime_tokens: 30, total_requests: 1 });
+      expect(failures).toBe(6);
+      expect(t.health.degraded).toBe(false);
+    } finally {
+      t.storage.getKeyById = read;
+    }
+  });
+});
+
 describe("CORS for browser callers (CORS_ORIGINS, default *)", () => {
   test("a page may call the API, /stats and the health probes; a preflight is answered", async () => {
     const origin = { origin: "https://tools.example.com" };

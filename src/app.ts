@@ -91,7 +91,12 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   );
   app.get(
     "/stats",
-    statsHandler({ ...deps, defaultModel: deps.config.defaultModel, models: deps.config.models }),
+    statsHandler({
+      ...deps,
+      defaultModel: deps.config.defaultModel,
+      models: deps.config.models,
+      poolMax: deps.config.database.poolMax,
+    }),
   );
   app.get(
     "/stats/usage",

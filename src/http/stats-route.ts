@@ -31,6 +31,8 @@ export interface StatsDeps {
   health: StorageHealth;
   /** MODELS_FILE, for the currency of spend; flat when unset. */
   models?: ModelTable;
+  /** DATABASE_POOL_MAX: how many pooled connections a database restart can leave dead. */
+  poolMax?: number;
 }
 
 /**
@@ -114,18 +116,20 @@ async function freshRead(deps: StatsDeps, keyRead: Promise<KeyRecord>) {
 
 /**
  * The key's row from the database (its totals), or the cached one when the
- * database is out. A read whose connection broke is tried once more: a
- * connection the database dropped (a restart) fails its next query, and the
- * driver answers the retry on a fresh one. The cached row's totals are those
- * it was read with, without what was written since: worth a second try.
+ * database is out. A read whose connection broke is tried again: a
+ * connection the database dropped (a restart) fails its next query at once,
+ * and so may every other connection the pool held then, so the read is tried
+ * once per pooled connection and once more. The cached row's totals are
+ * those it was read with, without what was written since: worth the tries.
  */
 async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
   if (deps.health.degraded) return cached;
+  const attempts = (deps.poolMax ?? 1) + 1;
   for (let attempt = 1; ; attempt++) {
     try {
       return (await deps.storage.getKeyById(cached.id)) ?? cached;
     } catch (err) {
-      if (attempt < 2 && isConnectionLost(err) && !deps.health.degraded) continue;
+      if (attempt < attempts && isConnectionLost(err) && !deps.health.degraded) continue;
       deps.health.reportFailure(err);
       return cached;
     }
