@@ -160,17 +160,5 @@ export function spliceBody(body: Record<string, unknown>): string | Uint8Array {
     first = false;
   }
   parts.push(`${text}}`);
-  let size = 0;
-  const encoded = parts.map((p) => {
-    const b = typeof p === "string" ? encoder.encode(p) : p;
-    size += b.byteLength;
-    return b;
-  });
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const b of encoded) {
-    out.set(b, at);
-    at += b.byteLength;
-  }
-  return out;
+  return Buffer.concat(parts.map((p) => (typeof p === "string" ? encoder.encode(p) : p)));
 }

@@ -14,7 +14,7 @@ import {
   E2E_TIMEOUT_MS,
   freePort,
   HOOK_TIMEOUT_MS,
-  masterKey,
+  operatorEnv,
   REPO_ROOT,
   waitFor,
 } from "../harness/gateway.ts";
@@ -67,18 +67,7 @@ async function heapHintOf(
       cwd: REPO_ROOT,
       detached: true,
       stdio: "ignore",
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "",
-        TMPDIR: process.env.TMPDIR ?? tmpdir(),
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        DATABASE_PATH: join(dir, "tollgate.db"),
-        UPSTREAM_API_KEY: masterKey(),
-        UPSTREAM_OPENAI_URL: mock.openaiBase,
-        UPSTREAM_ANTHROPIC_URL: mock.anthropicBase,
-        ...extra,
-      },
+      env: { ...operatorEnv(mock, port, dir), ...extra },
     });
     await waitFor(
       "the gateway to answer /health",

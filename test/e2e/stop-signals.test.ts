@@ -14,8 +14,8 @@ import {
   E2E_TIMEOUT_MS,
   freePort,
   HOOK_TIMEOUT_MS,
-  masterKey,
   mockHeaders,
+  operatorEnv,
   REPO_ROOT,
   waitFor,
 } from "../harness/gateway.ts";
@@ -53,15 +53,7 @@ interface Launched {
 async function launch(command: string[], dir: string, extra: Record<string, string>) {
   const port = freePort();
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "",
-    TMPDIR: process.env.TMPDIR ?? tmpdir(),
-    HOST: "127.0.0.1",
-    PORT: String(port),
-    DATABASE_PATH: join(dir, "tollgate.db"),
-    UPSTREAM_API_KEY: masterKey(),
-    UPSTREAM_OPENAI_URL: mock.openaiBase,
-    UPSTREAM_ANTHROPIC_URL: mock.anthropicBase,
+    ...operatorEnv(mock, port, dir),
     EXTRA_REQUEST_HEADERS: MOCK_CONTROL_HEADERS,
     ...extra,
   };

@@ -102,6 +102,28 @@ export function masterKey(): string {
   return `sk-MASTER-tollgate-e2e-${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
+/**
+ * What an operator's shell holds to start a gateway on `port` against
+ * `mock`, with its SQLite file in `dir`, and nothing else from ours.
+ */
+export function operatorEnv(
+  mock: { openaiBase: string; anthropicBase: string },
+  port: number,
+  dir: string,
+): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "",
+    TMPDIR: process.env.TMPDIR ?? tmpdir(),
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    DATABASE_PATH: join(dir, "tollgate.db"),
+    UPSTREAM_API_KEY: masterKey(),
+    UPSTREAM_OPENAI_URL: mock.openaiBase,
+    UPSTREAM_ANTHROPIC_URL: mock.anthropicBase,
+  };
+}
+
 /** A port nothing listens on right now (bound once, then released). */
 export function freePort(): number {
   const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
