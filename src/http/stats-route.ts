@@ -70,6 +70,8 @@ export function statsHandler(deps: StatsDeps) {
     });
     const fresh = await withTimeout(freshRead(deps, keyRead), STATS_WAIT_MS).catch(() => null);
     const key = fresh?.key ?? freshKey ?? cached;
+    // Where the totals came from, for whoever reads the log after an outage.
+    if (key === cached) c.get("access").fields.totals = "memory";
     const buckets = fresh?.buckets ?? deps.usage.knownBuckets(key.id);
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { appendFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
+import { openPostgresStorage } from "../../src/storage/postgres/index.ts";
 import {
   E2E_TIMEOUT_MS,
   type GatewayProcess,
@@ -366,6 +367,21 @@ function madeUpKey(): string {
   return `pk_${Buffer.from(bytes).toString("base64url")}`;
 }
 
+/**
+ * After a failure: what the gateway logged that says why (warnings, errors,
+ * database state changes, and every /stats answer with where its totals came from).
+ */
+function explain(gw: GatewayProcess): void {
+  const lines = gw
+    .logLines()
+    .filter(
+      (l) => Number(l.level) >= 40 || l.path === "/stats" || String(l.msg).includes("database"),
+    )
+    .slice(-60)
+    .map((l) => JSON.stringify(l));
+  report(`the gateway's log, the lines that may say why:\n${lines.join("\n")}`);
+}
+
 function report(line: string): void {
   process.stderr.write(`[outage] ${line}\n`);
 }
@@ -512,6 +528,9 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       expect(tally.statuses.every((s) => s < 500)).toBe(true);
       await expectExact(gw, dbUrl, [...load, small], tally, mock.tokensReported - before);
       expect((await gw.stats(unseen)).total_requests).toBe(0);
+    } catch (err) {
+      explain(gw);
+      throw err;
     } finally {
       await finish(gw);
     }
@@ -551,6 +570,50 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       await expectExact(gw, dbUrl, keys, tally, mock.tokensReported - before);
     } finally {
       await finish(gw);
+    }
+  });
+
+  test("while the database is out every pooled query fails at once, and once it is back the pool answers at once", async () => {
+    const dbUrl = await freshDatabase();
+    const storage = openPostgresStorage({ url: dbUrl, poolMax: 10 });
+    try {
+      await storage.migrate();
+      // Every pooled connection open: ten reads at once.
+      await Promise.all(Array.from({ length: 10 }, () => storage.getKeyById("none")));
+      await cluster.stop({ mode: "fast" });
+      // What a gateway does while the database is out: lookups and flushes
+      // from many requests, each failing.
+      // Each read fails at once: nothing listens.
+      let failed = 0;
+      const outage = Promise.all(
+        Array.from({ length: 10 }, async () => {
+          for (let i = 0; i < 5; i++) {
+            await storage.getKeyById("none").catch(() => failed++);
+            await Bun.sleep(100);
+          }
+        }),
+      ).then(() => "all failed");
+      expect(await Promise.race([outage, Bun.sleep(5000).then(() => "still waiting")])).toBe(
+        "all failed",
+      );
+      expect(failed).toBe(50);
+      await cluster.start();
+      const started = performance.now();
+      const reads: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        reads.push(
+          await storage.getKeyById("none").then(
+            (k) => (k === null ? "ok" : "a key?"),
+            (err: { code?: string }) => `failed: ${err.code}`,
+          ),
+        );
+      }
+      const took = performance.now() - started;
+      report(`pool after the outage: 12 reads in ${took.toFixed(0)} ms`);
+      expect(reads).toEqual(Array(12).fill("ok"));
+      expect(took).toBeLessThan(2000);
+    } finally {
+      await storage.close();
     }
   });
 

@@ -65,9 +65,20 @@ export function openPostgresStorage(options: PostgresOptions): Storage {
     // Fail fast when the server is gone, so the gateway turns to its memory
     // and journal instead of holding requests for the 30 s default.
     connect_timeout: 5,
+    // The driver's own wait before a pooled connection reconnects grows with
+    // every failed attempt of the whole pool, up to 20 s: after an outage the
+    // pool could stay unusable for seconds once the database is back, while
+    // the health probe already said it was. The gateway backs off on its own
+    // (health probe, flush retries); the driver only waits a moment.
+    backoff: reconnectWaitSeconds,
     connection: { application_name: "tollgate" },
   });
   return new PostgresStorage(options, client, drizzle({ client, schema }));
+}
+
+/** A pooled connection's wait before it reconnects: 25 ms, doubling, at most 250 ms. */
+export function reconnectWaitSeconds(failures: number): number {
+  return Math.min(0.25, 0.025 * 2 ** Math.max(0, failures - 1));
 }
 
 const keyColumns = {
