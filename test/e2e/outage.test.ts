@@ -839,6 +839,12 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
       // Its two database reads wait a second each, side by side.
       expect(performance.now() - asked).toBeLessThan(2500);
       expect(stats.usage_by_model).toBeNull();
+      // Its log line says where the totals came from.
+      await waitFor(
+        "the /stats log line",
+        () => gw.logLines().find((l) => l.path === "/stats" && l.totals === "memory"),
+        2000,
+      );
       // The history lives only in the database: a clear 503 within its bound, not a hang.
       const history = await gw.fetch("/stats/usage", {
         headers: { authorization: `Bearer ${keys[0]}` },
