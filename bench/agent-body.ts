@@ -6,7 +6,7 @@
  * measure the gateway's fixed cost, this one what it costs per byte.
  * Deterministic: every run and every target sends the same bytes.
  */
-export function agentBody(bytes: number): string {
+export function agentBody(bytes: number, options: { stream?: boolean } = {}): string {
   const tools = Array.from({ length: 12 }, (_, i) => ({
     type: "function",
     function: {
@@ -44,5 +44,6 @@ export function agentBody(bytes: number): string {
     messages.push(...turn);
     size += JSON.stringify(turn).length;
   }
-  return JSON.stringify({ model: "glm-4.7", max_tokens: 4096, tools, messages });
+  const stream = options.stream ? { stream: true } : {};
+  return JSON.stringify({ model: "glm-4.7", max_tokens: 4096, ...stream, tools, messages });
 }

@@ -4,7 +4,7 @@
  */
 import { MAX_BENCH_KEYS } from "./keys.ts";
 import type { BenchConfig, PgConfig } from "./report.ts";
-import { SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
+import { AGENT_SCENARIOS, SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
 
 const ALL_TARGETS: TargetId[] = ["direct", "bare", "tollgate"];
 
@@ -98,7 +98,7 @@ function readAgentConfig(): BenchConfig["agent"] {
 export function expectedSeconds(config: BenchConfig): number {
   const cells = config.targets.length * config.scenarios.length;
   const perCell = config.warmupSec + config.durationSec + config.latencyDurationSec + 2;
-  const agentCells = config.agent ? config.targets.length : 0;
+  const agentCells = config.agent ? config.targets.length * AGENT_SCENARIOS.length : 0;
   const main = (cells + agentCells) * perCell + 20;
   if (config.pg.mode === "off") return main;
   // Key creation (a CLI process each, a few at a time), four phases with their

@@ -8,7 +8,7 @@ import type { ThroughputResult } from "./autocannon.ts";
 import type { ProbeResult } from "./latency-probe.ts";
 import type { MachineInfo, ProcMemory } from "./machine.ts";
 import { type PgResult, pgConsole, pgMarkdown, pgVerdicts } from "./report-pg.ts";
-import { AGENT_SCENARIO, SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
+import { AGENT_SCENARIOS, SCENARIOS, type ScenarioId, type TargetId } from "./scenarios.ts";
 import { mdTable, textTable } from "./tables.ts";
 
 export interface PgConfig {
@@ -30,7 +30,7 @@ export interface BenchConfig {
   warmupSec: number;
   latencyRate: number;
   latencyDurationSec: number;
-  /** The agent-body scenario's own load (scenarios.ts), or null when it is not run. */
+  /** The agent-body scenarios' own load (scenarios.ts), or null when they are not run. */
   agent: { connections: number; latencyRate: number } | null;
   pg: PgConfig;
 }
@@ -65,7 +65,7 @@ export interface BenchResult {
     tollgate?: ProcMemory[];
     tollgateIdle?: ProcMemory[];
     bare?: ProcMemory[];
-    /** The peaks after the agent scenario's phases too (its large bodies raise them). */
+    /** The peaks after the agent scenarios' phases too (their large bodies raise them). */
     tollgateAgent?: ProcMemory[];
     bareAgent?: ProcMemory[];
     /** Tollgate's VmHWM (MiB) after each of its phases, in order: which phase set the peak. */
@@ -86,13 +86,13 @@ export interface Verdict {
 const MiB = 1024 * 1024;
 
 function label(id: ScenarioId): string {
-  return [...SCENARIOS, AGENT_SCENARIO].find((s) => s.id === id)?.label ?? id;
+  return [...SCENARIOS, ...AGENT_SCENARIOS].find((s) => s.id === id)?.label ?? id;
 }
 
-/** The scenarios measured in this run: the four, then the agent's when it ran. */
+/** The scenarios measured in this run: the four, then the agents' when they ran. */
 function measured(result: BenchResult): ScenarioId[] {
   return result.config.agent
-    ? [...result.config.scenarios, AGENT_SCENARIO.id]
+    ? [...result.config.scenarios, ...AGENT_SCENARIOS.map((s) => s.id)]
     : result.config.scenarios;
 }
 
@@ -129,7 +129,7 @@ const CPU_GOAL = 1.4;
 export function verdicts(result: BenchResult): Verdict[] {
   const out: Verdict[] = [];
   for (const scenario of measured(result)) {
-    const stream = SCENARIOS.find((s) => s.id === scenario)?.stream ?? false;
+    const stream = [...SCENARIOS, ...AGENT_SCENARIOS].find((s) => s.id === scenario)?.stream;
     const goal = stream ? 0.9 : 0.8;
     const t = rps(result, scenario, "tollgate");
     const b = rps(result, scenario, "bare");
@@ -300,15 +300,15 @@ function memoryLine(result: BenchResult): string {
   return `Peak RSS (VmHWM) over the four scenarios: ${describe("Tollgate", result.memory.tollgate)}${idleText}; ${describe("bare proxy", result.memory.bare)}.${byPhase}`;
 }
 
-/** The agent scenario's own section: its load, its three tables, the peaks it raised. */
+/** The agent scenarios' own section: their load, three tables, the peaks they raised. */
 function agentSection(
   result: BenchResult,
   table: (head: string[], rows: string[][]) => string,
 ): string[] {
   const agent = result.config.agent;
   if (agent === null) return [];
-  const ids = [AGENT_SCENARIO.id];
-  const kb = Math.round(AGENT_SCENARIO.body.length / 1000);
+  const ids = AGENT_SCENARIOS.map((s) => s.id);
+  const kb = Math.round((AGENT_SCENARIOS[0]?.body.length ?? 0) / 1000);
   const peak = (m: ProcMemory[] | undefined) => {
     const p = peakMiB(m);
     return p === undefined ? "-" : `${p.toFixed(1)} MiB`;

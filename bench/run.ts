@@ -43,7 +43,7 @@ import {
   writeResults,
 } from "./report.ts";
 import {
-  AGENT_SCENARIO,
+  AGENT_SCENARIOS,
   headersFor,
   pathFor,
   SCENARIOS,
@@ -292,7 +292,7 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
       if (target.id === "tollgate") tollgateOk += ok;
     }
   }
-  // The four scenarios' peaks, before the agent's large bodies raise them.
+  // The four scenarios' peaks, before the agents' large bodies raise them.
   if (setup.gateway) result.memory.tollgate = memoryOf(setup.gateway.child.pid);
   result.memory.bare = memoryOf(setup.barePid);
   if (config.agent) {
@@ -328,8 +328,8 @@ async function bench(config: BenchConfig, dir: string): Promise<BenchResult> {
 }
 
 /**
- * The agent scenario on every target: throughput and latency with its own
- * load, then the peaks it raised. Its body goes through a file: it is too
+ * The agent scenarios on every target: throughput and latency with their own
+ * load, then the peaks they raised. A body goes through a file: it is too
  * long for a command line.
  */
 async function agentPhases(
@@ -339,17 +339,19 @@ async function agentPhases(
   dir: string,
   result: BenchResult,
 ): Promise<number> {
-  const bodyFile = join(dir, "agent-body.json");
-  writeFileSync(bodyFile, AGENT_SCENARIO.body);
-  const load = { connections: agent.connections, rate: agent.latencyRate, bodyFile };
   let tollgateOk = 0;
-  for (const target of setup.targets) {
-    const ok = await throughputPhase(config, AGENT_SCENARIO, target, result, load);
-    if (target.id === "tollgate") tollgateOk += ok;
-  }
-  for (const target of setup.targets) {
-    const ok = await latencyPhase(config, AGENT_SCENARIO, target, result, load);
-    if (target.id === "tollgate") tollgateOk += ok;
+  for (const scenario of AGENT_SCENARIOS) {
+    const bodyFile = join(dir, `${scenario.id}.json`);
+    writeFileSync(bodyFile, scenario.body);
+    const load = { connections: agent.connections, rate: agent.latencyRate, bodyFile };
+    for (const target of setup.targets) {
+      const ok = await throughputPhase(config, scenario, target, result, load);
+      if (target.id === "tollgate") tollgateOk += ok;
+    }
+    for (const target of setup.targets) {
+      const ok = await latencyPhase(config, scenario, target, result, load);
+      if (target.id === "tollgate") tollgateOk += ok;
+    }
   }
   if (setup.gateway) result.memory.tollgateAgent = memoryOf(setup.gateway.child.pid);
   result.memory.bareAgent = memoryOf(setup.barePid);

@@ -11,7 +11,8 @@ export type ScenarioId =
   | "openai-stream"
   | "anthropic"
   | "anthropic-stream"
-  | "openai-agent";
+  | "openai-agent"
+  | "openai-agent-stream";
 type Dialect = "openai" | "anthropic";
 
 export interface Scenario {
@@ -68,18 +69,29 @@ export const SCENARIOS: Scenario[] = [
 export const AGENT_BODY_BYTES = 400_000;
 
 /**
- * A coding agent's request (agent-body.ts), measured after the four above
- * and apart from them: its own table, connections and latency rate, and the
- * memory it takes is reported on its own, so the four stay comparable from
- * run to run.
+ * A coding agent's request (agent-body.ts), whole and streamed, measured
+ * after the four above and apart from them: their own tables, connections
+ * and latency rate, and the memory they take is reported on its own, so the
+ * four stay comparable from run to run. Whole, Tollgate sends the body on as
+ * it came; streamed (without stream_options, as agents send it), it adds the
+ * usage request, so the body is written anew around the client's bytes.
  */
-export const AGENT_SCENARIO: Scenario = {
-  id: "openai-agent",
-  label: "OpenAI chat, agent body",
-  dialect: "openai",
-  stream: false,
-  body: agentBody(AGENT_BODY_BYTES),
-};
+export const AGENT_SCENARIOS: Scenario[] = [
+  {
+    id: "openai-agent",
+    label: "OpenAI chat, agent body",
+    dialect: "openai",
+    stream: false,
+    body: agentBody(AGENT_BODY_BYTES),
+  },
+  {
+    id: "openai-agent-stream",
+    label: "OpenAI chat, agent body, stream",
+    dialect: "openai",
+    stream: true,
+    body: agentBody(AGENT_BODY_BYTES, { stream: true }),
+  },
+];
 
 /** The mock serves OpenAI under /v4 and Anthropic under /anthropic; Tollgate under /v1. */
 export function pathFor(target: TargetId, dialect: Dialect): string {
