@@ -77,7 +77,7 @@ export function openPostgresStorage(options: PostgresOptions): Storage {
 }
 
 /** A pooled connection's wait before it reconnects: 25 ms, doubling, at most 250 ms. */
-export function reconnectWaitSeconds(failures: number): number {
+function reconnectWaitSeconds(failures: number): number {
   return Math.min(0.25, 0.025 * 2 ** Math.max(0, failures - 1));
 }
 
