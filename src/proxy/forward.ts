@@ -1,11 +1,15 @@
 import { GatewayError } from "../errors.ts";
 import { describeFetchFailure } from "./fetch-failure.ts";
+import { SplicedBody } from "./spliced-body.ts";
+
+/** A request body as it goes upstream: text, bytes, or pieces put together as it is sent. */
+export type UpstreamBody = string | Uint8Array | SplicedBody | null;
 
 export interface ForwardRequest {
   method: string;
   url: string;
   headers: Headers;
-  body: string | Uint8Array | null;
+  body: UpstreamBody;
   /** Time allowed to the upstream's response headers. */
   timeoutMs: number;
   /**
@@ -32,7 +36,8 @@ export async function forward(req: ForwardRequest): Promise<Response> {
     return await fetch(req.url, {
       method: req.method,
       headers: req.headers,
-      body: req.body,
+      // Lent in the same step as the call, which copies it (spliced-body.ts).
+      body: req.body instanceof SplicedBody ? req.body.lend() : req.body,
       signal: controller.signal,
       redirect: "manual",
       // Bun's own socket idle limit (5 min) would cut a model thinking for

@@ -1,10 +1,12 @@
 import { describe, expect, test } from "bun:test";
+import { SplicedBody } from "./spliced-body.ts";
 import { RawJson, readTopLevel, spliceBody } from "./top-level.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const read = (text: string) => readTopLevel(enc.encode(text), 1000);
-const sent = (body: string | Uint8Array) => (typeof body === "string" ? body : dec.decode(body));
+const sent = (body: string | SplicedBody) =>
+  typeof body === "string" ? body : dec.decode(body.bytes());
 
 describe("readTopLevel", () => {
   test("governed fields are parsed; every other value stays the bytes it came as", () => {
@@ -70,7 +72,7 @@ describe("spliceBody", () => {
     const top = read('{ "messages" : [ 1, 2 ],\n "model": "a", "extra": {"k": "\\u00e9"} }');
     const body = { ...top?.value, model: "b", max_tokens: 5, gone: undefined };
     const out = spliceBody(body);
-    expect(out).toBeInstanceOf(Uint8Array);
+    expect(out).toBeInstanceOf(SplicedBody);
     expect(sent(out)).toBe(
       '{"messages":[ 1, 2 ],"model":"b","extra":{"k": "\\u00e9"},"max_tokens":5}',
     );

@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { GOVERNED_FIELDS, plainFieldText } from "./as-sent.ts";
 import { scanObject } from "./json-scan.ts";
+import { SplicedBody } from "./spliced-body.ts";
 
 // A request body's top-level object as the gateway reads it: the fields it
 // governs parsed, every other value kept as the bytes it came as. Pure.
@@ -137,9 +138,10 @@ const encoder = new TextEncoder();
 /**
  * The body to send for `body`, a JSON object whose top-level values may be
  * RawJson: each member in order, governed values serialised, the others as
- * the bytes they came as. Plain JSON.stringify when there is no RawJson.
+ * the bytes they came as, kept as pieces until sent (spliced-body.ts).
+ * Plain JSON.stringify when there is no RawJson.
  */
-export function spliceBody(body: Record<string, unknown>): string | Uint8Array {
+export function spliceBody(body: Record<string, unknown>): string | SplicedBody {
   if (!Object.values(body).some((v) => v instanceof RawJson)) return JSON.stringify(body);
   const parts: Array<string | Uint8Array> = [];
   let text = "{";
@@ -160,5 +162,5 @@ export function spliceBody(body: Record<string, unknown>): string | Uint8Array {
     first = false;
   }
   parts.push(`${text}}`);
-  return Buffer.concat(parts.map((p) => (typeof p === "string" ? encoder.encode(p) : p)));
+  return new SplicedBody(parts.map((p) => (typeof p === "string" ? encoder.encode(p) : p)));
 }

@@ -123,6 +123,50 @@ describe("an agent's large body", () => {
     expect(stats.total_lifetime_tokens).toBe(40_007);
   });
 
+  test("many bodies written anew at once, queued for the upstream, each reaches it as its own", async () => {
+    // Rewritten bodies are put together in one buffer that requests share, at
+    // the moment each is sent (src/proxy/spliced-body.ts). Two upstream slots
+    // for twelve requests make them wait between being read and being sent:
+    // a body put together any earlier would be sent with another's bytes.
+    const queued = await startGateway({ mock, env: { UPSTREAM_MAX_CONCURRENCY: "2" } });
+    try {
+      const { key } = await queued.createKey({ name: "agent-many", limit: 100_000_000 });
+      const sizes = [300_000, 20_000, 150_000, 60_000, 280_000, 5_000];
+      const requests = Array.from({ length: 12 }, (_, i) => {
+        const tag = newTag();
+        const messages = conversation(sizes[i % sizes.length] as number).map((m, j) =>
+          j === 0 ? { ...m, content: `agent ${i}: ${m.content as string}` } : m,
+        );
+        const sent = JSON.stringify({ model: "glm-4.7", messages, stream: true });
+        return { tag, sent };
+      });
+      const answers = await Promise.all(
+        requests.map(async ({ tag, sent }) => {
+          const res = await fetch(`${queued.url}/v1/chat/completions`, {
+            method: "POST",
+            headers: {
+              "content-type": "application/json",
+              authorization: `Bearer ${key}`,
+              ...mockHeaders({ tag, chunkDelayMs: 5 }),
+            },
+            body: sent,
+          });
+          await res.arrayBuffer();
+          return res.status;
+        }),
+      );
+      expect(answers).toEqual(Array(12).fill(200));
+      for (const { tag, sent } of requests) {
+        // The client's bytes, with usage asked for after its last member.
+        expect(recorded(tag).text).toBe(
+          `${sent.slice(0, -1)},"stream_options":{"include_usage":true}}`,
+        );
+      }
+    } finally {
+      await queued.close();
+    }
+  });
+
   test("a key's model override replaces the model and leaves the rest as it came", async () => {
     const { key } = await gw.createKey({
       name: "agent-override",

@@ -2,7 +2,9 @@ import type { Config } from "../../config.ts";
 import { type Dialect, GatewayError } from "../../errors.ts";
 import { lookalikeField } from "../../proxy/as-sent.ts";
 import { deferredWork } from "../../proxy/endpoints.ts";
+import type { UpstreamBody } from "../../proxy/forward.ts";
 import { namesModel, prepareBody } from "../../proxy/request.ts";
+import type { SplicedBody } from "../../proxy/spliced-body.ts";
 import { readTopLevel, spliceBody } from "../../proxy/top-level.ts";
 import type { KeyRecord } from "../../storage/types.ts";
 import { MAX_JSON_DEPTH, parseJsonObject, readBody } from "../body.ts";
@@ -14,7 +16,7 @@ type JsonObject = Record<string, unknown>;
 
 export interface RequestBody {
   /** What goes upstream as it stands: JSON as it came or written anew (top-level.ts), or bytes. */
-  body: string | Uint8Array | null;
+  body: UpstreamBody;
   /** The JSON object it was read as, when it is one of ours to read (then it goes as JSON). */
   json: JsonObject | null;
   hideUsageChunk: boolean;
@@ -22,7 +24,7 @@ export interface RequestBody {
 }
 
 /** The size of what goes upstream, in bytes (the input estimate is bytes / 4), as sent: UTF-8. */
-export const byteLength = (body: string | Uint8Array | null): number =>
+export const byteLength = (body: UpstreamBody): number =>
   typeof body === "string" ? Buffer.byteLength(body, "utf8") : (body?.byteLength ?? 0);
 
 /** Reads the client's body and applies the key's rules to it when it is JSON. */
@@ -85,7 +87,7 @@ function readJson(bytes: Uint8Array | null): { value: Record<string, unknown>; p
  * should JSON.stringify still run out of stack (a RangeError), it is the
  * client's mistake all the same.
  */
-export function serialize(body: Record<string, unknown>): string | Uint8Array {
+export function serialize(body: Record<string, unknown>): string | SplicedBody {
   try {
     return spliceBody(body);
   } catch {
