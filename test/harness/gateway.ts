@@ -20,6 +20,12 @@ import OpenAI from "openai";
 import { MOCK_CONTROL_HEADERS } from "./mock-upstream.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+/**
+ * Gateways and CLI commands run in their own data folder, not the checkout:
+ * the runtime loads `./.env` from where it runs, and an operator who followed
+ * the quick start has one there, with their own upstream key and settings.
+ */
+const CLI_ENTRY = join(REPO_ROOT, "src", "cli", "main.ts");
 
 const STARTUP_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 30_000;
@@ -273,8 +279,8 @@ export class GatewayProcess {
   }
 
   private async spawnAndWait(): Promise<void> {
-    const proc = Bun.spawn([process.execPath, "src/cli/main.ts", "serve"], {
-      cwd: REPO_ROOT,
+    const proc = Bun.spawn([process.execPath, CLI_ENTRY, "serve"], {
+      cwd: this.dir,
       env: { ...this.env, PORT: String(this.port) },
       stdin: "ignore",
       stdout: "pipe",
@@ -366,8 +372,8 @@ export class GatewayProcess {
 
   /** Runs `bun src/cli/main.ts <args>` against the same database (killed after 30 s). */
   async cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-    const proc = Bun.spawn([process.execPath, "src/cli/main.ts", ...args], {
-      cwd: REPO_ROOT,
+    const proc = Bun.spawn([process.execPath, CLI_ENTRY, ...args], {
+      cwd: this.dir,
       env: { ...this.env, ...env },
       stdin: "ignore",
       stdout: "pipe",

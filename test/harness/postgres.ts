@@ -90,7 +90,11 @@ async function pgliteTarget(): Promise<TestPostgres> {
     async create() {
       const db = new PGlite({ loadDataDir: template });
       await db.waitReady;
-      const server = new PGLiteSocketServer({ db, port: 0, host: "127.0.0.1", maxConnections: 4 });
+      // Queries of every connection are queued onto the one database: room
+      // for a gateway's whole pool (DATABASE_POOL_MAX, 10), a CLI command and
+      // a test's own connection at once. With 4, a test holding one made a
+      // gateway's CLI commands fail with ECONNRESET.
+      const server = new PGLiteSocketServer({ db, port: 0, host: "127.0.0.1", maxConnections: 32 });
       await server.start();
       return {
         url: `postgres://postgres@${server.getServerConn()}/postgres`,
