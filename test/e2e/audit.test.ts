@@ -9,6 +9,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import { hashKey } from "../../src/keys/secret.ts";
 import {
   E2E_TIMEOUT_MS,
@@ -176,7 +177,9 @@ describe("audit log", () => {
       try {
         const migrated = await fresh.cli(["db", "migrate"]);
         expect(migrated.code).toBe(0);
-        const restored = await fresh.cli(["restore", String(backup.path), "--yes"]);
+        // The path as printed: relative to the folder the backup was made in.
+        const file = resolve(gw.dir, String(backup.path));
+        const restored = await fresh.cli(["restore", file, "--yes"]);
         expect(restored.stderr).not.toContain("error");
         expect(restored.code).toBe(0);
         const r = await fresh.cli(["audit", "--limit", "500", "--json"]);
