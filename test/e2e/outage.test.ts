@@ -617,6 +617,37 @@ describeNeedingPostgres("a real PostgreSQL server stopped and started", unavaila
     }
   });
 
+  test("a read whose pooled connection the server closed is answered on another: no error, no outage", async () => {
+    const dbUrl = await freshDatabase();
+    const storage = openPostgresStorage({ url: dbUrl, poolMax: 10 });
+    const admin = postgres(dbUrl, { max: 1, onnotice: () => {}, connect_timeout: 5 });
+    try {
+      await storage.migrate();
+      const failures: string[] = [];
+      // Every pooled connection open, then closed by the server (what a
+      // restart or an idle timeout does), and read from at once.
+      await Promise.all(Array.from({ length: 10 }, () => storage.getKeyById("none")));
+      const [row] = await admin<{ n: number }[]>`
+        select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'tollgate'`;
+      expect(row?.n).toBeGreaterThan(0);
+      for (const read of [
+        () => storage.getKeyById("none"),
+        () => storage.ping(),
+        () => storage.usageSince("none", 0),
+        () => storage.modelUsage(0, Date.now(), "none"),
+      ]) {
+        await read().catch((err: Error & { cause?: { code?: string } }) =>
+          failures.push(String(err.cause?.code ?? err.message)),
+        );
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      await admin.end({ timeout: 5 });
+      await storage.close();
+    }
+  });
+
   test("gateway SIGKILLed during the outage: the journal is replayed on restart, once", async () => {
     const dbUrl = await freshDatabase();
     const gw = await gateway(dbUrl);

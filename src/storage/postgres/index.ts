@@ -81,6 +81,31 @@ function reconnectWaitSeconds(failures: number): number {
   return Math.min(0.25, 0.025 * 2 ** Math.max(0, failures - 1));
 }
 
+/**
+ * A pooled connection the server closed, failing its next query: postgres.js's
+ * own CONNECTION_CLOSED, the socket's, and PostgreSQL's connection failures
+ * and shutdown terminations (08003, 08006, 57P01, 57P02). Not ECONNREFUSED or
+ * a connect timeout: those say the database itself is out.
+ */
+const STALE_CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "ECONNRESET",
+  "EPIPE",
+  "08003",
+  "08006",
+  "57P01",
+  "57P02",
+]);
+
+function isStaleConnection(err: unknown): boolean {
+  // Drizzle wraps the driver's error as its cause.
+  for (let e = err, depth = 0; e && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && STALE_CONNECTION_CODES.has(code)) return true;
+  }
+  return false;
+}
+
 const keyColumns = {
   id: apiKeys.id,
   keyHash: apiKeys.keyHash,
@@ -124,7 +149,24 @@ class PostgresStorage implements Storage {
   }
 
   async ping(): Promise<void> {
-    await this.client`select 1`;
+    await this.read(() => this.client`select 1`);
+  }
+
+  /**
+   * Runs a read, again on another pooled connection when the one it got had
+   * been closed by the server (a restart, an idle timeout), up to once per
+   * connection: such a connection fails its next query, while the database
+   * answers on the others. A refused connection is not retried: the
+   * database is out, and the caller's outage handling takes over at once.
+   */
+  private async read<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (err) {
+        if (attempt > this.options.poolMax || !isStaleConnection(err)) throw err;
+      }
+    }
   }
 
   async close(): Promise<void> {
@@ -141,12 +183,16 @@ class PostgresStorage implements Storage {
   }
 
   async getKeyByHash(keyHash: string): Promise<KeyRecord | null> {
-    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1);
+    const [row] = await this.read(() =>
+      this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1),
+    );
     return row ?? null;
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
-    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+    const [row] = await this.read(() =>
+      this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1),
+    );
     return row ?? null;
   }
 
@@ -237,19 +283,19 @@ class PostgresStorage implements Storage {
   }
 
   async usageSince(keyId: string, since: number): Promise<BucketUsage[]> {
-    return history.usageSince(this.db, keyId, since);
+    return this.read(() => history.usageSince(this.db, keyId, since));
   }
 
   async usageSinceMany(keyIds: string[], since: number): Promise<Map<string, BucketUsage[]>> {
-    return history.usageSinceMany(this.client, keyIds, since);
+    return this.read(() => history.usageSinceMany(this.client, keyIds, since));
   }
 
   async usageBetween(keyId: string | null, from: number, to: number): Promise<BucketUsage[]> {
-    return history.usageBetween(this.db, keyId, from, to);
+    return this.read(() => history.usageBetween(this.db, keyId, from, to));
   }
 
   async usageByKey(from: number, to: number, keyIds?: string[]): Promise<KeyTotal[]> {
-    return history.usageByKey(this.db, from, to, keyIds);
+    return this.read(() => history.usageByKey(this.db, from, to, keyIds));
   }
 
   async pruneUsage(before: number, limit: number): Promise<number> {
@@ -257,7 +303,7 @@ class PostgresStorage implements Storage {
   }
 
   async modelUsage(from: number, to: number, keyId?: string): Promise<ModelTotal[]> {
-    return modelUsage(this.client, from, to, keyId);
+    return this.read(() => modelUsage(this.client, from, to, keyId));
   }
 
   async pruneModelUsage(before: number, limit: number): Promise<number> {
