@@ -251,53 +251,6 @@ describe("quota", () => {
   });
 });
 
-describe("/stats", () => {
-  /**
-   * A key with `tokens` charged and in the database, read by /stats (its row
-   * cached before the charge) through `dead` connections that fail first,
-   * as postgres.js reports a connection the server closed.
-   */
-  async function statsThroughDeadConnections(tokens: number, dead: number) {
-    const own = await t.newKey();
-    const auth = { authorization: `Bearer ${own.secret}` };
-    // The first look caches the key's row, with no usage yet.
-    expect(await (await t.app.request("/stats", { headers: auth })).json()).toMatchObject({
-      total_lifetime_tokens: 0,
-    });
-    t.ledger.record(own.record.id, tokens, 1);
-    await t.ledger.flush();
-    const read = t.storage.getKeyById.bind(t.storage);
-    let failures = 0;
-    t.storage.getKeyById = async (id) => {
-      if (failures++ < dead) {
-        throw Object.assign(new Error("write CONNECTION_CLOSED"), { code: "CONNECTION_CLOSED" });
-      }
-      return read(id);
-    };
-    try {
-      const stats = await t.app.request("/stats", { headers: auth });
-      return { body: await stats.json(), failures };
-    } finally {
-      t.storage.getKeyById = read;
-    }
-  }
-
-  test("a key read that fails once (a connection the database dropped) is tried again: the totals are the database's, not the cached row's", async () => {
-    const { body, failures } = await statsThroughDeadConnections(70, 1);
-    expect(body).toMatchObject({ total_lifetime_tokens: 70, total_requests: 1 });
-    expect(failures).toBe(2);
-    expect(t.health.degraded).toBe(false);
-  });
-
-  test("after a database restart every pooled connection left dead fails once: the read goes on to a live one, and the totals are the database's", async () => {
-    // Five dead connections in a row, as a pool of ten may hold after a restart.
-    const { body, failures } = await statsThroughDeadConnections(30, 5);
-    expect(body).toMatchObject({ total_lifetime_tokens: 30, total_requests: 1 });
-    expect(failures).toBe(6);
-    expect(t.health.degraded).toBe(false);
-  });
-});
-
 describe("CORS for browser callers (CORS_ORIGINS, default *)", () => {
   test("a page may call the API, /stats and the health probes; a preflight is answered", async () => {
     const origin = { origin: "https://tools.example.com" };

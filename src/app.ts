@@ -95,7 +95,6 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
       ...deps,
       defaultModel: deps.config.defaultModel,
       models: deps.config.models,
-      poolMax: deps.config.database.poolMax,
     }),
   );
   app.get(

@@ -13,7 +13,6 @@ import { bindingWindow, keySpanMs, windowStates } from "../quota/admission.ts";
 import type { UsageView } from "../quota/usage-view.ts";
 import type { WindowState } from "../quota/window.ts";
 import type { StorageHealth } from "../storage/health.ts";
-import { isConnectionLost } from "../storage/open.ts";
 import type { KeyRecord, Storage } from "../storage/types.ts";
 import { WEEK_MS } from "../time/buckets.ts";
 import { TimeoutError, withTimeout } from "../util/timeout.ts";
@@ -31,8 +30,6 @@ export interface StatsDeps {
   health: StorageHealth;
   /** MODELS_FILE, for the currency of spend; flat when unset. */
   models?: ModelTable;
-  /** DATABASE_POOL_MAX: how many pooled connections a database restart can leave dead. */
-  poolMax?: number;
 }
 
 /**
@@ -118,23 +115,17 @@ async function freshRead(deps: StatsDeps, keyRead: Promise<KeyRecord>) {
 
 /**
  * The key's row from the database (its totals), or the cached one when the
- * database is out. A read whose connection broke is tried again: a
- * connection the database dropped (a restart) fails its next query at once,
- * and so may every other connection the pool held then, so the read is tried
- * once per pooled connection and once more. The cached row's totals are
- * those it was read with, without what was written since: worth the tries.
+ * database is out. (A connection the server closed is the storage's to try
+ * again on another.) The cached row's totals are those it was read with,
+ * without what was written since.
  */
 async function readKey(deps: StatsDeps, cached: KeyRecord): Promise<KeyRecord> {
   if (deps.health.degraded) return cached;
-  const attempts = (deps.poolMax ?? 1) + 1;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return (await deps.storage.getKeyById(cached.id)) ?? cached;
-    } catch (err) {
-      if (attempt < attempts && isConnectionLost(err) && !deps.health.degraded) continue;
-      deps.health.reportFailure(err);
-      return cached;
-    }
+  try {
+    return (await deps.storage.getKeyById(cached.id)) ?? cached;
+  } catch (err) {
+    deps.health.reportFailure(err);
+    return cached;
   }
 }
 

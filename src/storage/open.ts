@@ -1,39 +1,9 @@
 import type { Config } from "../config.ts";
+import { isPermanentPgError } from "./postgres/error-codes.ts";
 import { retry } from "./retry.ts";
 import type { Storage } from "./types.ts";
 
 export class StorageUnreachableError extends Error {}
-
-/**
- * PostgreSQL errors that no retry can mend: the database does not exist
- * (3D000), the password is wrong (28P01), the role may not log in (28000).
- * https://www.postgresql.org/docs/current/errcodes-appendix.html
- */
-const PERMANENT_PG_CODES = new Set(["3D000", "28P01", "28000"]);
-
-export function isPermanentPgError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && PERMANENT_PG_CODES.has(code);
-}
-
-/**
- * Errors of a connection that broke, not of the query: the driver's own
- * (postgres.js names them CONNECTION_*), the socket's, and PostgreSQL's
- * connection exceptions (08xxx) and operator interventions (57Pxx: a
- * shutdown or restart). Another connection may well answer.
- */
-export function isConnectionLost(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== "string") return false;
-  return (
-    code.startsWith("CONNECTION_") ||
-    code === "ECONNRESET" ||
-    code === "ECONNREFUSED" ||
-    code === "EPIPE" ||
-    code.startsWith("08") ||
-    code.startsWith("57P")
-  );
-}
 
 /** Longest wait between two connection attempts at start-up. */
 const MAX_BACKOFF_MS = 10_000;

@@ -26,6 +26,7 @@ import {
 import * as audit from "./audit.ts";
 import { exportKeys, importKeys } from "./bulk.ts";
 import type { Db, Sql } from "./database.ts";
+import { readRetryingStale } from "./error-codes.ts";
 import * as history from "./history.ts";
 import {
   exportModelUsage,
@@ -81,31 +82,6 @@ function reconnectWaitSeconds(failures: number): number {
   return Math.min(0.25, 0.025 * 2 ** Math.max(0, failures - 1));
 }
 
-/**
- * A pooled connection the server closed, failing its next query: postgres.js's
- * own CONNECTION_CLOSED, the socket's, and PostgreSQL's connection failures
- * and shutdown terminations (08003, 08006, 57P01, 57P02). Not ECONNREFUSED or
- * a connect timeout: those say the database itself is out.
- */
-const STALE_CONNECTION_CODES = new Set([
-  "CONNECTION_CLOSED",
-  "ECONNRESET",
-  "EPIPE",
-  "08003",
-  "08006",
-  "57P01",
-  "57P02",
-]);
-
-function isStaleConnection(err: unknown): boolean {
-  // Drizzle wraps the driver's error as its cause.
-  for (let e = err, depth = 0; e && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && STALE_CONNECTION_CODES.has(code)) return true;
-  }
-  return false;
-}
-
 const keyColumns = {
   id: apiKeys.id,
   keyHash: apiKeys.keyHash,
@@ -152,21 +128,9 @@ class PostgresStorage implements Storage {
     await this.read(() => this.client`select 1`);
   }
 
-  /**
-   * Runs a read, again on another pooled connection when the one it got had
-   * been closed by the server (a restart, an idle timeout), up to once per
-   * connection: such a connection fails its next query, while the database
-   * answers on the others. A refused connection is not retried: the
-   * database is out, and the caller's outage handling takes over at once.
-   */
-  private async read<T>(run: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await run();
-      } catch (err) {
-        if (attempt > this.options.poolMax || !isStaleConnection(err)) throw err;
-      }
-    }
+  /** A read, tried again on another connection when its own had been closed. */
+  private read<T>(run: () => Promise<T>): Promise<T> {
+    return readRetryingStale(run, this.options.poolMax);
   }
 
   async close(): Promise<void> {
