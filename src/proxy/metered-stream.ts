@@ -33,8 +33,9 @@ export interface MeteredStreamOptions {
    */
   onDone: (outcome: StreamOutcome, usage: TokenUsage) => void;
   /**
-   * Receives a function that ends the stream at once, charging what is known
-   * so far (shutdown cannot wait for it any longer).
+   * Receives a function that settles the stream at once (`onDone`) with what
+   * is known so far: shutdown cannot wait for it any longer. It holds only
+   * what the settlement needs, never the stream itself.
    */
   onForceable?: (forceFinish: () => void) => void;
   /** Called once when the client's side is over: its last chunk handed over, an error, or the client left. */
@@ -74,6 +75,50 @@ function cutOut(buf: Uint8Array, length: number, cuts: number[]): Uint8Array | n
 }
 
 /**
+ * What a stream is known to have cost, and its settlement, made once. It is
+ * kept apart from the stream's reader and buffers on purpose: shutdown's
+ * way to force the charge (`onForceable`) holds it from the usage ledger,
+ * which is long-lived, and a hold on the whole stream (its reader, the
+ * upstream's stream, its buffers) made the engine's young collections trace
+ * every stream in flight each time: measured, twice the collection time per
+ * streamed request.
+ */
+class StreamCost {
+  finished = false;
+  /** The client went away before the end. */
+  abandoned = false;
+
+  constructor(
+    private readonly usage: StreamUsage,
+    private readonly requestBytes: number,
+    private readonly onDone: MeteredStreamOptions["onDone"],
+  ) {}
+
+  finish(broken: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    const usage = this.usage;
+    const estimated = !usage.complete;
+    const tokens = estimated
+      ? estimateTokens(this.requestBytes, usage.contentEvents, usage.inputTokens)
+      : (usage.tokens ?? 0);
+    const byKind = estimated
+      ? estimatedUsage(tokens, usage.inputTokens === null ? null : usage.usage)
+      : (usage.usage ?? NO_TOKENS);
+    this.onDone({ tokens, estimated, abandoned: this.abandoned, broken }, byKind);
+  }
+}
+
+/**
+ * Shutdown's way in: the stream is settled with what is known so far. The
+ * stream itself is left as it is (the process is about to exit); whatever it
+ * reads afterwards charges nothing more.
+ */
+function forcing(cost: StreamCost): () => void {
+  return () => cost.finish(true);
+}
+
+/**
  * Passes an upstream SSE body to the client as it arrives, reading usage on
  * the way. Chunks are forwarded untouched, and only the few events that can
  * carry usage are ever decoded (see `ByteUsageReader`). When the usage chunk
@@ -96,8 +141,6 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     if (usageOnly) cuts.push(ev.start, ev.end);
     else if (ev.bom) cuts.push(ev.start, ev.start + 3);
   });
-  let finished = false;
-  let abandoned = false;
   // A silent upstream is cut: its read then fails, and the stream ends as broken.
   const idleTimer = setTimeout(opts.onIdle, opts.idleMs);
 
@@ -115,7 +158,7 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
    * its answer is always charged, even if the process dies a moment later.
    */
   const consume = (chunk: Uint8Array): Uint8Array | null => {
-    if (!finished) idleTimer.refresh();
+    if (!cost.finished) idleTimer.refresh();
     const buf = scanner.push(chunk);
     const out = opts.hideUsageChunk ? visible(buf, scanner.complete) : chunk;
     if (usage.complete) finish(false);
@@ -129,18 +172,10 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     return opts.hideUsageChunk ? visible(rest, rest.byteLength) : null;
   };
 
+  const cost = new StreamCost(usage, opts.requestBytes, opts.onDone);
   const finish = (broken: boolean) => {
-    if (finished) return;
-    finished = true;
     clearTimeout(idleTimer);
-    const estimated = !usage.complete;
-    const tokens = estimated
-      ? estimateTokens(opts.requestBytes, usage.contentEvents, usage.inputTokens)
-      : (usage.tokens ?? 0);
-    const byKind = estimated
-      ? estimatedUsage(tokens, usage.inputTokens === null ? null : usage.usage)
-      : (usage.usage ?? NO_TOKENS);
-    opts.onDone({ tokens, estimated, abandoned, broken }, byKind);
+    cost.finish(broken);
   };
 
   const drain = async () => {
@@ -171,27 +206,24 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     opts.onEnd?.();
   };
 
-  opts.onForceable?.(() => {
-    finish(true);
-    void reader.cancel().catch(() => {});
-  });
+  opts.onForceable?.(forcing(cost));
 
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       // Read until there is something to hand over: a pull that enqueues
       // nothing is not called again, which would stall the stream.
       for (;;) {
-        if (abandoned) return;
+        if (cost.abandoned) return;
         let result: Awaited<ReturnType<typeof reader.read>>;
         try {
           result = await reader.read();
         } catch (err) {
           finish(true);
-          if (!abandoned) controller.error(err);
+          if (!cost.abandoned) controller.error(err);
           end();
           return;
         }
-        if (abandoned) {
+        if (cost.abandoned) {
           // The client left while this read was pending; the drain loop reads on.
           if (!result.done) consume(result.value);
           return;
@@ -212,9 +244,9 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
       }
     },
     cancel() {
-      abandoned = true;
+      cost.abandoned = true;
       end();
-      if (!finished) void drain();
+      if (!cost.finished) void drain();
     },
   });
 }

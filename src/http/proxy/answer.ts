@@ -3,7 +3,11 @@ import type { Dialect } from "../../errors.ts";
 import { filterModelList } from "../../keys/allowed-models.ts";
 import type { Metrics } from "../../metrics/registry.ts";
 import { NO_TOKENS, type TokenUsage, totalTokens } from "../../models/token-usage.ts";
-import { meteredStream, type StreamOutcome } from "../../proxy/metered-stream.ts";
+import {
+  type MeteredStreamOptions,
+  meteredStream,
+  type StreamOutcome,
+} from "../../proxy/metered-stream.ts";
 import { readWhole } from "../../proxy/read-whole.ts";
 import { responseUsage } from "../../proxy/usage.ts";
 import { quotaHeaders } from "../../quota/headers.ts";
@@ -60,29 +64,48 @@ export function streamAnswer(
     onIdle: () => a.abort.abort(),
     onEnd: terms.onEnd,
     requestBytes: terms.requestBytes,
-    onDone: (outcome, usage) => {
-      try {
-        bill.charge(usage);
-      } catch (err) {
-        // The journal could not be written (disk full): say so loudly; the
-        // stream itself is over and must not take the process down.
-        access.error(
-          { err: (err as Error).message, tokens: outcome.tokens },
-          "could not record usage",
-        );
-      } finally {
-        terms.release();
-      }
-      metrics.upstreamDuration.observe(
-        { dialect, stream: "true" },
-        (performance.now() - a.sentAt) / 1000,
-      );
-      metrics.tokens.inc({ dialect }, outcome.tokens);
-      noteStream(outcome, dialect, access, metrics);
-      writeLog();
-    },
+    onDone: settleStream(bill, terms.release, metrics, access, writeLog, dialect, a.sentAt),
   });
   return new Response(stream, { status, headers });
+}
+
+/**
+ * A stream's settlement: its charge, then its release, metrics and log line.
+ * Made out here, over only what it needs: shutdown holds it from the
+ * long-lived ledger (see `StreamCost` in proxy/metered-stream.ts), and a
+ * closure made inside `streamAnswer` would hold all that holds, the upstream
+ * call's abort controller included.
+ */
+function settleStream(
+  bill: ChargeHandle,
+  release: () => void,
+  metrics: Metrics,
+  access: AccessLog,
+  writeLog: () => void,
+  dialect: Dialect,
+  sentAt: number,
+): MeteredStreamOptions["onDone"] {
+  return (outcome, usage) => {
+    try {
+      bill.charge(usage);
+    } catch (err) {
+      // The journal could not be written (disk full): say so loudly; the
+      // stream itself is over and must not take the process down.
+      access.error(
+        { err: (err as Error).message, tokens: outcome.tokens },
+        "could not record usage",
+      );
+    } finally {
+      release();
+    }
+    metrics.upstreamDuration.observe(
+      { dialect, stream: "true" },
+      (performance.now() - sentAt) / 1000,
+    );
+    metrics.tokens.inc({ dialect }, outcome.tokens);
+    noteStream(outcome, dialect, access, metrics);
+    writeLog();
+  };
 }
 
 function noteStream(outcome: StreamOutcome, dialect: Dialect, access: AccessLog, metrics: Metrics) {
