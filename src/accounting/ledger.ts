@@ -84,7 +84,9 @@ export class UsageLedger {
    * Marks a request whose cost is still to come (a response being read, a
    * stream being drained); `close` waits for it. Call the result once done.
    * `force` is called if shutdown cannot wait any longer: it must charge
-   * what the request is known to have cost so far, and release the hold.
+   * what the request is known to have cost so far, and release the hold. It
+   * need not stop the request: the process exits after shutdown, and a
+   * request charged by force is never charged again.
    */
   hold(force: () => void = () => {}): () => void {
     const h = { force };

@@ -48,6 +48,7 @@ function run(
   let byKind: TokenUsage | undefined;
   const handle: { abort?: () => void } = {};
   let idled = 0;
+  let force: (() => void) | undefined;
   const stream = meteredStream({
     upstream: upstream(chunks, opts, handle),
     idleMs: opts.idleMs ?? 5000,
@@ -64,8 +65,18 @@ function run(
       byKind = u;
       resolve(o);
     },
+    onForceable: (f) => {
+      force = f;
+    },
   });
-  return { stream, done, calls: () => calls, idled: () => idled, usage: () => byKind };
+  return {
+    stream,
+    done,
+    calls: () => calls,
+    idled: () => idled,
+    usage: () => byKind,
+    force: () => force?.(),
+  };
 }
 
 const OPENAI = [
@@ -222,6 +233,32 @@ describe("meteredStream", () => {
     await new Response(bare.stream).text();
     await bare.done;
     expect(bare.usage()).toEqual({ input: 0, cacheRead: 0, cacheWrite: 0, output: 102 });
+  });
+
+  test("shutdown's force charges what is known at once, and only once, however the stream goes on", async () => {
+    // The upstream falls silent after the first piece of the answer.
+    const silent = run(ANTHROPIC.slice(0, 2), { dialect: "anthropic", end: "hang", idleMs: 100 });
+    const reader = silent.stream.getReader();
+    await reader.read();
+    await reader.read();
+    silent.force();
+    // message_start said 11 input + 3 + 2 cache; one content_block_delta arrived.
+    const estimate = { tokens: 16 + 1, estimated: true, abandoned: false, broken: true };
+    expect(await silent.done).toEqual(estimate);
+    // Settled: the idle limit, long passed, no longer cuts it.
+    await Bun.sleep(250);
+    expect(silent.idled()).toBe(0);
+    expect(silent.calls()).toBe(1);
+
+    // The upstream goes on to report its usage: no second charge.
+    const going = run(ANTHROPIC, { dialect: "anthropic", gapMs: 20 });
+    const rest = going.stream.getReader();
+    await rest.read();
+    await rest.read();
+    going.force();
+    expect(await going.done).toEqual(estimate);
+    while (!(await rest.read()).done) {}
+    expect(going.calls()).toBe(1);
   });
 
   test("an upstream that breaks mid-stream errors the client's stream and charges partial usage", async () => {

@@ -112,10 +112,20 @@ class StreamCost {
 /**
  * Shutdown's way in: the stream is settled with what is known so far. The
  * stream itself is left as it is (the process is about to exit); whatever it
- * reads afterwards charges nothing more.
+ * reads afterwards charges nothing more, and its idle timer no longer cuts it.
  */
 function forcing(cost: StreamCost): () => void {
   return () => cost.finish(true);
+}
+
+/**
+ * The idle timer's callback: cuts a silent upstream while the stream is
+ * still to be settled. It reaches only the cost and `onIdle`, like the hold.
+ */
+function whileUnsettled(cost: StreamCost, onIdle: () => void): () => void {
+  return () => {
+    if (!cost.finished) onIdle();
+  };
 }
 
 /**
@@ -141,8 +151,6 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
     if (usageOnly) cuts.push(ev.start, ev.end);
     else if (ev.bom) cuts.push(ev.start, ev.start + 3);
   });
-  // A silent upstream is cut: its read then fails, and the stream ends as broken.
-  const idleTimer = setTimeout(opts.onIdle, opts.idleMs);
 
   /** What the client gets of `buf`, read up to `length`: all of it, or what hiding leaves. */
   const visible = (buf: Uint8Array, length: number): Uint8Array | null => {
@@ -173,7 +181,13 @@ export function meteredStream(opts: MeteredStreamOptions): ReadableStream<Uint8A
   };
 
   const cost = new StreamCost(usage, opts.requestBytes, opts.onDone);
+  // A silent upstream is cut: its read then fails, and the stream ends as
+  // broken. The timer does not hold the process: a stream settled by
+  // shutdown leaves its timer behind.
+  const idleTimer = setTimeout(whileUnsettled(cost, opts.onIdle), opts.idleMs);
+  idleTimer.unref?.();
   const finish = (broken: boolean) => {
+    if (cost.finished) return;
     clearTimeout(idleTimer);
     cost.finish(broken);
   };
