@@ -6,7 +6,7 @@ const withCode = (code: string) => Object.assign(new Error(code), { code });
 const wrapped = (code: string) => new Error("Failed query: select 1", { cause: withCode(code) });
 
 describe("classifying PostgreSQL errors", () => {
-  test("a connection the server closed: the driver's, the socket's, PostgreSQL's connection and shutdown codes, bare or wrapped by Drizzle", () => {
+  test("a connection the server closed: the driver's, the socket's, PostgreSQL's connection, shutdown and idle-timeout codes, bare or wrapped by Drizzle", () => {
     for (const code of [
       "CONNECTION_CLOSED",
       "ECONNRESET",
@@ -15,6 +15,7 @@ describe("classifying PostgreSQL errors", () => {
       "08006",
       "57P01",
       "57P02",
+      "57P05",
     ]) {
       expect({ code, stale: isStaleConnection(withCode(code)) }).toEqual({ code, stale: true });
       expect({ code, stale: isStaleConnection(wrapped(code)) }).toEqual({ code, stale: true });

@@ -12,7 +12,8 @@ const PERMANENT_CODES = new Set(["3D000", "28P01", "28000"]);
 /**
  * A pooled connection the server closed, failing its next query: postgres.js's
  * own CONNECTION_CLOSED, the socket's, and PostgreSQL's connection failures
- * and shutdown terminations (08003, 08006, 57P01, 57P02). Not ECONNREFUSED or
+ * and terminations (08003, 08006; 57P01 and 57P02 at a shutdown, 57P05 after
+ * the server's idle_session_timeout). Not ECONNREFUSED or
  * a connect timeout: those say the database itself is out.
  */
 const STALE_CONNECTION_CODES = new Set([
@@ -23,6 +24,7 @@ const STALE_CONNECTION_CODES = new Set([
   "08006",
   "57P01",
   "57P02",
+  "57P05",
 ]);
 
 function hasCode(err: unknown, codes: ReadonlySet<string>): boolean {
@@ -46,7 +48,7 @@ export function isStaleConnection(err: unknown): boolean {
 /**
  * Runs a read, again on another pooled connection when the one it got had
  * been closed by the server (a restart, an idle timeout), up to once per
- * connection (`poolMax` tries more): such a connection fails its next query,
+ * connection (up to `poolMax` retries): such a connection fails its next query,
  * while the database answers on the others. Any other failure, a refused
  * connection included, is thrown at once: the database is out, and the
  * caller's outage handling takes over.
