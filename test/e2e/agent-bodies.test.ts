@@ -167,6 +167,37 @@ describe("an agent's large body", () => {
     }
   });
 
+  test("refused as busy, a large body goes to the upstream again whole, as it came and written anew", async () => {
+    // Its memory is given back once nothing is sent again (http/proxy/request-body.ts):
+    // the gateway's own second try must still send every byte.
+    const { key } = await gw.createKey({ name: "agent-busy", limit: 10_000_000 });
+    const bodies = [
+      JSON.stringify({ model: "glm-4.7", max_tokens: 64, messages: history }),
+      JSON.stringify({ model: "glm-4.7", messages: history, stream: true }),
+    ];
+    for (const sent of bodies) {
+      const tag = newTag();
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${key}`,
+          "x-mock-refusal": "zai-1302",
+          ...mockHeaders({ tag }),
+        },
+        body: sent,
+      });
+      expect(res.status).toBe(429);
+      await res.arrayBuffer();
+      const tries = mock.requests.filter((r) => r.headers["x-test-tag"] === tag);
+      expect(tries).toHaveLength(2);
+      const expected = sent.endsWith('"stream":true}')
+        ? `${sent.slice(0, -1)},"stream_options":{"include_usage":true}}`
+        : sent;
+      for (const t of tries) expect(t.text).toBe(expected);
+    }
+  });
+
   test("a key's model override replaces the model and leaves the rest as it came", async () => {
     const { key } = await gw.createKey({
       name: "agent-override",

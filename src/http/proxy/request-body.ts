@@ -21,6 +21,29 @@ export interface RequestBody {
   json: JsonObject | null;
   hideUsageChunk: boolean;
   model: string | undefined;
+  /** The client's bytes as read: what `body` and `json` may still point into. */
+  received: Uint8Array | null;
+}
+
+/** Below this, a body is left to the collector like any small object. */
+const GIVE_BACK_BYTES = 64 * 1024;
+
+/**
+ * Gives the memory of a large body back at once, once it has gone upstream
+ * for the last time (fetch copies a body when it is called). Left to the
+ * collector, a body that outlived a young collection, as one waiting on the
+ * upstream does, counts in the old generation until a full collection: an
+ * agent's bodies of hundreds of KB then made every other collection a full
+ * one. Its memory is detached from the buffer; nothing may read `body` or
+ * `json` afterwards. Only a buffer the bytes own whole is detached.
+ */
+export function giveBack(prepared: RequestBody): void {
+  const bytes = prepared.received;
+  if (bytes === null || bytes.byteLength < GIVE_BACK_BYTES) return;
+  const buffer = bytes.buffer;
+  if (!(buffer instanceof ArrayBuffer) || bytes.byteOffset !== 0) return;
+  if (buffer.byteLength !== bytes.byteLength) return;
+  buffer.transfer(0);
 }
 
 /** The size of what goes upstream, in bytes (the input estimate is bytes / 4), as sent: UTF-8. */
@@ -36,7 +59,7 @@ export async function requestBody(
   config: Config,
 ): Promise<RequestBody> {
   if (req.method === "GET" || req.method === "HEAD") {
-    return { body: null, json: null, hideUsageChunk: false, model: undefined };
+    return { body: null, json: null, hideUsageChunk: false, model: undefined, received: null };
   }
   const bytes = await readBody(req, config.maxBodyBytes, config.bodyTimeoutMs);
   const type = (req.headers.get("content-type") ?? "").toLowerCase();
@@ -46,7 +69,7 @@ export async function requestBody(
   const forceJson = namesModel(dialect, path) || (key.model !== null && looksLikeJson(bytes));
   if (!type.includes("json") && !forceJson) {
     // Not ours to read (uploads and the like): forwarded as it came.
-    return { body: bytes, json: null, hideUsageChunk: false, model: undefined };
+    return { body: bytes, json: null, hideUsageChunk: false, model: undefined, received: bytes };
   }
   const json = readJson(bytes);
   const lookalike = lookalikeField(json.value);
@@ -69,6 +92,7 @@ export async function requestBody(
     json: prepared.body,
     hideUsageChunk: prepared.hideUsageChunk,
     model: prepared.model,
+    received: bytes,
   };
 }
 

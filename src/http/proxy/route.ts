@@ -20,7 +20,7 @@ import type { AccessLog } from "../access-log.ts";
 import type { IdleExemption } from "../idle-exemption.ts";
 import { type Answering, streamAnswer, wholeAnswer } from "./answer.ts";
 import { admissionRefusal, concurrencyRefusal, upstreamRefusal } from "./refusals.ts";
-import { byteLength, requestBody, serialize } from "./request-body.ts";
+import { byteLength, giveBack, requestBody, serialize } from "./request-body.ts";
 import type { ProxyTarget } from "./target.ts";
 import { upstreamQueue, upstreamSlot } from "./upstream-slot.ts";
 
@@ -166,6 +166,8 @@ export function proxyHandler(deps: ProxyDeps) {
           throw err;
         });
       const call = await callUpstream(send, config.upstreamIdleTimeoutMs, abort, clock);
+      // Nothing is sent again: a large body's memory goes back now.
+      giveBack(prepared);
       if (!call.ok) {
         access.fields.upstream_refusal = call.refusal.kind;
         metrics.upstreamErrors.inc({ dialect, reason: `refused_${call.refusal.kind}` });
