@@ -6,6 +6,8 @@ import { GatewayError } from "../errors.ts";
  * the body is counted as it arrives, so a huge body is never held whole. A
  * body not complete within `deadlineMs` gets a 408 (a client that declares
  * 1,000 bytes and sends one must not hold a connection for ever).
+ * The bytes are the caller's own: their buffer is new and no one else holds
+ * it (the proxy gives a large body's memory back once it is sent).
  */
 export async function readBody(
   req: Request,

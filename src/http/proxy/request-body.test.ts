@@ -30,4 +30,15 @@ describe("giving a body's memory back once it is sent", () => {
     expect(shared.buffer.detached).toBe(false);
     expect(() => giveBack(prepared(null))).not.toThrow();
   });
+
+  test("from 64 KiB on; a body already given back is no error", () => {
+    const under = new Uint8Array(64 * 1024 - 1);
+    giveBack(prepared(under));
+    expect(under.buffer.detached).toBe(false);
+    const at = new Uint8Array(64 * 1024);
+    const detachedView = new Uint8Array(at.buffer);
+    giveBack(prepared(at));
+    expect(at.buffer.detached).toBe(true);
+    expect(() => giveBack(prepared(detachedView))).not.toThrow();
+  });
 });

@@ -43,7 +43,11 @@ export function giveBack(prepared: RequestBody): void {
   const buffer = bytes.buffer;
   if (!(buffer instanceof ArrayBuffer) || bytes.byteOffset !== 0) return;
   if (buffer.byteLength !== bytes.byteLength) return;
-  buffer.transfer(0);
+  try {
+    buffer.transfer(0);
+  } catch {
+    // Not detachable after all: the collector takes it, as before.
+  }
 }
 
 /** The size of what goes upstream, in bytes (the input estimate is bytes / 4), as sent: UTF-8. */
