@@ -21,9 +21,10 @@ import { MOCK_CONTROL_HEADERS } from "./mock-upstream.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /**
- * Gateways and CLI commands run in their own data folder, not the checkout:
- * the runtime loads `./.env` from where it runs, and an operator who followed
- * the quick start has one there, with their own upstream key and settings.
+ * The CLI, by its full path: gateways and CLI commands run in their own data
+ * folder, not the checkout, since the runtime loads `./.env` from where it
+ * runs, and an operator who followed the quick start has one there, with
+ * their own upstream key and settings.
  */
 const CLI_ENTRY = join(REPO_ROOT, "src", "cli", "main.ts");
 
