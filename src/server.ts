@@ -51,8 +51,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       backups: () => backups,
     });
   health.start();
-  // Recently used keys re-read in one query per interval, off the request path.
+  // Recently used keys' usage and records re-read in one query per interval
+  // each, off the request path.
   usage.start();
+  keys.start();
   ledger.startTimer(config.flushIntervalMs);
   pruner.start();
   const sweeper = setInterval(() => usage.sweep(), 60_000);
@@ -124,6 +126,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       accepting = false;
       clearInterval(sweeper);
       usage.stop();
+      keys.stop();
       await backups?.stop();
       // Ends after its current chunk (bounded wait), well before storage.close().
       await pruner.stop();

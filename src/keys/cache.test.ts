@@ -22,13 +22,27 @@ const clock = () => now;
 
 /** The real storage, with lookups that can be made to fail or to hang. */
 function controllable(s: Storage) {
-  const ctl = { mode: "ok" as "ok" | "down" | "slow", lookups: 0 };
+  const ctl = {
+    mode: "ok" as "ok" | "down" | "slow",
+    lookups: 0,
+    /** The hashes each batch read (a refresh round) asked for. */
+    batches: [] as string[][],
+    /** Runs while a batch read is under way, once it has read. */
+    afterRead: async () => {},
+  };
   const wrapped: Storage = Object.create(s);
   wrapped.getKeyByHash = async (h: string) => {
     ctl.lookups++;
     if (ctl.mode === "down") throw new Error("connection refused");
     if (ctl.mode === "slow") await Bun.sleep(2000);
     return s.getKeyByHash(h);
+  };
+  wrapped.getKeysByHash = async (hashes: readonly string[]) => {
+    ctl.batches.push([...hashes].sort());
+    if (ctl.mode === "down") throw new Error("connection refused");
+    const found = await s.getKeysByHash(hashes);
+    await ctl.afterRead();
+    return found;
   };
   wrapped.ping = async () => {
     if (ctl.mode === "down") throw new Error("connection refused");
@@ -174,5 +188,118 @@ describe("KeyCache", () => {
     now += 5000;
     expect((await cache.lookup(a))?.name).toBe("a");
     expect((await cache.lookup(c))?.name).toBe("c");
+  });
+});
+
+describe("KeyCache refresh rounds", () => {
+  const TTL = defaultKeyCacheOptions.ttlMs;
+
+  test("keys in use are re-read in one query per round, and their requests never wait for the database", async () => {
+    const keys = await Promise.all(
+      ["a", "b", "c"].map((name) => createKey(real, { name, tokenLimit: 1 }, now)),
+    );
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000 });
+    for (const k of keys) await cache.lookup(k.secret);
+    // Seen once more: in use, so the rounds keep it fresh.
+    for (const k of keys) await cache.lookup(k.secret);
+    expect(ctl.lookups).toBe(3);
+    for (let i = 0; i < 4; i++) {
+      now += TTL / 2;
+      await cache.refreshActive();
+      for (const k of keys) expect((await cache.lookup(k.secret))?.name).toBe(k.record.name);
+    }
+    // Two seconds on, past the TTL twice over: no per-key lookup since the first ones.
+    expect(ctl.lookups).toBe(3);
+    expect(ctl.batches).toHaveLength(4);
+    expect(ctl.batches[0]).toEqual(keys.map((k) => hashKey(k.secret)).sort());
+    cache.stop();
+  });
+
+  test("a change made elsewhere is obeyed after the next round: revoked, rotated, changed", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const b = await createKey(real, { name: "b", tokenLimit: 1 }, now);
+    const c = await createKey(real, { name: "c", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000 });
+    for (const k of [a, b, c, a, b, c]) await cache.lookup(k.secret);
+    await real.revokeKey(a.record.id, now);
+    await real.rotateKey(b.record.id, hashKey("pk_rotated_b"), "pk_rotated", now);
+    await real.updateKey(c.record.id, { tokenLimit: 99, disabled: true }, now);
+    now += 10;
+    await cache.refreshActive();
+    const before = ctl.lookups;
+    expect(await cache.lookup(a.secret)).toBeNull();
+    expect(await cache.lookup(b.secret)).toBeNull();
+    expect(await cache.lookup(c.secret)).toMatchObject({ tokenLimit: 99, disabled: true });
+    // Known from the round: the refused secrets cost no lookup of their own.
+    expect(ctl.lookups).toBe(before);
+    expect((await cache.lookup("pk_rotated_b"))?.id).toBe(b.record.id);
+    cache.stop();
+  });
+
+  test("a key not used lately leaves the rounds, and is looked up by its next request", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000, activeMs: 10_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    now += 10_000;
+    await cache.refreshActive();
+    expect(ctl.batches).toHaveLength(0);
+    expect(await cache.lookup(a.secret)).not.toBeNull();
+    expect(ctl.lookups).toBe(2);
+    cache.stop();
+  });
+
+  test("a failed round is reported, and requests past the TTL look their key up themselves", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl, health } = setup();
+    const failures: unknown[] = [];
+    health.reportFailure = (err: unknown) => void failures.push(err);
+    cache.start({ everyMs: 60_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    ctl.mode = "down";
+    now += TTL / 2;
+    await cache.refreshActive();
+    expect(failures).toHaveLength(1);
+    ctl.mode = "ok";
+    now += TTL / 2;
+    expect(await cache.lookup(a.secret)).not.toBeNull();
+    expect(ctl.lookups).toBe(2);
+    cache.stop();
+  });
+
+  test("a round's answer never brings back a key dropped while it ran", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    // Changed through this process after the round read the old record.
+    ctl.afterRead = async () => {
+      await real.updateKey(a.record.id, { tokenLimit: 5 }, now);
+      cache.invalidate(a.record.id);
+    };
+    now += 10;
+    await cache.refreshActive();
+    expect(cache.knows(a.secret)).toBe(false);
+    expect((await cache.lookup(a.secret))?.tokenLimit).toBe(5);
+    cache.stop();
+  });
+
+  test("rounds run on their own every interval until stopped", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 20 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    await Bun.sleep(120);
+    expect(ctl.batches.length).toBeGreaterThanOrEqual(2);
+    cache.stop();
+    const seen = ctl.batches.length;
+    await Bun.sleep(80);
+    expect(ctl.batches.length).toBe(seen);
   });
 });

@@ -5,6 +5,7 @@ import { displayPrefix, hashKey } from "./secret.ts";
 
 interface Entry {
   key: KeyRecord;
+  /** When the record was read (a round's read: when its query was sent). */
   at: number;
 }
 
@@ -25,6 +26,19 @@ export interface KeyCacheOptions {
   refreshWaitMs: number;
   /** While the database is out, keys never seen: refused (503) or let through unverified. */
   unknownDuringOutage: "reject" | "allow";
+}
+
+/** The background rounds that keep the keys in use fresh (`KeyCache.start`). */
+export interface KeyRefreshOptions {
+  /** Keys looked up within this long are re-read by every round; others on their next use. */
+  activeMs: number;
+  /** How often a round runs: under the TTL, so that keys in use never reach it. */
+  everyMs: number;
+  /**
+   * A round that has not answered within this long is given up on, so a
+   * query that never answers does not hold back every round after it.
+   */
+  timeoutMs: number;
 }
 
 export const defaultKeyCacheOptions: KeyCacheOptions = {
@@ -54,6 +68,11 @@ export class KeyCache {
   /** Unknown key hashes and when they were looked up, oldest first. */
   private readonly misses = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<KeyRecord | null>>();
+  /** Hashes of known keys looked up lately, with when: what a round re-reads. */
+  private readonly active = new Map<string, number>();
+  private refresh: KeyRefreshOptions | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private round: Promise<void> | undefined;
 
   constructor(
     private readonly storage: Storage,
@@ -72,18 +91,20 @@ export class KeyCache {
   async lookup(secret: string, onUnknown?: () => void): Promise<KeyRecord | null> {
     const hash = hashKey(secret);
     const hit = this.entries.get(hash);
+    const now = this.clock();
     if (!hit) onUnknown?.();
     if (hit) {
       // Most recently used goes last.
       this.entries.delete(hash);
       this.entries.set(hash, hit);
+      if (this.refresh) this.active.set(hash, now);
     }
-    if (hit && this.clock() - hit.at < this.options.ttlMs) {
+    if (hit && now - hit.at < this.options.ttlMs) {
       this.observe("hit");
       return hit.key;
     }
     const missedAt = hit ? undefined : this.misses.get(hash);
-    if (missedAt !== undefined && this.clock() - missedAt < this.options.ttlMs) {
+    if (missedAt !== undefined && now - missedAt < this.options.ttlMs) {
       this.observe("hit");
       return null;
     }
@@ -109,6 +130,83 @@ export class KeyCache {
       this.health?.reportFailure(err);
       this.observe("stale");
       return hit ? hit.key : this.unknownDuringOutage(hash, secret);
+    }
+  }
+
+  /**
+   * Starts the background rounds: every `everyMs`, the keys looked up within
+   * `activeMs` are re-read in one query, so a gateway serving many keys asks
+   * the database a few times a second rather than once per key per TTL, and
+   * their requests do not wait for a refresh. The TTL still bounds how old a
+   * record may be: a key the rounds have not refreshed in time (the database
+   * is slow, or the key was not in use) is looked up by its request as before.
+   */
+  start(options: Partial<KeyRefreshOptions> = {}): void {
+    const everyMs = options.everyMs ?? Math.max(1, Math.floor(this.options.ttlMs / 2));
+    this.refresh = {
+      activeMs: 10_000,
+      everyMs,
+      timeoutMs: Math.max(this.options.refreshWaitMs, 4 * everyMs),
+      ...options,
+    };
+    this.timer ??= setInterval(() => void this.refreshActive(), everyMs);
+    this.timer.unref?.();
+  }
+
+  /** Stops the rounds; a round under way is not waited for (the database may hang). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.refresh = undefined;
+    this.active.clear();
+  }
+
+  /**
+   * One round: the keys in use re-read at once. A call while a round runs
+   * joins it, unless that one has not answered within `timeoutMs`. Never
+   * rejects: a failure goes to the health monitor, and the requests look
+   * their keys up themselves once the TTL has passed.
+   */
+  refreshActive(): Promise<void> {
+    if (this.round) return this.round;
+    const timeoutMs = this.refresh?.timeoutMs ?? Number.POSITIVE_INFINITY;
+    const round: Promise<void> = withTimeout(this.runRound(), timeoutMs)
+      .catch((err) => {
+        if (!(err instanceof TimeoutError)) this.health?.reportFailure(err);
+      })
+      .finally(() => {
+        if (this.round === round) this.round = undefined;
+      });
+    this.round = round;
+    return round;
+  }
+
+  private async runRound(): Promise<void> {
+    const opts = this.refresh;
+    if (!opts || this.health?.degraded) return;
+    const startedAt = this.clock();
+    const hashes: string[] = [];
+    for (const [hash, usedAt] of this.active) {
+      if (startedAt - usedAt >= opts.activeMs || !this.entries.has(hash)) this.active.delete(hash);
+      else hashes.push(hash);
+    }
+    if (hashes.length === 0) return;
+    const found = new Map<string, KeyRecord>();
+    for (const key of await this.storage.getKeysByHash(hashes)) found.set(key.keyHash, key);
+    for (const hash of hashes) {
+      const e = this.entries.get(hash);
+      // Gone (invalidated, evicted) or read since the query was sent: left as it is.
+      if (!e || e.at >= startedAt) continue;
+      const key = found.get(hash);
+      if (key) {
+        e.key = key;
+        e.at = startedAt;
+      } else {
+        // Deleted, revoked or rotated elsewhere: unknown from now on, as a lookup would find.
+        this.entries.delete(hash);
+        this.active.delete(hash);
+        remember(this.misses, hash, startedAt, this.options.maxMisses);
+      }
     }
   }
 

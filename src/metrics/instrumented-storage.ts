@@ -9,6 +9,7 @@ import type { Metrics } from "./registry.ts";
 const TIMED = [
   "ping",
   "getKeyByHash",
+  "getKeysByHash",
   "getKeyById",
   "usageSince",
   "usageSinceMany",

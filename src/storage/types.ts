@@ -208,6 +208,11 @@ export interface Storage {
 
   createKey(key: NewKey): Promise<KeyRecord>;
   getKeyByHash(keyHash: string): Promise<KeyRecord | null>;
+  /**
+   * The keys among `keyHashes` that exist, in no promised order: one query
+   * (per chunk of a long list) for the key cache's refresh rounds.
+   */
+  getKeysByHash(keyHashes: readonly string[]): Promise<KeyRecord[]>;
   getKeyById(id: string): Promise<KeyRecord | null>;
   /** Keys whose id, display prefix or name equal `ref` (for the CLI). */
   findKeys(ref: string): Promise<KeyRecord[]>;

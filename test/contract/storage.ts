@@ -74,6 +74,32 @@ export function storageContract(
       });
     });
 
+    test("keys are read by many hashes at once: the ones that exist, as stored", async () => {
+      const a = await createKey(s, { name: "a", tokenLimit: 1 }, T0);
+      const b = await createKey(s, { name: "b", tokenLimit: 2 }, T0);
+      await createKey(s, { name: "not asked for", tokenLimit: 3 }, T0);
+      const found = await s.getKeysByHash([
+        hashKey(a.secret),
+        hashKey("pk_unknown"),
+        hashKey(b.secret),
+      ]);
+      expect(found.sort((x, y) => x.name.localeCompare(y.name))).toEqual([a.record, b.record]);
+      expect(await s.getKeysByHash([])).toEqual([]);
+      // Past one chunk of the list: every key is still found, once.
+      const many = [...Array.from({ length: 600 }, (_, i) => hashKey(`pk_none_${i}`))];
+      many.splice(550, 0, hashKey(a.secret));
+      expect((await s.getKeysByHash(many)).map((k) => k.id)).toEqual([a.record.id]);
+      // A rotated key is found by its new hash only; a revoked one not at all.
+      await s.rotateKey(b.record.id, hashKey("pk_rotated"), "pk_rotated", T0 + 1);
+      await s.revokeKey(a.record.id, T0 + 2);
+      const after = await s.getKeysByHash([
+        hashKey(a.secret),
+        hashKey(b.secret),
+        hashKey("pk_rotated"),
+      ]);
+      expect(after.map((k) => k.id)).toEqual([b.record.id]);
+    });
+
     test("two keys cannot share a hash", async () => {
       const base = {
         keyPrefix: "pk_x",

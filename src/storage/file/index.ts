@@ -71,6 +71,16 @@ class FileStorage implements Storage {
     return copy(s.records[s.byHash.get(keyHash) ?? -1]);
   }
 
+  async getKeysByHash(keyHashes: readonly string[]): Promise<KeyRecord[]> {
+    const s = this.doc.read();
+    const out: KeyRecord[] = [];
+    for (const hash of new Set(keyHashes)) {
+      const record = copy(s.records[s.byHash.get(hash) ?? -1]);
+      if (record) out.push(record);
+    }
+    return out;
+  }
+
   async getKeyById(id: string): Promise<KeyRecord | null> {
     const s = this.doc.read();
     return copy(s.records[s.byId.get(id) ?? -1]);

@@ -3,6 +3,7 @@ import { and, asc, count, desc, eq, isNull, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { chunked, ID_CHUNK } from "../chunked.ts";
 import { keyListWhere } from "../key-filter.ts";
 import {
   type AuditEntry,
@@ -151,6 +152,21 @@ class PostgresStorage implements Storage {
       this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1),
     );
     return row ?? null;
+  }
+
+  async getKeysByHash(keyHashes: readonly string[]): Promise<KeyRecord[]> {
+    // `= any($1)`: one statement text whatever the number of hashes.
+    const parts = await Promise.all(
+      chunked(keyHashes, ID_CHUNK).map((hashes) =>
+        this.read(() =>
+          this.db
+            .select()
+            .from(apiKeys)
+            .where(sql`${apiKeys.keyHash} = any(${sql.param(hashes)})`),
+        ),
+      ),
+    );
+    return parts.flat();
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {

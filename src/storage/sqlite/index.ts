@@ -1,10 +1,11 @@
 import { Database } from "bun:sqlite";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { asc, count, desc, eq, or, sql } from "drizzle-orm";
+import { asc, count, desc, eq, inArray, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
 import { makePrivateDir, touchPrivate } from "../../util/private-files.ts";
+import { chunked, ID_CHUNK } from "../chunked.ts";
 import { keyListWhere } from "../key-filter.ts";
 import {
   type AuditEntry,
@@ -97,6 +98,12 @@ class SqliteStorage implements Storage {
 
   async getKeyByHash(keyHash: string): Promise<KeyRecord | null> {
     return this.q.keyByHash.get({ keyHash }) ?? null;
+  }
+
+  async getKeysByHash(keyHashes: readonly string[]): Promise<KeyRecord[]> {
+    return chunked(keyHashes, ID_CHUNK).flatMap((hashes) =>
+      this.db.select().from(apiKeys).where(inArray(apiKeys.keyHash, hashes)).all(),
+    );
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
