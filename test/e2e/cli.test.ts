@@ -311,6 +311,42 @@ describe("clear messages", () => {
     expect(readdirSync(cwd)).toEqual([]);
   }, 30_000);
 
+  test("output whose reader has gone: one line and a failure, not a trace", async () => {
+    const cwd = await site();
+    expect((await tollgate(["keys", "create", "--name", "a", "--limit", "10"], { cwd })).code).toBe(0);
+    const cases = [
+      ["keys", "list"],
+      ["keys", "list", "--json"],
+      ["keys", "create", "--name", "b", "--limit", "10"],
+    ];
+    for (const args of cases) {
+      // `true` reads nothing and is gone long before the CLI writes.
+      const proc = Bun.spawn(
+        ["bash", "-c", 'set -o pipefail; "$@" | true', "pipe", process.execPath, MAIN, ...args],
+        {
+          cwd,
+          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" },
+          stdin: "ignore",
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+        proc.exited,
+      ]);
+      expect(code).toBe(1);
+      expect(oneLine({ code, stdout, stderr })).toContain("broken pipe");
+    }
+    // The command itself ran: the key whose secret was cut off exists.
+    const listed = await tollgate(["keys", "list", "--json"], { cwd });
+    expect(JSON.parse(listed.stdout).keys.map((k: { name: string }) => k.name).sort()).toEqual([
+      "a",
+      "b",
+    ]);
+  });
+
   test("a legacy file: a syntax error gives line and column, a wrong outline shows the expected one", async () => {
     const cwd = await site();
     const broken = join(cwd, "broken.json");
