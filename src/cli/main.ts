@@ -10,22 +10,21 @@ process.umask(0o077);
 const args = process.argv.slice(2);
 
 /**
- * Whatever reads the output closed it before everything was written
+ * Whatever reads a command's output closed it before everything was written
  * (`tollgate keys list | head -1`, or a reader that failed): one line, not
  * the runtime's trace. Not quietly: what was cut off may be all there was of
- * it, such as a new key's secret, which is never shown again.
+ * it, such as a new key's secret, which is never shown again. The server is
+ * left out: its output is its log, and it has its own way to stop.
  */
-function brokenPipe(): never {
-  process.stderr.write(
-    "error: the output was cut off: whatever read it closed it early (broken pipe); the command itself ran\n",
-  );
-  process.exit(1);
+if (args[0] !== "serve") {
+  process.stdout.on("error", (err) => {
+    if ((err as { code?: unknown }).code !== "EPIPE") throw err;
+    process.stderr.write(
+      "error: the output was cut off: whatever read it closed it early (broken pipe); what the command did before that stands\n",
+    );
+    process.exit(1);
+  });
 }
-const isBrokenPipe = (err: unknown) => (err as { code?: unknown } | null)?.code === "EPIPE";
-process.stdout.on("error", (err) => {
-  if (isBrokenPipe(err)) brokenPipe();
-  throw err;
-});
 
 try {
   // Only the command being run is loaded (registry.ts).
@@ -36,7 +35,6 @@ try {
     // --help and --version end here too, with code 0.
     process.exit(err.exitCode);
   }
-  if (isBrokenPipe(err)) brokenPipe();
   const { isUserError } = await import("./context.ts");
   if (isUserError(err)) {
     process.stderr.write(`error: ${err.message}\n`);

@@ -29,13 +29,17 @@ function controllable(s: Storage) {
     batches: [] as string[][],
     /** Runs while a batch read is under way, once it has read. */
     afterRead: async () => {},
+    /** Runs while a one-key lookup is under way, once it has read. */
+    afterLookup: async () => {},
   };
   const wrapped: Storage = Object.create(s);
   wrapped.getKeyByHash = async (h: string) => {
     ctl.lookups++;
     if (ctl.mode === "down") throw new Error("connection refused");
     if (ctl.mode === "slow") await Bun.sleep(2000);
-    return s.getKeyByHash(h);
+    const found = await s.getKeyByHash(h);
+    await ctl.afterLookup();
+    return found;
   };
   wrapped.getKeysByHash = async (hashes: readonly string[]) => {
     ctl.batches.push([...hashes].sort());
@@ -287,6 +291,91 @@ describe("KeyCache refresh rounds", () => {
     expect(cache.knows(a.secret)).toBe(false);
     expect((await cache.lookup(a.secret))?.tokenLimit).toBe(5);
     cache.stop();
+  });
+
+  test("a round never overwrites a record read after its query was sent", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    now += 600;
+    // The round has read the record with limit 1; meanwhile the key changes
+    // and a request, past the TTL, reads the new record itself.
+    ctl.afterRead = async () => {
+      await real.updateKey(a.record.id, { tokenLimit: 5 }, now);
+      now += 400;
+      expect((await cache.lookup(a.secret))?.tokenLimit).toBe(5);
+    };
+    await cache.refreshActive();
+    expect((await cache.lookup(a.secret))?.tokenLimit).toBe(5);
+    cache.stop();
+  });
+
+  test("a round's record is as old as its query: trusted for the TTL from when it was sent", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    now += 500;
+    const sentAt = now;
+    // A slow answer: 300 ms pass between the query and its answer.
+    ctl.afterRead = async () => {
+      now += 300;
+    };
+    await cache.refreshActive();
+    now = sentAt + TTL - 1;
+    await cache.lookup(a.secret);
+    expect(ctl.lookups).toBe(1);
+    now = sentAt + TTL;
+    await cache.lookup(a.secret);
+    expect(ctl.lookups).toBe(2);
+    cache.stop();
+  });
+
+  test("a lookup under way when its key is changed here does not keep the old record", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    // The change (and its invalidate) lands after the lookup read the old record.
+    ctl.afterLookup = async () => {
+      ctl.afterLookup = async () => {};
+      await real.updateKey(a.record.id, { tokenLimit: 5 }, now);
+      cache.invalidate(a.record.id);
+    };
+    expect((await cache.lookup(a.secret))?.tokenLimit).toBe(1);
+    expect(cache.knows(a.secret)).toBe(false);
+    expect((await cache.lookup(a.secret))?.tokenLimit).toBe(5);
+  });
+
+  test("a round that does not answer is given up on: the next one goes ahead", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl } = setup();
+    cache.start({ everyMs: 60_000, timeoutMs: 50 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    ctl.afterRead = () => Bun.sleep(300);
+    await cache.refreshActive();
+    ctl.afterRead = async () => {};
+    await cache.refreshActive();
+    expect(ctl.batches).toHaveLength(2);
+    cache.stop();
+  });
+
+  test("no round while the database is out: known keys are served from memory", async () => {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const { cache, ctl, health } = setup();
+    cache.start({ everyMs: 60_000 });
+    await cache.lookup(a.secret);
+    await cache.lookup(a.secret);
+    ctl.mode = "down";
+    health.reportFailure(new Error("down"));
+    await cache.refreshActive();
+    expect(ctl.batches).toHaveLength(0);
+    now += 5000;
+    expect((await cache.lookup(a.secret))?.name).toBe("a");
+    cache.stop();
+    health.stop();
   });
 
   test("rounds run on their own every interval until stopped", async () => {

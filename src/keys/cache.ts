@@ -5,7 +5,7 @@ import { displayPrefix, hashKey } from "./secret.ts";
 
 interface Entry {
   key: KeyRecord;
-  /** When the record was read (a round's read: when its query was sent). */
+  /** When the query that read the record was sent: the record is at least that fresh. */
   at: number;
 }
 
@@ -73,6 +73,8 @@ export class KeyCache {
   private refresh: KeyRefreshOptions | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private round: Promise<void> | undefined;
+  /** Counts `invalidate` calls: a read under way across one may hold the record from before it. */
+  private invalidations = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -144,12 +146,15 @@ export class KeyCache {
   start(options: Partial<KeyRefreshOptions> = {}): void {
     const everyMs = options.everyMs ?? Math.max(1, Math.floor(this.options.ttlMs / 2));
     this.refresh = {
-      activeMs: 10_000,
+      // Kept short: a key used now and then is looked up by its request, as
+      // before, rather than re-read twice a second for long after its use.
+      activeMs: 2 * this.options.ttlMs,
       everyMs,
       timeoutMs: Math.max(this.options.refreshWaitMs, 4 * everyMs),
       ...options,
     };
-    this.timer ??= setInterval(() => void this.refreshActive(), everyMs);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = setInterval(() => void this.refreshActive(), everyMs);
     this.timer.unref?.();
   }
 
@@ -169,10 +174,12 @@ export class KeyCache {
    */
   refreshActive(): Promise<void> {
     if (this.round) return this.round;
-    const timeoutMs = this.refresh?.timeoutMs ?? Number.POSITIVE_INFINITY;
-    const round: Promise<void> = withTimeout(this.runRound(), timeoutMs)
+    const opts = this.refresh;
+    if (!opts) return Promise.resolve();
+    const round: Promise<void> = withTimeout(this.runRound(opts), opts.timeoutMs)
       .catch((err) => {
-        if (!(err instanceof TimeoutError)) this.health?.reportFailure(err);
+        // Not once stopped: the storage may be closing under a round still under way.
+        if (!(err instanceof TimeoutError) && this.refresh) this.health?.reportFailure(err);
       })
       .finally(() => {
         if (this.round === round) this.round = undefined;
@@ -181,9 +188,8 @@ export class KeyCache {
     return round;
   }
 
-  private async runRound(): Promise<void> {
-    const opts = this.refresh;
-    if (!opts || this.health?.degraded) return;
+  private async runRound(opts: KeyRefreshOptions): Promise<void> {
+    if (this.health?.degraded) return;
     const startedAt = this.clock();
     const hashes: string[] = [];
     for (const [hash, usedAt] of this.active) {
@@ -217,6 +223,7 @@ export class KeyCache {
 
   /** Forget one key at once (after it was changed through this process). */
   invalidate(keyId: string): void {
+    this.invalidations++;
     for (const [hash, e] of this.entries) if (e.key?.id === keyId) this.entries.delete(hash);
   }
 
@@ -263,16 +270,22 @@ export class KeyCache {
   }
 
   private async load(hash: string): Promise<KeyRecord | null> {
+    const at = this.clock();
+    const invalidations = this.invalidations;
     const key = await this.storage.getKeyByHash(hash);
+    // A key changed (and so invalidated) while this read was under way: the
+    // answer may be from before the change, so it is not remembered.
+    if (this.invalidations !== invalidations) return key;
     if (key) {
       this.misses.delete(hash);
       this.entries.delete(hash);
-      remember(this.entries, hash, { key, at: this.clock() }, this.options.maxEntries);
+      remember(this.entries, hash, { key, at }, this.options.maxEntries);
+      if (this.refresh) this.active.set(hash, at);
     } else {
       // A key that no longer exists (deleted elsewhere) is forgotten.
       this.entries.delete(hash);
       this.misses.delete(hash);
-      remember(this.misses, hash, this.clock(), this.options.maxMisses);
+      remember(this.misses, hash, at, this.options.maxMisses);
     }
     return key;
   }

@@ -345,7 +345,7 @@ describe("clear messages", () => {
       "a",
       "b",
     ]);
-  });
+   }, 30_000);
 
   test("a legacy file: a syntax error gives line and column, a wrong outline shows the expected one", async () => {
     const cwd = await site();

@@ -155,18 +155,19 @@ class PostgresStorage implements Storage {
   }
 
   async getKeysByHash(keyHashes: readonly string[]): Promise<KeyRecord[]> {
-    // `= any($1)`: one statement text whatever the number of hashes.
-    const parts = await Promise.all(
-      chunked(keyHashes, ID_CHUNK).map((hashes) =>
-        this.read(() =>
-          this.db
-            .select()
-            .from(apiKeys)
-            .where(sql`${apiKeys.keyHash} = any(${sql.param(hashes)})`),
-        ),
-      ),
-    );
-    return parts.flat();
+    const out: KeyRecord[] = [];
+    // One chunk after another, so a round over thousands of keys holds one
+    // pooled connection at a time; `= any($1)` keeps one statement text.
+    for (const hashes of chunked(keyHashes, ID_CHUNK)) {
+      const rows = await this.read(() =>
+        this.db
+          .select()
+          .from(apiKeys)
+          .where(sql`${apiKeys.keyHash} = any(${sql.param(hashes)})`),
+      );
+      out.push(...rows);
+    }
+    return out;
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
