@@ -313,7 +313,9 @@ describe("clear messages", () => {
 
   test("output whose reader has gone: one line and a failure, not a trace", async () => {
     const cwd = await site();
-    expect((await tollgate(["keys", "create", "--name", "a", "--limit", "10"], { cwd })).code).toBe(0);
+    expect((await tollgate(["keys", "create", "--name", "a", "--limit", "10"], { cwd })).code).toBe(
+      0,
+    );
     const cases = [
       ["keys", "list"],
       ["keys", "list", "--json"],
@@ -341,11 +343,12 @@ describe("clear messages", () => {
     }
     // The command itself ran: the key whose secret was cut off exists.
     const listed = await tollgate(["keys", "list", "--json"], { cwd });
-    expect(JSON.parse(listed.stdout).keys.map((k: { name: string }) => k.name).sort()).toEqual([
-      "a",
-      "b",
-    ]);
-   }, 30_000);
+    expect(
+      JSON.parse(listed.stdout)
+        .keys.map((k: { name: string }) => k.name)
+        .sort(),
+    ).toEqual(["a", "b"]);
+  }, 30_000);
 
   test("a legacy file: a syntax error gives line and column, a wrong outline shows the expected one", async () => {
     const cwd = await site();
