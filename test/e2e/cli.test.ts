@@ -24,11 +24,16 @@ function folder(): string {
 }
 
 /** `tollgate <args>` run in `cwd` with only the given environment (plus PATH and HOME). */
-async function tollgate(
-  args: string[],
+function tollgate(args: string[], o: { cwd: string; env?: Record<string, string> }) {
+  return run([process.execPath, MAIN, ...args], o);
+}
+
+/** `cmd` run as `tollgate` runs the CLI, its output gathered. */
+async function run(
+  cmd: string[],
   o: { cwd: string; env?: Record<string, string> },
 ): Promise<CliResult> {
-  const proc = Bun.spawn([process.execPath, MAIN, ...args], {
+  const proc = Bun.spawn(cmd, {
     cwd: o.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...o.env },
     stdin: "ignore",
@@ -323,23 +328,10 @@ describe("clear messages", () => {
     ];
     for (const args of cases) {
       // `true` reads nothing and is gone long before the CLI writes.
-      const proc = Bun.spawn(
-        ["bash", "-c", 'set -o pipefail; "$@" | true', "pipe", process.execPath, MAIN, ...args],
-        {
-          cwd,
-          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" },
-          stdin: "ignore",
-          stdout: "pipe",
-          stderr: "pipe",
-        },
-      );
-      const [stdout, stderr, code] = await Promise.all([
-        new Response(proc.stdout).text(),
-        new Response(proc.stderr).text(),
-        proc.exited,
-      ]);
-      expect(code).toBe(1);
-      expect(oneLine({ code, stdout, stderr })).toContain("broken pipe");
+      const piped = ["bash", "-c", 'set -o pipefail; "$@" | true', "pipe"];
+      const r = await run([...piped, process.execPath, MAIN, ...args], { cwd });
+      expect(r.code).toBe(1);
+      expect(oneLine(r)).toContain("broken pipe");
     }
     // The command itself ran: the key whose secret was cut off exists.
     const listed = await tollgate(["keys", "list", "--json"], { cwd });
