@@ -9,6 +9,7 @@ import type { Storage } from "../storage/types.ts";
 import {
   defaultKeyCacheOptions,
   KeyCache,
+  type KeyRefreshOptions,
   StorageUnavailableError,
   UNVERIFIED_PREFIX,
 } from "./cache.ts";
@@ -198,6 +199,16 @@ describe("KeyCache", () => {
 describe("KeyCache refresh rounds", () => {
   const TTL = defaultKeyCacheOptions.ttlMs;
 
+  /** Key "a", looked up twice with the rounds started: a key in use, as the rounds see it. */
+  async function keyInUse(options: Partial<KeyRefreshOptions> = { everyMs: 60_000 }) {
+    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
+    const fx = setup();
+    fx.cache.start(options);
+    await fx.cache.lookup(a.secret);
+    await fx.cache.lookup(a.secret);
+    return { a, ...fx };
+  }
+
   test("keys in use are re-read in one query per round, and their requests never wait for the database", async () => {
     const keys = await Promise.all(
       ["a", "b", "c"].map((name) => createKey(real, { name, tokenLimit: 1 }, now)),
@@ -243,11 +254,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a key not used lately leaves the rounds, and is looked up by its next request", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 60_000, activeMs: 10_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { a, cache, ctl } = await keyInUse({ everyMs: 60_000, activeMs: 10_000 });
     now += 10_000;
     await cache.refreshActive();
     expect(ctl.batches).toHaveLength(0);
@@ -257,13 +264,9 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a failed round is reported, and requests past the TTL look their key up themselves", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl, health } = setup();
+    const { a, cache, ctl, health } = await keyInUse();
     const failures: unknown[] = [];
     health.reportFailure = (err: unknown) => void failures.push(err);
-    cache.start({ everyMs: 60_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
     ctl.mode = "down";
     now += TTL / 2;
     await cache.refreshActive();
@@ -276,11 +279,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a round's answer never brings back a key dropped while it ran", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 60_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { a, cache, ctl } = await keyInUse();
     // Changed through this process after the round read the old record.
     ctl.afterRead = async () => {
       await real.updateKey(a.record.id, { tokenLimit: 5 }, now);
@@ -294,11 +293,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a round never overwrites a record read after its query was sent", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 60_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { a, cache, ctl } = await keyInUse();
     now += 600;
     // The round has read the record with limit 1; meanwhile the key changes
     // and a request, past the TTL, reads the new record itself.
@@ -313,11 +308,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a round's record is as old as its query: trusted for the TTL from when it was sent", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 60_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { a, cache, ctl } = await keyInUse();
     now += 500;
     const sentAt = now;
     // A slow answer: 300 ms pass between the query and its answer.
@@ -349,11 +340,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("a round that does not answer is given up on: the next one goes ahead", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 60_000, timeoutMs: 50 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { cache, ctl } = await keyInUse({ everyMs: 60_000, timeoutMs: 50 });
     ctl.afterRead = () => Bun.sleep(300);
     await cache.refreshActive();
     ctl.afterRead = async () => {};
@@ -363,11 +350,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("no round while the database is out: known keys are served from memory", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl, health } = setup();
-    cache.start({ everyMs: 60_000 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { a, cache, ctl, health } = await keyInUse();
     ctl.mode = "down";
     health.reportFailure(new Error("down"));
     await cache.refreshActive();
@@ -379,11 +362,7 @@ describe("KeyCache refresh rounds", () => {
   });
 
   test("rounds run on their own every interval until stopped", async () => {
-    const a = await createKey(real, { name: "a", tokenLimit: 1 }, now);
-    const { cache, ctl } = setup();
-    cache.start({ everyMs: 20 });
-    await cache.lookup(a.secret);
-    await cache.lookup(a.secret);
+    const { cache, ctl } = await keyInUse({ everyMs: 20 });
     await Bun.sleep(120);
     expect(ctl.batches.length).toBeGreaterThanOrEqual(2);
     cache.stop();
