@@ -361,6 +361,23 @@ describe("KeyCache refresh rounds", () => {
     health.stop();
   });
 
+  test("a round begun before the database recovered does not report its failure afterwards", async () => {
+    const { cache, ctl, health } = await keyInUse();
+    // The round's query is sent; the database goes out and comes back; only
+    // then does that query fail, as one on a connection the restart closed.
+    ctl.afterRead = async () => {
+      health.reportFailure(new Error("down"));
+      for (let i = 0; i < 200 && health.degraded; i++) await Bun.sleep(5);
+      expect(health.degraded).toBe(false);
+      throw new Error("connection closed");
+    };
+    now += 10;
+    await cache.refreshActive();
+    expect(health.degraded).toBe(false);
+    cache.stop();
+    health.stop();
+  });
+
   test("rounds run on their own every interval until stopped", async () => {
     const { cache, ctl } = await keyInUse({ everyMs: 20 });
     await Bun.sleep(120);

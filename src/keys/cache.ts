@@ -75,6 +75,12 @@ export class KeyCache {
   private round: Promise<void> | undefined;
   /** Counts `invalidate` calls: a read under way across one may hold the record from before it. */
   private invalidations = 0;
+  /**
+   * Bumped when the database recovers and when the rounds stop: a round
+   * begun before no longer reports its failure (a query sent before an
+   * outage may fail only after the recovery).
+   */
+  private epoch = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -82,7 +88,11 @@ export class KeyCache {
     private readonly options: KeyCacheOptions = defaultKeyCacheOptions,
     private readonly health?: StorageHealth,
     private readonly observe: (result: "hit" | "miss" | "stale") => void = () => {},
-  ) {}
+  ) {
+    health?.onRecovered(() => {
+      this.epoch++;
+    });
+  }
 
   /**
    * The key record for a presented secret, or null when no such key exists.
@@ -164,6 +174,7 @@ export class KeyCache {
     this.timer = undefined;
     this.refresh = undefined;
     this.active.clear();
+    this.epoch++;
   }
 
   /**
@@ -176,10 +187,12 @@ export class KeyCache {
     if (this.round) return this.round;
     const opts = this.refresh;
     if (!opts) return Promise.resolve();
+    const epoch = this.epoch;
     const round: Promise<void> = withTimeout(this.runRound(opts), opts.timeoutMs)
       .catch((err) => {
-        // Not once stopped: the storage may be closing under a round still under way.
-        if (!(err instanceof TimeoutError) && this.refresh) this.health?.reportFailure(err);
+        // Not once stopped (the storage may be closing under it), nor once
+        // the database has recovered since the round began.
+        if (!(err instanceof TimeoutError) && this.epoch === epoch) this.health?.reportFailure(err);
       })
       .finally(() => {
         if (this.round === round) this.round = undefined;
