@@ -38,4 +38,11 @@ describe("optional parts are loaded only when configured", () => {
     const modules = loadedModules({ ADMIN_API_KEY: "admin-key-for-the-module-test-0123456789" });
     expect(has(modules, ADMIN_ROUTES)).toBe(true);
   });
+
+  test("the metrics are the gateway's own: no metrics library is loaded to serve", () => {
+    const modules = loadedModules({});
+    expect(has(modules, "/src/metrics/exposition.ts")).toBe(true);
+    expect(modules.filter((m) => m.includes("/node_modules/prom-client/"))).toEqual([]);
+    expect(modules.filter((m) => m.includes("/node_modules/@opentelemetry/"))).toEqual([]);
+  });
 });

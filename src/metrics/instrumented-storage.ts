@@ -1,5 +1,4 @@
 import type { Storage } from "../storage/types.ts";
-import type { Metrics } from "./registry.ts";
 
 /**
  * Operations worth timing: the request and accounting paths, key changes,
@@ -27,6 +26,12 @@ const TIMED = [
   "pruneUsage",
 ] as const;
 
+/** What the wrapper records into: a latency per operation and a count of failures. */
+export interface StorageMetrics {
+  storageDuration: { startTimer(labels: { op: string }): () => unknown };
+  storageErrors: { inc(labels: { op: string }): void };
+}
+
 export interface InflightCounter {
   n: number;
 }
@@ -37,7 +42,7 @@ export interface InflightCounter {
  */
 export function instrumentStorage(
   storage: Storage,
-  metrics: Pick<Metrics, "storageDuration" | "storageErrors">,
+  metrics: StorageMetrics,
   inflight: InflightCounter,
 ): Storage {
   const wrapped: Storage = Object.create(storage);

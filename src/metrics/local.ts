@@ -1,22 +1,21 @@
-import type { Registry } from "prom-client";
+import type {
+  Collectable,
+  MetricSnapshot,
+  MetricType,
+  MetricValue,
+  Registry,
+} from "./exposition.ts";
 
-// Metrics updated on every proxied request, counted in plain numbers and
-// read out only when /metrics is scraped. prom-client hashes and checks the
-// labels on each update, a measurable share of a request; here an update is
-// one map lookup and an addition. The exposition is prom-client's own: these
-// register with its registry and print exactly as its counters and
-// histograms do.
+// The gateway's metrics, counted in plain numbers and read out only when
+// /metrics is scraped: an update on the request path is one map lookup and
+// an addition (a general metrics library hashes and checks the labels on
+// each one, a measurable share of a request). Labels are printed in the
+// order first given, and histograms as cumulative buckets, `le` first.
 
 type Labels<L extends string> = Record<L, string | number>;
 
 interface Series<L extends string> {
   labels: Labels<L>;
-}
-
-interface MetricValue {
-  labels: Record<string, string | number>;
-  value: number;
-  metricName?: string;
 }
 
 /** Label values in the declared order: one short string per series. */
@@ -30,8 +29,7 @@ function seriesKey<L extends string>(names: readonly L[], labels: Labels<L>): st
   return key;
 }
 
-abstract class LocalMetric<L extends string, S extends Series<L>> {
-  readonly aggregator = "sum";
+abstract class LocalMetric<L extends string, S extends Series<L>> implements Collectable {
   protected readonly series = new Map<string, S>();
 
   constructor(
@@ -44,7 +42,7 @@ abstract class LocalMetric<L extends string, S extends Series<L>> {
     const key = seriesKey(this.labelNames, labels);
     let s = this.series.get(key);
     if (!s) {
-      // Kept as first given: prom-client prints them in that order too.
+      // Kept as first given: the labels print in that order.
       s = this.create({ ...labels });
       this.series.set(key, s);
     }
@@ -52,18 +50,11 @@ abstract class LocalMetric<L extends string, S extends Series<L>> {
   }
 
   protected abstract create(labels: Labels<L>): S;
-  abstract readonly type: string;
+  abstract readonly type: MetricType;
   protected abstract values(): MetricValue[];
 
-  /** What prom-client's registry prints (the same shape its own metrics return). */
-  async get() {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: this.values(),
-    };
+  get(): MetricSnapshot {
+    return { name: this.name, help: this.help, type: this.type, values: this.values() };
   }
 
   reset(): void {
@@ -71,9 +62,7 @@ abstract class LocalMetric<L extends string, S extends Series<L>> {
   }
 
   register(registry: Registry): this {
-    // The registry asks only for name, get() and reset(); the cast names that.
-    registry.registerMetric(this as unknown as Parameters<Registry["registerMetric"]>[0]);
-    return this;
+    return registry.register(this);
   }
 }
 
@@ -83,7 +72,7 @@ interface CounterSeries<L extends string> extends Series<L> {
 
 /** A Prometheus counter counted locally. */
 export class LocalCounter<L extends string> extends LocalMetric<L, CounterSeries<L>> {
-  readonly type = "counter";
+  readonly type = "counter" as const;
 
   inc(labels: Labels<L>, by = 1): void {
     this.at(labels).value += by;
@@ -107,7 +96,7 @@ interface HistogramSeries<L extends string> extends Series<L> {
 
 /** A Prometheus histogram counted locally, with fixed upper bounds. */
 export class LocalHistogram<L extends string> extends LocalMetric<L, HistogramSeries<L>> {
-  readonly type = "histogram";
+  readonly type = "histogram" as const;
 
   constructor(
     name: string,
@@ -125,6 +114,16 @@ export class LocalHistogram<L extends string> extends LocalMetric<L, HistogramSe
     s.counts[i] = (s.counts[i] ?? 0) + 1;
     s.sum += value;
     s.count++;
+  }
+
+  /** Starts timing now; the function it returns observes the seconds since. */
+  startTimer(labels: Labels<L>): () => number {
+    const start = performance.now();
+    return () => {
+      const seconds = (performance.now() - start) / 1000;
+      this.observe(labels, seconds);
+      return seconds;
+    };
   }
 
   protected create(labels: Labels<L>): HistogramSeries<L> {
@@ -145,5 +144,61 @@ export class LocalHistogram<L extends string> extends LocalMetric<L, HistogramSe
       out.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
     }
     return out;
+  }
+}
+
+/** A Prometheus gauge without labels, set as things change (0 until then). */
+export class LocalGauge implements Collectable {
+  readonly type = "gauge" as const;
+  private value = 0;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  set(value: number): void {
+    this.value = value;
+  }
+
+  get(): MetricSnapshot {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values: [{ labels: {}, value: this.value }],
+    };
+  }
+
+  reset(): void {
+    this.value = 0;
+  }
+
+  register(registry: Registry): this {
+    return registry.register(this);
+  }
+}
+
+/** What a scrape-time metric reads: one value, several labelled ones, or nothing (absent). */
+export type Reading = number | undefined | readonly MetricValue[];
+
+/**
+ * A metric whose values are read from their source at each scrape: a gauge
+ * of something the gateway already knows, or a counter the process keeps
+ * (CPU time). A reading of `undefined` leaves the metric without values.
+ */
+export class ReadMetric implements Collectable {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => Reading | Promise<Reading>,
+    readonly type: MetricType = "gauge",
+  ) {}
+
+  async get(): Promise<MetricSnapshot> {
+    const r = await this.read();
+    const values =
+      typeof r === "number" ? [{ labels: {}, value: r }] : r === undefined ? [] : [...r];
+    return { name: this.name, help: this.help, type: this.type, values };
   }
 }

@@ -1,6 +1,7 @@
-import client from "prom-client";
 import type { PlanWindowFigures } from "../quota/plan.ts";
-import { LocalCounter, LocalHistogram } from "./local.ts";
+import { Registry } from "./exposition.ts";
+import { LocalCounter, LocalGauge, LocalHistogram, type Reading, ReadMetric } from "./local.ts";
+import { registerProcessMetrics } from "./process.ts";
 
 /** Seconds buckets from 5 ms to 10 min: upstream calls range from a cache hit to a long thought. */
 const UPSTREAM_BUCKETS = [
@@ -31,13 +32,11 @@ export interface MetricsSources {
  * would grow without bound and put key prefixes in a scrape).
  */
 export function createMetrics(sources: MetricsSources) {
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: "tollgate_" });
-  const registers = [registry];
+  const registry = new Registry();
+  registerProcessMetrics(registry, "tollgate_");
 
   const metrics = {
     registry,
-    // Updated on every request: counted locally, read out at scrape time.
     requests: new LocalCounter(
       "tollgate_http_requests_total",
       "HTTP requests answered, by route, status and dialect",
@@ -55,94 +54,75 @@ export function createMetrics(sources: MetricsSources) {
       ["dialect"] as const,
       UPSTREAM_BUCKETS,
     ).register(registry),
-    upstreamErrors: new client.Counter({
-      name: "tollgate_upstream_errors_total",
-      help: "Upstream calls that failed before an answer (unreachable, timeout)",
-      labelNames: ["dialect", "reason"] as const,
-      registers,
-    }),
+    upstreamErrors: new LocalCounter(
+      "tollgate_upstream_errors_total",
+      "Upstream calls that failed before an answer (unreachable, timeout)",
+      ["dialect", "reason"] as const,
+    ).register(registry),
     tokens: new LocalCounter("tollgate_tokens_charged_total", "Tokens charged to keys", [
       "dialect",
     ] as const).register(registry),
-    estimatedStreams: new client.Counter({
-      name: "tollgate_streams_estimated_total",
-      help: "Streams that ended without reported usage and were charged an estimate",
-      labelNames: ["dialect", "reason"] as const,
-      registers,
-    }),
-    quotaRejections: new client.Counter({
-      name: "tollgate_quota_rejections_total",
-      help: "Requests refused with 429 because the key's 5-hour quota was spent",
-      labelNames: ["dialect"] as const,
-      registers,
-    }),
-    concurrencyRejections: new client.Counter({
-      name: "tollgate_concurrency_rejections_total",
-      help: "Requests refused with 429 because their key already had as many requests in flight as it may",
-      labelNames: ["dialect"] as const,
-      registers,
-    }),
-    upstreamQueueDepth: new client.Gauge({
-      name: "tollgate_upstream_queue_depth",
-      help: "Requests waiting for an upstream slot (UPSTREAM_MAX_CONCURRENCY), on this instance",
-      registers,
-    }),
-    upstreamQueueWait: new client.Histogram({
-      name: "tollgate_upstream_queue_wait_seconds",
-      help: "Time requests waited for an upstream slot, by outcome: admitted, timeout, aborted (client left)",
-      labelNames: ["outcome"] as const,
-      buckets: UPSTREAM_BUCKETS,
-      registers,
-    }),
-    upstreamQueueTimeouts: new client.Counter({
-      name: "tollgate_upstream_queue_timeouts_total",
-      help: "Requests refused with 429 after waiting UPSTREAM_QUEUE_TIMEOUT_MS for an upstream slot",
-      labelNames: ["dialect"] as const,
-      registers,
-    }),
+    estimatedStreams: new LocalCounter(
+      "tollgate_streams_estimated_total",
+      "Streams that ended without reported usage and were charged an estimate",
+      ["dialect", "reason"] as const,
+    ).register(registry),
+    quotaRejections: new LocalCounter(
+      "tollgate_quota_rejections_total",
+      "Requests refused with 429 because the key's 5-hour quota was spent",
+      ["dialect"] as const,
+    ).register(registry),
+    concurrencyRejections: new LocalCounter(
+      "tollgate_concurrency_rejections_total",
+      "Requests refused with 429 because their key already had as many requests in flight as it may",
+      ["dialect"] as const,
+    ).register(registry),
+    upstreamQueueDepth: new LocalGauge(
+      "tollgate_upstream_queue_depth",
+      "Requests waiting for an upstream slot (UPSTREAM_MAX_CONCURRENCY), on this instance",
+    ).register(registry),
+    upstreamQueueWait: new LocalHistogram(
+      "tollgate_upstream_queue_wait_seconds",
+      "Time requests waited for an upstream slot, by outcome: admitted, timeout, aborted (client left)",
+      ["outcome"] as const,
+      UPSTREAM_BUCKETS,
+    ).register(registry),
+    upstreamQueueTimeouts: new LocalCounter(
+      "tollgate_upstream_queue_timeouts_total",
+      "Requests refused with 429 after waiting UPSTREAM_QUEUE_TIMEOUT_MS for an upstream slot",
+      ["dialect"] as const,
+    ).register(registry),
     keyCache: new LocalCounter(
       "tollgate_key_cache_lookups_total",
       "Key lookups by outcome: hit (memory), miss (database), stale (served from memory while the database was slow or out)",
       ["result"] as const,
     ).register(registry),
-    keyAuthFailures: new client.Counter({
-      name: "tollgate_key_auth_failures_total",
-      help: "Failed API key authentications: unknown (no such key), malformed (cannot be a key), refused (address over its failed-attempt limit, not looked up)",
-      labelNames: ["reason"] as const,
-      registers,
-    }),
-    blockedPaths: new client.Counter({
-      name: "tollgate_blocked_requests_total",
-      help: "Requests answered by the endpoint policy and never forwarded: not_found (no such endpoint here) or malformed (refused path spelling)",
-      labelNames: ["reason"] as const,
-      registers,
-    }),
-    storageDuration: new client.Histogram({
-      name: "tollgate_storage_operation_seconds",
-      help: "Storage operations on the request and accounting paths",
-      labelNames: ["op"] as const,
-      buckets: STORAGE_BUCKETS,
-      registers,
-    }),
-    storageErrors: new client.Counter({
-      name: "tollgate_storage_errors_total",
-      help: "Storage operations that failed",
-      labelNames: ["op"] as const,
-      registers,
-    }),
+    keyAuthFailures: new LocalCounter(
+      "tollgate_key_auth_failures_total",
+      "Failed API key authentications: unknown (no such key), malformed (cannot be a key), refused (address over its failed-attempt limit, not looked up)",
+      ["reason"] as const,
+    ).register(registry),
+    blockedPaths: new LocalCounter(
+      "tollgate_blocked_requests_total",
+      "Requests answered by the endpoint policy and never forwarded: not_found (no such endpoint here) or malformed (refused path spelling)",
+      ["reason"] as const,
+    ).register(registry),
+    storageDuration: new LocalHistogram(
+      "tollgate_storage_operation_seconds",
+      "Storage operations on the request and accounting paths",
+      ["op"] as const,
+      STORAGE_BUCKETS,
+    ).register(registry),
+    storageErrors: new LocalCounter(
+      "tollgate_storage_errors_total",
+      "Storage operations that failed",
+      ["op"] as const,
+    ).register(registry),
   };
 
-  /** A gauge read from its source at scrape time; `undefined` leaves it unset. */
-  const gauge = (name: string, help: string, read: () => number | undefined) =>
-    new client.Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        const v = read();
-        if (v !== undefined) this.set(v);
-      },
-    });
+  /** A gauge read from its source at scrape time; `undefined` leaves it out. */
+  const gauge = (name: string, help: string, read: () => Reading | Promise<Reading>) =>
+    registry.register(new ReadMetric(name, help, read));
 
   gauge(
     "tollgate_usage_backlog_events",
@@ -177,19 +157,13 @@ export function createMetrics(sources: MetricsSources) {
     return planRead;
   };
   const planGauge = (name: string, help: string, pick: (w: PlanWindowFigures) => number | null) =>
-    new client.Gauge({
-      name,
-      help,
-      labelNames: ["window"] as const,
-      registers,
-      async collect() {
-        const windows = await planFigures();
-        this.reset();
-        for (const w of windows ?? []) {
-          const v = pick(w);
-          if (v !== null) this.set({ window: w.window }, v);
-        }
-      },
+    gauge(name, help, async () => {
+      const values = [];
+      for (const w of (await planFigures()) ?? []) {
+        const value = pick(w);
+        if (value !== null) values.push({ labels: { window: w.window }, value });
+      }
+      return values;
     });
   if (sources.plan) {
     planGauge(
