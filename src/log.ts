@@ -1,14 +1,56 @@
 import { writeSync } from "node:fs";
-import pino from "pino";
 
-export type Logger = pino.Logger;
+// Structured JSON lines on stdout, one per event:
+//
+//   {"level":"info","time":"2026-12-07T12:00:00.000Z","service":"tollgate",…fields,"msg":"…"}
+//
+// The gateway logs a few dozen kinds of line, always a message with a flat
+// object of fields beside it; this is all of the logger it needs, and it
+// loads no library (a logging library and its helpers were some 30 modules
+// and about 3 MiB of a serving gateway's memory).
+//
+// Nothing here ever receives a key in clear: callers log display prefixes,
+// and no code path logs request headers (a test greps the logs of a whole
+// run for every key it used).
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+type LevelOrSilent = LogLevel | "silent";
+
+const RANK: Record<LevelOrSilent, number> = {
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  silent: Infinity,
+};
+
+/** Where lines go: each ends in a newline. `flush` writes out anything held. */
+export interface LogDestination {
+  write(line: string): void;
+  flush?(): void;
+}
+
+type LogFn = {
+  (msg: string): void;
+  (fields: Record<string, unknown>, msg?: string): void;
+};
+
+export interface Logger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  isLevelEnabled(level: LogLevel): boolean;
+  /** Writes out what is held, synchronously (before the process exits). */
+  flush(): void;
+}
 
 /**
  * Log lines gathered during one turn of the event loop and written together:
  * one write for many requests instead of one each, and no line waits longer
  * than that turn. `flush` writes synchronously, for the moment before exit.
  */
-class BatchedStdout {
+class BatchedStdout implements LogDestination {
   private lines: string[] = [];
   private scheduled = false;
 
@@ -22,40 +64,79 @@ class BatchedStdout {
 
   flush(): void {
     this.scheduled = false;
-    if (this.lines.length === 0) return;
-    const out = this.lines.join("");
-    this.lines = [];
-    writeSync(1, out);
+    const out = this.take();
+    if (out) writeSync(1, out);
   }
 
   private drain(): void {
     this.scheduled = false;
-    if (this.lines.length === 0) return;
+    const out = this.take();
+    if (out) process.stdout.write(out);
+  }
+
+  private take(): string {
+    if (this.lines.length === 0) return "";
     const out = this.lines.join("");
     this.lines = [];
-    process.stdout.write(out);
+    return out;
   }
 }
 
-/**
- * Structured JSON lines on stdout. Nothing here ever receives a key in clear:
- * callers log display prefixes, and no code path logs request headers (a
- * test greps the logs of a whole run for every key it used). Path-based
- * redaction would cost more than the rest of a log line on every request.
- */
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return pino(
-    {
-      level,
-      base: { service: "tollgate" },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    destination ?? new BatchedStdout(),
-  );
+/** An error as its type, message, stack and own fields (a code, say): JSON makes `{}` of it. */
+function errorFields(err: Error): Record<string, unknown> {
+  const own: Record<string, unknown> = { ...err };
+  return { type: err.constructor.name, message: err.message, stack: err.stack, ...own };
+}
+
+/** A field's JSON, or undefined for what JSON leaves out; never throws (a cycle or a BigInt is named instead). */
+function fieldJson(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value instanceof Error ? errorFields(value) : value);
+  } catch (err) {
+    return JSON.stringify(`[unserializable: ${(err as Error).message}]`);
+  }
+}
+
+function line(
+  level: LogLevel,
+  fields: Record<string, unknown> | undefined,
+  msg: string | undefined,
+): string {
+  let out = `{"level":"${level}","time":"${new Date().toISOString()}","service":"tollgate"`;
+  if (fields) {
+    for (const key in fields) {
+      const json = fieldJson(fields[key]);
+      if (json !== undefined) out += `,${JSON.stringify(key)}:${json}`;
+    }
+  }
+  if (msg !== undefined) out += `,"msg":${JSON.stringify(msg)}`;
+  return `${out}}\n`;
+}
+
+export function createLogger(
+  level: LevelOrSilent,
+  destination: LogDestination = new BatchedStdout(),
+): Logger {
+  const min = RANK[level];
+  const at = (l: LogLevel): LogFn => {
+    if (RANK[l] < min) return () => {};
+    return (first: string | Record<string, unknown>, msg?: string) => {
+      destination.write(
+        typeof first === "string" ? line(l, undefined, first) : line(l, first, msg),
+      );
+    };
+  };
+  return {
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    isLevelEnabled: (l) => RANK[l] >= min,
+    flush: () => destination.flush?.(),
+  };
 }
 
 /** A logger that drops everything (tests, one-shot CLI commands). */
 export function silentLogger(): Logger {
-  return pino({ level: "silent" });
+  return createLogger("silent", { write() {} });
 }
