@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createLogger, silentLogger } from "./log.ts";
+import { createLogger } from "./log.ts";
 
 function capture(level: Parameters<typeof createLogger>[0]) {
   const lines: string[] = [];
@@ -63,24 +63,77 @@ describe("log lines", () => {
     expect(line.err.code).toBe("E_BOOM");
   });
 
-  test("odd values never break a line: undefined is left out, a BigInt or a cycle is named", () => {
+  test("an error's cause is written too, whether given to the constructor or set as a field", () => {
     const { log, parsed } = capture("info");
-    const cycle: Record<string, unknown> = {};
-    cycle.self = cycle;
-    log.info({ gone: undefined, big: 10n, cycle, text: 'a "quoted"\nline' }, 'msg with "quotes"');
-    const line = parsed()[0] as Record<string, unknown>;
-    expect("gone" in line).toBe(false);
-    expect(String(line.big)).toContain("unserializable");
-    expect(String(line.cycle)).toContain("unserializable");
-    expect(line.text).toBe('a "quoted"\nline');
-    expect(line.msg).toBe('msg with "quotes"');
+    const root = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), {
+      code: "ECONNREFUSED",
+    });
+    log.error({ err: new Error("query failed", { cause: root }) }, "a");
+    const driverStyle = new Error("Failed query: select 1");
+    (driverStyle as unknown as { cause: unknown }).cause = root;
+    log.error({ err: driverStyle }, "b");
+    for (const line of parsed() as { err: { message: string; cause: Record<string, unknown> } }[]) {
+      expect(line.err.cause.message).toBe("connect ECONNREFUSED 127.0.0.1:5432");
+      expect(line.err.cause.code).toBe("ECONNREFUSED");
+      expect(line.err.cause.type).toBe("Error");
+    }
   });
 
-  test("the silent logger writes nothing", () => {
-    const log = silentLogger();
-    expect(log.isLevelEnabled("error")).toBe(false);
-    log.error({ a: 1 }, "nothing");
-    log.flush();
+  test("odd values never break a line: undefined is left out, cycles, BigInts and failing getters are named", () => {
+    const { log, parsed } = capture("info");
+    const cycle: Record<string, unknown> = { name: "outer" };
+    cycle.self = cycle;
+    const err = new Error("with a cycle");
+    (err as unknown as { ctx: unknown }).ctx = { err };
+    const getter = Object.defineProperty({ ok: 1 }, "bad", {
+      enumerable: true,
+      get() {
+        throw new Error("no");
+      },
+    });
+    log.info(
+      { gone: undefined, big: 10n, cycle, err, getter, text: 'a "quoted"\nline' },
+      'msg with "quotes"',
+    );
+    const line = parsed()[0] as Record<string, Record<string, unknown>>;
+    expect("gone" in line).toBe(false);
+    expect(line.big as unknown).toBe(10);
+    expect(line.cycle).toEqual({ name: "outer", self: "[Circular]" });
+    expect(line.err?.message).toBe("with a cycle");
+    expect(line.err?.ctx).toEqual({ err: "[Circular]" });
+    expect(line.getter).toEqual({ ok: 1, bad: "[unreadable]" });
+    expect(line.text as unknown).toBe('a "quoted"\nline');
+    expect(line.msg as unknown).toBe('msg with "quotes"');
+  });
+
+  test("a field whose getter throws is named, and the line is still written", () => {
+    const { log, parsed } = capture("info");
+    const fields = Object.defineProperty({ a: 1 }, "b", {
+      enumerable: true,
+      get() {
+        throw new Error("no");
+      },
+    });
+    log.info(fields, "still written");
+    expect(parsed()[0]).toMatchObject({ a: 1, b: "[unreadable]", msg: "still written" });
+  });
+
+  test("inherited fields are not written, only the object's own", () => {
+    const { log, parsed } = capture("info");
+    const fields = Object.create({ inherited: "no" }) as Record<string, unknown>;
+    fields.own = "yes";
+    log.info(fields, "m");
+    expect(parsed()[0]).toMatchObject({ own: "yes" });
+    expect("inherited" in (parsed()[0] as object)).toBe(false);
+  });
+
+  test("at the silent level nothing is written at any level", () => {
+    const { log, lines } = capture("silent");
+    for (const level of ["debug", "info", "warn", "error"] as const) {
+      expect(log.isLevelEnabled(level)).toBe(false);
+      log[level]({ a: 1 }, "nothing");
+    }
+    expect(lines).toEqual([]);
   });
 });
 

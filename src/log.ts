@@ -82,16 +82,48 @@ class BatchedStdout implements LogDestination {
   }
 }
 
-/** An error as its type, message, stack and own fields (a code, say): JSON makes `{}` of it. */
-function errorFields(err: Error): Record<string, unknown> {
-  const own: Record<string, unknown> = { ...err };
-  return { type: err.constructor.name, message: err.message, stack: err.stack, ...own };
+/** How deep a logged object is followed; below that it is named, not written. */
+const MAX_DEPTH = 8;
+
+/**
+ * A value JSON can write as it should read in a log: an error as its type,
+ * message, stack and own fields (its code, its cause), where JSON would make
+ * `{}` of it; a cycle as "[Circular]"; a BigInt as its number; a property
+ * whose getter throws as "[unreadable]". Plain values pass as they are.
+ */
+function loggable(value: unknown, ancestors: object[] = []): unknown {
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value !== "object" || value === null) return value;
+  if (ancestors.includes(value)) return "[Circular]";
+  if (ancestors.length >= MAX_DEPTH) return "[too deep]";
+  const inner = [...ancestors, value];
+  if (Array.isArray(value)) return value.map((v) => loggable(v, inner));
+  if (typeof (value as { toJSON?: unknown }).toJSON === "function") return value;
+  const out: Record<string, unknown> = {};
+  if (value instanceof Error) {
+    out.type = value.constructor.name;
+    out.message = value.message;
+    out.stack = value.stack;
+    // A cause given to the constructor is not an own enumerable field.
+    if (value.cause !== undefined) out.cause = loggable(value.cause, inner);
+  }
+  for (const key of Object.keys(value)) {
+    try {
+      out[key] = loggable((value as Record<string, unknown>)[key], inner);
+    } catch {
+      out[key] = "[unreadable]";
+    }
+  }
+  return out;
 }
 
-/** A field's JSON, or undefined for what JSON leaves out; never throws (a cycle or a BigInt is named instead). */
+/** A field's JSON, or undefined for what JSON leaves out. Never throws: a line is always written. */
 function fieldJson(value: unknown): string | undefined {
   try {
-    return JSON.stringify(value instanceof Error ? errorFields(value) : value);
+    // Strings and numbers, nearly every field, go straight to JSON.
+    return JSON.stringify(
+      typeof value === "object" || typeof value === "bigint" ? loggable(value) : value,
+    );
   } catch (err) {
     return JSON.stringify(`[unserializable: ${(err as Error).message}]`);
   }
@@ -104,8 +136,13 @@ function line(
 ): string {
   let out = `{"level":"${level}","time":"${new Date().toISOString()}","service":"tollgate"`;
   if (fields) {
-    for (const key in fields) {
-      const json = fieldJson(fields[key]);
+    for (const key of Object.keys(fields)) {
+      let json: string | undefined;
+      try {
+        json = fieldJson(fields[key]);
+      } catch {
+        json = '"[unreadable]"'; // a getter that throws
+      }
       if (json !== undefined) out += `,${JSON.stringify(key)}:${json}`;
     }
   }

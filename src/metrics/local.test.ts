@@ -162,6 +162,20 @@ describe("local metrics", () => {
     expect(await registry.metrics()).not.toContain('r_total{dialect="openai"}');
   });
 
+  test("a counter only goes up and a histogram's sum stays a number: bad values are ignored", async () => {
+    const registry = new Registry();
+    const c = new LocalCounter("c_total", "h", ["k"] as const).register(registry);
+    const h = new LocalHistogram("h_seconds", "h", ["k"] as const, [1]).register(registry);
+    c.inc({ k: "a" }, 2);
+    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) c.inc({ k: "a" }, bad);
+    h.observe({ k: "a" }, 0.5);
+    h.observe({ k: "a" }, Number.NaN);
+    const text = await registry.metrics();
+    expect(text).toContain('c_total{k="a"} 2');
+    expect(text).toContain('h_seconds_sum{k="a"} 0.5');
+    expect(text).toContain('h_seconds_count{k="a"} 1');
+  });
+
   test("two metrics may not share a name", () => {
     const registry = new Registry();
     new LocalGauge("same", "a").register(registry);
@@ -199,6 +213,25 @@ describe("process metrics", () => {
     expect(value("p_nodejs_eventloop_lag_seconds")).toBeGreaterThanOrEqual(0);
     expect(value("p_nodejs_eventloop_lag_p99_seconds")).toBeGreaterThan(0);
     expect(value("p_nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
+    // The seven delay figures of a scrape describe one interval, every scrape.
+    for (let scrape = 0; scrape < 3; scrape++) {
+      await Bun.sleep(40);
+      const t = await registry.metrics();
+      const fig = (n: string) => {
+        const line = t
+          .split("\n")
+          .find((l) => l.startsWith(`p_nodejs_eventloop_lag_${n}_seconds `));
+        expect(line, n).toBeDefined();
+        return Number(line?.split(" ")[1]);
+      };
+      const [min, p50, p90, p99, max] = ["min", "p50", "p90", "p99", "max"].map(fig);
+      expect(min).toBeLessThanOrEqual(p50 as number);
+      expect(p50).toBeLessThanOrEqual(p90 as number);
+      expect(p90).toBeLessThanOrEqual(p99 as number);
+      expect(p99).toBeLessThanOrEqual((max as number) * 1.01);
+      expect(fig("mean")).toBeGreaterThan(0);
+      expect(fig("stddev")).toBeGreaterThanOrEqual(0);
+    }
     // Figures this runtime does not keep are not printed as zeros.
     expect(text).not.toContain("heap_space");
     expect(text).not.toContain("active_handles");

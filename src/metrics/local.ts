@@ -74,7 +74,9 @@ interface CounterSeries<L extends string> extends Series<L> {
 export class LocalCounter<L extends string> extends LocalMetric<L, CounterSeries<L>> {
   readonly type = "counter" as const;
 
+  /** Adds `by`; a count that is not a finite number of zero or more is ignored (a counter only goes up). */
   inc(labels: Labels<L>, by = 1): void {
+    if (!(by >= 0 && by < Number.POSITIVE_INFINITY)) return;
     this.at(labels).value += by;
   }
 
@@ -107,7 +109,9 @@ export class LocalHistogram<L extends string> extends LocalMetric<L, HistogramSe
     super(name, help, labelNames);
   }
 
+  /** Counts `value` in its bucket; NaN is ignored, as it would spoil the sum for good. */
   observe(labels: Labels<L>, value: number): void {
+    if (Number.isNaN(value)) return;
     const s = this.at(labels);
     let i = 0;
     while (i < this.bounds.length && value > (this.bounds[i] as number)) i++;

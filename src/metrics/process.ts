@@ -33,6 +33,31 @@ function lagNow(): Promise<number> {
   return new Promise((resolve) => setImmediate(() => resolve((performance.now() - start) / 1000)));
 }
 
+/** Event loop delays in nanoseconds, as the sampler keeps them. */
+interface DelayFigures {
+  min: number;
+  max: number;
+  mean: number;
+  stddev: number;
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
+/** The sampler's figures, or null when it took no sample (its minimum is then meaningless). */
+function delayFigures(h: ReturnType<typeof monitorEventLoopDelay>): DelayFigures | null {
+  if (h.count === 0) return null;
+  return {
+    min: h.min,
+    max: h.max,
+    mean: h.mean,
+    stddev: h.stddev,
+    p50: h.percentile(50),
+    p90: h.percentile(90),
+    p99: h.percentile(99),
+  };
+}
+
 export function registerProcessMetrics(registry: Registry, prefix: string): void {
   const add = (name: string, help: string, read: () => Reading | Promise<Reading>) =>
     registry.register(new ReadMetric(`${prefix}${name}`, help, read));
@@ -71,50 +96,53 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
   );
 
   add("nodejs_eventloop_lag_seconds", "Lag of event loop in seconds.", lagNow);
-  // Delays sampled every 10 ms between two scrapes, then forgotten.
+  // Delays sampled every 10 ms between two scrapes, then forgotten. The
+  // seven figures of a scrape come from one snapshot, whichever is read
+  // first, so they always describe the same interval.
   const delays = monitorEventLoopDelay({ resolution: 10 });
   delays.enable();
-  const delay = (name: string, help: string, pick: () => number) =>
-    add(name, help, () => (delays.count > 0 ? pick() / 1e9 : undefined));
-  delay(
-    "nodejs_eventloop_lag_min_seconds",
-    "The minimum recorded event loop delay.",
-    () => delays.min,
-  );
-  delay(
-    "nodejs_eventloop_lag_max_seconds",
-    "The maximum recorded event loop delay.",
-    () => delays.max,
-  );
+  let snapshot: DelayFigures | null | undefined;
+  const figures = (): DelayFigures | null => {
+    if (snapshot === undefined) {
+      snapshot = delayFigures(delays);
+      delays.reset();
+      queueMicrotask(() => {
+        snapshot = undefined;
+      });
+    }
+    return snapshot;
+  };
+  const delay = (name: string, help: string, pick: (f: DelayFigures) => number) =>
+    add(name, help, () => {
+      const f = figures();
+      return f === null ? undefined : pick(f) / 1e9;
+    });
+  delay("nodejs_eventloop_lag_min_seconds", "The minimum recorded event loop delay.", (f) => f.min);
+  delay("nodejs_eventloop_lag_max_seconds", "The maximum recorded event loop delay.", (f) => f.max);
   delay(
     "nodejs_eventloop_lag_mean_seconds",
     "The mean of the recorded event loop delays.",
-    () => delays.mean,
+    (f) => f.mean,
   );
   delay(
     "nodejs_eventloop_lag_stddev_seconds",
     "The standard deviation of the recorded event loop delays.",
-    () => delays.stddev,
+    (f) => f.stddev,
   );
   delay(
     "nodejs_eventloop_lag_p50_seconds",
     "The 50th percentile of the recorded event loop delays.",
-    () => delays.percentile(50),
+    (f) => f.p50,
   );
   delay(
     "nodejs_eventloop_lag_p90_seconds",
     "The 90th percentile of the recorded event loop delays.",
-    () => delays.percentile(90),
+    (f) => f.p90,
   );
-  // The last of them to be read starts the next interval.
   delay(
     "nodejs_eventloop_lag_p99_seconds",
     "The 99th percentile of the recorded event loop delays.",
-    () => {
-      const p99 = delays.percentile(99);
-      delays.reset();
-      return p99;
-    },
+    (f) => f.p99,
   );
 
   add(

@@ -184,12 +184,16 @@ export function createMetrics(sources: MetricsSources) {
   }
 
   const lastBackup = () => sources.backups?.()?.lastOutcome();
+  // A skipped run (another instance holds the backup lock, or the previous
+  // run is still going) says nothing new: the last verdict stands.
+  let lastVerdict: number | undefined;
   gauge(
     "tollgate_backup_last_ok",
     "1 if the last scheduled backup succeeded, 0 if it failed (absent until one has run)",
     () => {
       const last = lastBackup();
-      return last && last.status !== "skipped" ? Number(last.status === "ok") : undefined;
+      if (last && last.status !== "skipped") lastVerdict = Number(last.status === "ok");
+      return lastVerdict;
     },
   );
   gauge(
