@@ -49,12 +49,23 @@ export interface Logger {
  * Log lines gathered during one turn of the event loop and written together:
  * one write for many requests instead of one each, and no line waits longer
  * than that turn. `flush` writes synchronously, for the moment before exit.
+ *
+ * Whatever reads the log may go away (a collector that died, `| head`).
+ * Then the lines are dropped, once said on stderr, and the gateway goes on
+ * serving and stops as it should: a log nobody reads is no reason to cut
+ * requests or to hang a shutdown.
  */
 class BatchedStdout implements LogDestination {
   private lines: string[] = [];
   private scheduled = false;
+  private closed = false;
+
+  constructor() {
+    process.stdout.on("error", (err) => this.lost(err));
+  }
 
   write(line: string): void {
+    if (this.closed) return;
     this.lines.push(line);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -65,13 +76,18 @@ class BatchedStdout implements LogDestination {
   flush(): void {
     this.scheduled = false;
     const out = this.take();
-    if (out) writeSync(1, out);
+    if (!out || this.closed) return;
+    try {
+      writeSync(1, out);
+    } catch (err) {
+      this.lost(err);
+    }
   }
 
   private drain(): void {
     this.scheduled = false;
     const out = this.take();
-    if (out) process.stdout.write(out);
+    if (out && !this.closed) process.stdout.write(out);
   }
 
   private take(): string {
@@ -79,6 +95,21 @@ class BatchedStdout implements LogDestination {
     const out = this.lines.join("");
     this.lines = [];
     return out;
+  }
+
+  private lost(err: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.lines = [];
+    const code = (err as { code?: unknown })?.code;
+    try {
+      writeSync(
+        2,
+        `tollgate: the log output was closed (${String(code ?? err)}); log lines are dropped from here on, serving goes on\n`,
+      );
+    } catch {
+      // stderr is gone too: nothing left to tell.
+    }
   }
 }
 
