@@ -14,7 +14,8 @@ const args = process.argv.slice(2);
  * (`tollgate keys list | head -1`, or a reader that failed): one line, not
  * the runtime's trace. Not quietly: what was cut off may be all there was of
  * it, such as a new key's secret, which is never shown again. The server is
- * left out: its output is its log, and it has its own way to stop.
+ * left out: its output is its log, whose writer (src/log.ts) drops lines
+ * once their reader is gone and keeps serving.
  */
 if (args[0] !== "serve") {
   process.stdout.on("error", (err) => {

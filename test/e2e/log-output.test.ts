@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import {
+  cliOutput,
   E2E_TIMEOUT_MS,
   freePort,
   HOOK_TIMEOUT_MS,
@@ -27,22 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await mock?.stop();
 }, HOOK_TIMEOUT_MS);
-
-async function cli(env: Record<string, string>, args: string[]): Promise<string> {
-  const proc = Bun.spawn([process.execPath, "src/cli/main.ts", ...args], {
-    cwd: REPO_ROOT,
-    env,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0) throw new Error(`tollgate ${args.join(" ")} failed: ${stderr}`);
-  return stdout;
-}
 
 describe("the log's reader goes away", () => {
   test("the gateway goes on serving and charging, says so once on stderr, and stops cleanly", async () => {
@@ -75,7 +60,7 @@ describe("the log's reader goes away", () => {
       expect(await reader.exited).toBe(0);
 
       const created = JSON.parse(
-        await cli(env, ["keys", "create", "--name", "unlogged", "--limit", "1M", "--json"]),
+        await cliOutput(env, ["keys", "create", "--name", "unlogged", "--limit", "1M", "--json"]),
       ) as { id: string; key: string };
       const client = new OpenAI({ apiKey: created.key, baseURL: `${url}/v1`, maxRetries: 0 });
       for (let i = 0; i < 10; i++) {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import {
+  cliOutput,
   E2E_TIMEOUT_MS,
   freePort,
   HOOK_TIMEOUT_MS,
@@ -77,22 +78,6 @@ async function launch(command: string[], dir: string, extra: Record<string, stri
   return { child, url, env, output: () => out, exited } satisfies Launched;
 }
 
-async function cli(env: Record<string, string>, args: string[]) {
-  const proc = Bun.spawn([process.execPath, "src/cli/main.ts", ...args], {
-    cwd: REPO_ROOT,
-    env,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0) throw new Error(`tollgate ${args.join(" ")} failed: ${stderr}`);
-  return stdout;
-}
-
 /** A stream of CHUNKS content chunks, 100 ms apart; resolves with the chunks the client got. */
 async function stream(url: string, key: string): Promise<number> {
   const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 });
@@ -124,7 +109,7 @@ async function stopWhileStreaming(
   try {
     gw = await launch(command, dir, database);
     const created = JSON.parse(
-      await cli(gw.env, ["keys", "create", "--name", "streams", "--limit", "1M", "--json"]),
+      await cliOutput(gw.env, ["keys", "create", "--name", "streams", "--limit", "1M", "--json"]),
     ) as { id: string; key: string };
     const streams = Array.from({ length: STREAMS }, () => stream(gw?.url ?? "", created.key));
     // Every stream under way before the stop.
@@ -136,7 +121,7 @@ async function stopWhileStreaming(
     expect(await Promise.all(streams)).toEqual(Array(STREAMS).fill(CHUNKS));
     expect(await gw.exited).toBe(0);
     // The database itself holds every charge once the process is gone.
-    const shown = JSON.parse(await cli(gw.env, ["keys", "show", created.id, "--json"])) as {
+    const shown = JSON.parse(await cliOutput(gw.env, ["keys", "show", created.id, "--json"])) as {
       total_lifetime_tokens: number;
       total_requests: number;
     };

@@ -131,6 +131,35 @@ export function operatorEnv(
   };
 }
 
+/** Runs `bun src/cli/main.ts <args>` with `env`, in `cwd` (killed after 30 s). */
+export async function runCli(
+  args: string[],
+  o: { cwd: string; env: Record<string, string> },
+): Promise<CliResult> {
+  const proc = Bun.spawn([process.execPath, CLI_ENTRY, ...args], {
+    cwd: o.cwd,
+    env: o.env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: CLI_TIMEOUT_MS,
+    killSignal: "SIGKILL",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** A command that must succeed, run from the repository: its output; a failure throws with its stderr. */
+export async function cliOutput(env: Record<string, string>, args: string[]): Promise<string> {
+  const r = await runCli(args, { cwd: REPO_ROOT, env });
+  if (r.code !== 0) throw new Error(`tollgate ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** A port nothing listens on right now (bound once, then released). */
 export function freePort(): number {
   const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
@@ -372,22 +401,8 @@ export class GatewayProcess {
   }
 
   /** Runs `bun src/cli/main.ts <args>` against the same database (killed after 30 s). */
-  async cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-    const proc = Bun.spawn([process.execPath, CLI_ENTRY, ...args], {
-      cwd: this.dir,
-      env: { ...this.env, ...env },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: CLI_TIMEOUT_MS,
-      killSignal: "SIGKILL",
-    });
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    return { code, stdout, stderr };
+  cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+    return runCli(args, { cwd: this.dir, env: { ...this.env, ...env } });
   }
 
   /**
