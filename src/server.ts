@@ -13,6 +13,38 @@ import { withTimeout } from "./util/timeout.ts";
 /** Probing the database: every 2 s while it answers; reconnecting with backoff from 250 ms to 5 s while not. */
 const HEALTH_OPTIONS = { probeMs: 2000, backoffMs: 250, maxBackoffMs: 5000, pingTimeoutMs: 2000 };
 
+/**
+ * Serves on the configured address, which this process must hold alone. Out
+ * of development mode the runtime would otherwise share the port with any
+ * other process that asks (SO_REUSEPORT): a second gateway started on a port
+ * in use, with keys, quotas and a journal of its own, would silently take
+ * part of the first one's connections instead of failing.
+ */
+function listen(
+  config: Pick<Config, "host" | "port" | "idleTimeoutSeconds">,
+  fetch: (req: Request, server: Server<undefined>) => Response | Promise<Response>,
+): Server<undefined> {
+  try {
+    return Bun.serve({
+      port: config.port,
+      hostname: config.host,
+      reusePort: false,
+      fetch,
+      development: false,
+      // Idle keep-alive connections go; proxied calls, which can stay quiet for
+      // minutes while a model thinks, are exempt (see http/idle-exemption.ts).
+      idleTimeout: config.idleTimeoutSeconds,
+      // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "EADDRINUSE") throw err;
+    throw new Error(
+      `cannot listen on ${config.host}:${config.port}: the port is in use by another process (another gateway?); stop that one or choose another PORT`,
+    );
+  }
+}
+
 /** SQLite has one writer in practice: another writer's usage is re-read at most every second. */
 const SQLITE_USAGE_REFRESH_MS = 1000;
 
@@ -89,17 +121,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     accepting: () => accepting,
     backups: () => backups,
   });
-  const server = Bun.serve({
-    port: config.port,
-    hostname: config.host,
-    fetch: app.fetch,
-    development: false,
-    // Idle keep-alive connections go; proxied calls, which can stay quiet for
-    // minutes while a model thinks, are exempt (see http/idle-exemption.ts).
-    idleTimeout: config.idleTimeoutSeconds,
-    // Our own limit answers 413 in the route's dialect; Bun's must not fire first.
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-  });
+  const server = listen(config, app.fetch);
   const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${server.port}`;
   log.info(
     {

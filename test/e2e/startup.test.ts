@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   E2E_TIMEOUT_MS,
@@ -58,6 +59,57 @@ describe("start-up", () => {
     expect(retries.every((r) => r.msg === "database not reachable yet; retrying")).toBe(true);
     // The password never shows, in the error or the logs.
     expect(out + err).not.toContain("s3cret-password");
+  });
+
+  test("a second gateway on a port in use refuses to start; the first keeps every connection", async () => {
+    const first = new GatewayProcess({ mock });
+    const other = mkdtempSync(join(tmpdir(), "tollgate-second-"));
+    try {
+      await first.start();
+      const { key } = await first.createKey({ name: "alice", limit: 1_000_000 });
+      const port = new URL(first.url).port;
+      // Another gateway, with its own database (where alice's key does not
+      // exist), started on the same port by mistake.
+      const second = Bun.spawn([process.execPath, "src/cli/main.ts", "serve"], {
+        cwd: REPO_ROOT,
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOST: "127.0.0.1",
+          PORT: port,
+          DATABASE_PATH: join(other, "tollgate.db"),
+          UPSTREAM_API_KEY: "second-gateway-upstream-key",
+          LOG_LEVEL: "warn",
+        },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const code = await Promise.race([second.exited, Bun.sleep(5000).then(() => "still running")]);
+      // Every new connection reaches the first gateway: alice's key works on each.
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${first.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${key}`,
+            "content-type": "application/json",
+            connection: "close",
+          },
+          body: JSON.stringify({ model: "glm-4.7", messages: [{ role: "user", content: "hi" }] }),
+        });
+        await res.arrayBuffer();
+        statuses.push(res.status);
+      }
+      second.kill("SIGKILL");
+      expect(statuses).toEqual(Array(20).fill(200));
+      expect(code).toBe(1);
+      expect((await new Response(second.stderr).text()).trim()).toBe(
+        `error: cannot listen on 127.0.0.1:${port}: the port is in use by another process (another gateway?); stop that one or choose another PORT`,
+      );
+      expect((await first.stats(key)).total_requests).toBe(20);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+      await first.close();
+    }
   });
 
   test("`tollgate health` asks a running gateway and says whether it serves", async () => {
