@@ -64,13 +64,14 @@ describe("start-up", () => {
   test("a second gateway on a port in use refuses to start; the first keeps every connection", async () => {
     const first = new GatewayProcess({ mock });
     const other = mkdtempSync(join(tmpdir(), "tollgate-second-"));
+    let second: ReturnType<typeof Bun.spawn> | undefined;
     try {
       await first.start();
       const { key } = await first.createKey({ name: "alice", limit: 1_000_000 });
       const port = new URL(first.url).port;
       // Another gateway, with its own database (where alice's key does not
       // exist), started on the same port by mistake.
-      const second = Bun.spawn([process.execPath, "src/cli/main.ts", "serve"], {
+      second = Bun.spawn([process.execPath, "src/cli/main.ts", "serve"], {
         cwd: REPO_ROOT,
         env: {
           PATH: process.env.PATH ?? "",
@@ -84,7 +85,9 @@ describe("start-up", () => {
         stderr: "pipe",
       });
       const code = await Promise.race([second.exited, Bun.sleep(5000).then(() => "still running")]);
-      // Every new connection reaches the first gateway: alice's key works on each.
+      // Every new connection reaches the first gateway: alice's key works on
+      // each. Each request opens its own connection (an SDK's keep-alive
+      // would reuse one, which the kernel hands to one listener only).
       const statuses: number[] = [];
       for (let i = 0; i < 20; i++) {
         const res = await fetch(`${first.url}/v1/chat/completions`, {
@@ -102,11 +105,12 @@ describe("start-up", () => {
       second.kill("SIGKILL");
       expect(statuses).toEqual(Array(20).fill(200));
       expect(code).toBe(1);
-      expect((await new Response(second.stderr).text()).trim()).toBe(
+      expect((await new Response(second.stderr as ReadableStream).text()).trim()).toBe(
         `error: cannot listen on 127.0.0.1:${port}: the port is in use by another process (another gateway?); stop that one or choose another PORT`,
       );
       expect((await first.stats(key)).total_requests).toBe(20);
     } finally {
+      second?.kill("SIGKILL");
       rmSync(other, { recursive: true, force: true });
       await first.close();
     }
