@@ -6,7 +6,13 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CliResult, E2E_TIMEOUT_MS, GatewayProcess, REPO_ROOT } from "../harness/gateway.ts";
+import {
+  type CliResult,
+  E2E_TIMEOUT_MS,
+  GatewayProcess,
+  REPO_ROOT,
+  runCommand,
+} from "../harness/gateway.ts";
 
 // Explicit, for two busy cores: the runner's 5 s default measures the machine.
 setDefaultTimeout(E2E_TIMEOUT_MS);
@@ -29,25 +35,11 @@ function tollgate(args: string[], o: { cwd: string; env?: Record<string, string>
 }
 
 /** `cmd` run as `tollgate` runs the CLI, its output gathered. */
-async function run(
-  cmd: string[],
-  o: { cwd: string; env?: Record<string, string> },
-): Promise<CliResult> {
-  const proc = Bun.spawn(cmd, {
+function run(cmd: string[], o: { cwd: string; env?: Record<string, string> }): Promise<CliResult> {
+  return runCommand(cmd, {
     cwd: o.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...o.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: 30_000,
-    killSignal: "SIGKILL",
   });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
 }
 
 /** One line on stderr, no stack trace. */

@@ -132,11 +132,19 @@ export function operatorEnv(
 }
 
 /** Runs `bun src/cli/main.ts <args>` with `env`, in `cwd` (killed after 30 s). */
-export async function runCli(
+export function runCli(
   args: string[],
   o: { cwd: string; env: Record<string, string> },
 ): Promise<CliResult> {
-  const proc = Bun.spawn([process.execPath, CLI_ENTRY, ...args], {
+  return runCommand([process.execPath, CLI_ENTRY, ...args], o);
+}
+
+/** `cmd` run to its end (killed after CLI_TIMEOUT_MS), its output gathered. */
+export async function runCommand(
+  cmd: string[],
+  o: { cwd: string; env: Record<string, string> },
+): Promise<CliResult> {
+  const proc = Bun.spawn(cmd, {
     cwd: o.cwd,
     env: o.env,
     stdin: "ignore",
