@@ -110,7 +110,7 @@ export function createApp(deps: AppDeps): Hono<AccessLogEnv> {
   // is not even loaded: a gateway without it does not carry it in memory.
   // Loaded synchronously so that building the app stays synchronous.
   if (deps.config.adminApiKey) {
-    const { adminRoutes } = import.meta.require("./http/admin/routes.ts") as typeof AdminRoutes;
+    const { adminRoutes } = require("./http/admin/routes.ts") as typeof AdminRoutes;
     app.route("/", adminRoutes({ ...deps, adminKey: deps.config.adminApiKey }));
   }
   app.route("/", webRoutes({ adminEnabled: Boolean(deps.config.adminApiKey) }));

@@ -4,6 +4,7 @@ import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { BackupScheduler } from "./ops/backup/scheduler.ts";
+import { RUNNING_FROM } from "./package-root.ts";
 import { codingPlanEndpoint, sharedPlanNotice, UPSTREAM_TERMS_DOC } from "./proxy/plan-terms.ts";
 import { buildServices } from "./services.ts";
 import { describeStorage, openStorage } from "./storage/open.ts";
@@ -129,6 +130,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       storage: describeStorage(config),
       instance: instance.id,
       upstreamKey: Boolean(config.upstreamApiKey),
+      code: RUNNING_FROM,
     },
     "tollgate listening",
   );
@@ -196,7 +198,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   return { server, url, stop, exitNow };
 }
 
-/** Points an operator of the old gateway at the one command that moves them over. */
 /** A notice, not a refusal: a personal coding plan shared by several active keys. */
 async function sharedPlanHint(
   config: Config,
@@ -213,6 +214,7 @@ async function sharedPlanHint(
   if (notice) log.warn({ doc: UPSTREAM_TERMS_DOC }, notice);
 }
 
+/** Points an operator of the old gateway at the one command that moves them over. */
 async function migrationHint(config: Config, storage: Storage, log: Logger): Promise<void> {
   const command = `STORAGE_TYPE=sqlite npx tollgate migrate --file ${config.dataFile}`;
   if (storage.kind === "file") {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { extname } from "node:path";
+import { extname, join } from "node:path";
+import { packagePath } from "../package-root.ts";
 
 /** A static file, read once at start-up and served from memory. */
 export interface Asset {
@@ -16,12 +17,12 @@ const CONTENT_TYPES: Record<string, string> = {
   ".svg": "image/svg+xml",
 };
 
-const STATIC_DIR = new URL("./static/", import.meta.url);
+const STATIC_DIR = packagePath("src", "web", "static");
 
 export function loadAsset(name: string): Asset {
   const contentType = CONTENT_TYPES[extname(name)];
   if (contentType === undefined) throw new Error(`no content type for web asset ${name}`);
-  const body = new Uint8Array(readFileSync(new URL(name, STATIC_DIR)));
+  const body = new Uint8Array(readFileSync(join(STATIC_DIR, name)));
   const hash = new Bun.CryptoHasher("sha256").update(body).digest("base64url").slice(0, 22);
   return { body, contentType, etag: `"${hash}"` };
 }

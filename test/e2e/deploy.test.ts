@@ -273,6 +273,8 @@ describe("deploy/Dockerfile", () => {
         await pumped;
         expect(code).toBe(0);
         expect(out).toContain("tollgate stopped");
+        // The image serves from the build its install made (docs/operations.md, Memory).
+        expect(out).toContain('"code":"build"');
         expect(out).not.toContain(key);
         expect(out).not.toContain(master);
       } finally {

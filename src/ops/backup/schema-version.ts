@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../../package-root.ts";
 import type { AppliedMigrations } from "../../storage/types.ts";
 import type { DatabaseKind, SchemaVersion } from "./manifest.ts";
 
@@ -12,8 +12,8 @@ interface JournalEntry {
 }
 
 const folders: Record<DatabaseKind, string> = {
-  sqlite: fileURLToPath(new URL("../../../migrations/sqlite/meta/_journal.json", import.meta.url)),
-  postgres: fileURLToPath(new URL("../../../migrations/pg/meta/_journal.json", import.meta.url)),
+  sqlite: packagePath("migrations", "sqlite", "meta", "_journal.json"),
+  postgres: packagePath("migrations", "pg", "meta", "_journal.json"),
 };
 
 const cache = new Map<DatabaseKind, JournalEntry[]>();

@@ -1,3 +1,4 @@
+import { packagePath } from "../../package-root.ts";
 import type { CreateBackupOptions, CreatedBackup } from "./create.ts";
 import { BackupError } from "./errors.ts";
 
@@ -8,8 +9,11 @@ import { BackupError } from "./errors.ts";
 export type WorkerRequest = Omit<CreateBackupOptions, "clock">;
 export type WorkerReply = { ok: true; backup: CreatedBackup } | { ok: false; error: string };
 
+/** Loaded from the sources, as the build leaves worker code to them. */
+const WORKER_ENTRY = packagePath("src", "ops", "backup", "worker-entry.ts");
+
 export function createBackupInWorker(options: WorkerRequest): Promise<CreatedBackup> {
-  const worker = new Worker(new URL("./worker-entry.ts", import.meta.url).href);
+  const worker = new Worker(WORKER_ENTRY);
   return new Promise<CreatedBackup>((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<WorkerReply>) => {
       const reply = event.data;

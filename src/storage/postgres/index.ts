@@ -1,8 +1,8 @@
-import { fileURLToPath } from "node:url";
 import { and, asc, count, desc, eq, isNull, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { packagePath } from "../../package-root.ts";
 import { chunked, ID_CHUNK } from "../chunked.ts";
 import { keyListWhere } from "../key-filter.ts";
 import {
@@ -40,7 +40,7 @@ import * as schema from "./schema.ts";
 
 const { apiKeys, auditLog, usageCheckpoints } = schema;
 
-const MIGRATIONS = fileURLToPath(new URL("../../../migrations/pg", import.meta.url));
+const MIGRATIONS = packagePath("migrations", "pg");
 
 /** Channel on which key changes are announced to every instance. */
 export const KEY_CHANNEL = "tollgate_key_changed";

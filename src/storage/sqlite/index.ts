@@ -1,9 +1,9 @@
 import { Database } from "bun:sqlite";
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { asc, count, desc, eq, inArray, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/bun-sqlite";
 import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import { packagePath } from "../../package-root.ts";
 import { makePrivateDir, touchPrivate } from "../../util/private-files.ts";
 import { chunked, ID_CHUNK } from "../chunked.ts";
 import { keyListWhere } from "../key-filter.ts";
@@ -35,8 +35,8 @@ import { type Db, prepareStatements, type Statements } from "./statements.ts";
 
 const { apiKeys, auditLog, usageCheckpoints } = schema;
 
-// Resolved from this file, not the working directory, so the CLI works from anywhere.
-const MIGRATIONS = fileURLToPath(new URL("../../../migrations/sqlite", import.meta.url));
+// Resolved from the package, not the working directory, so the CLI works from anywhere.
+const MIGRATIONS = packagePath("migrations", "sqlite");
 
 /**
  * SQLite through Drizzle on bun:sqlite. Queries on the request path are
