@@ -5,6 +5,7 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { release } from "node:os";
 import { join } from "node:path";
+import { freshBuild } from "../src/build/fresh.ts";
 
 export interface MachineInfo {
   cpus: number;
@@ -16,6 +17,8 @@ export interface MachineInfo {
   autocannon: string;
   /** 1-minute load average when the run started: other work skews every figure. */
   loadAtStart: number;
+  /** What Tollgate's launcher runs: its build in dist/, or the sources (docs/operations.md, Memory). */
+  tollgateCode: "build" | "sources";
 }
 
 function readOr(path: string, fallback: string): string {
@@ -53,6 +56,7 @@ export function machineInfo(): MachineInfo {
     node: commandOutput(["node", "--version"]).replace(/^v/, ""),
     autocannon: (JSON.parse(autocannonPkg) as { version?: string }).version ?? "unknown",
     loadAtStart: loadAverage(),
+    tollgateCode: freshBuild(join(import.meta.dir, "..")) ? "build" : "sources",
   };
 }
 

@@ -267,7 +267,7 @@ const LATENCY_HEAD = [
 
 function machineLine(result: BenchResult): string {
   const m = result.machine;
-  return `${m.cpus} CPU (${m.cpuModel}), ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, bun ${m.bun}, node ${m.node}, autocannon ${m.autocannon}, load ${m.loadAtStart} at start`;
+  return `${m.cpus} CPU (${m.cpuModel}), ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, bun ${m.bun}, node ${m.node}, autocannon ${m.autocannon}, load ${m.loadAtStart} at start, Tollgate from its ${m.tollgateCode === "build" ? "build (dist/)" : "sources"}`;
 }
 
 function tokenLine(tokens: TokenCheck | undefined): string {

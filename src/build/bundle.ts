@@ -6,10 +6,11 @@ import { BUILD_DIR, type BuildStamp, STAMP_FILE, sourceFingerprint } from "./fre
 /**
  * `npm run build`, also run by every `npm install` (`prepare`): the CLI and
  * the server, with the libraries they use, as one build in dist/. A gateway
- * started from it loads a few files instead of some 400 modules, each of
- * which costs the runtime memory of its own: about 8 MiB less, idle and at
- * its peak (README, Benchmark). The launcher (src/cli/main.ts) runs it only
- * while it matches the sources; otherwise the sources run, as they are.
+ * started from it loads a few dozen files instead of some 400 modules,
+ * each of which costs the runtime memory of its own: about 5 MiB less when
+ * idle, 2 to 16 MiB less at its peak (README, Benchmark). The launcher
+ * (src/cli/main.ts) runs it only while it matches the sources; otherwise
+ * the sources run, as they are.
  *
  * Worker code, migrations and the web pages' files stay outside the build
  * and are read from the package (src/package-root.ts).
