@@ -1,7 +1,7 @@
-import { renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { PACKAGE_ROOT } from "../package-root.ts";
-import { BUILD_DIR, type BuildStamp, STAMP_FILE, sourceFingerprint } from "./fresh.ts";
+import { BUILD_DIR, BUILD_ENTRY, type BuildStamp, STAMP_FILE, sourceFingerprint } from "./fresh.ts";
 
 /**
  * `npm run build`, also run by every `npm install` (`prepare`): the CLI and
@@ -12,41 +12,101 @@ import { BUILD_DIR, type BuildStamp, STAMP_FILE, sourceFingerprint } from "./fre
  * (src/cli/main.ts) runs it only while it matches the sources; otherwise
  * the sources run, as they are.
  *
- * Worker code, migrations and the web pages' files stay outside the build
- * and are read from the package (src/package-root.ts).
+ * The scheduled backup's worker is built too (`worker-entry.js`, see
+ * src/ops/backup/worker.ts). Migrations and the web pages' files stay
+ * outside the build and are read from the package (src/package-root.ts).
  */
 export async function buildBundle(root: string): Promise<string> {
-  // Taken first: a source changed during the build leaves it stale, not wrong.
-  const sources = sourceFingerprint(root);
   const out = join(root, BUILD_DIR);
-  const next = `${out}.next-${process.pid}`;
-  rmSync(next, { recursive: true, force: true });
+  const lock = `${out}.lock`;
+  takeLock(lock);
+  try {
+    // Taken first: a source changed during the build leaves it stale, not wrong.
+    const sources = sourceFingerprint(root);
+    const next = `${out}.next`;
+    const old = `${out}.old`;
+    // What a build killed half-way left behind.
+    rmSync(next, { recursive: true, force: true });
+    rmSync(old, { recursive: true, force: true });
+    try {
+      const files = await bundle(root, next);
+      const stamp: BuildStamp = { sources, entry: BUILD_ENTRY, files };
+      writeFileSync(join(next, STAMP_FILE), `${JSON.stringify(stamp)}\n`);
+    } catch (err) {
+      rmSync(next, { recursive: true, force: true });
+      throw err;
+    }
+    swapIn(next, out, old);
+    return out;
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+async function bundle(root: string, outdir: string): Promise<string[]> {
   const result = await Bun.build({
-    entrypoints: [join(root, "src", "cli", "run.ts")],
-    outdir: next,
+    entrypoints: [
+      join(root, "src", "cli", "run.ts"),
+      join(root, "src", "ops", "backup", "worker-entry.ts"),
+    ],
+    outdir,
     target: "bun",
     // Each command, each storage backend and the admin API still load only when used.
     splitting: true,
-    // Names are kept, for stack traces that read like the sources.
+    // Every file in one folder: src/package-root.ts finds the package one level up.
+    naming: { entry: "[name].[ext]", chunk: "[name]-[hash].[ext]" },
     minify: { whitespace: true, syntax: true, identifiers: false },
+    // Stack traces name the sources' files and lines, not the build's.
+    sourcemap: "linked",
     throw: false,
   });
-  if (!result.success) {
-    rmSync(next, { recursive: true, force: true });
-    throw new BuildFailed(result.logs.map(describe));
-  }
-  const stamp: BuildStamp = { sources, entry: "run.js" };
-  writeFileSync(join(next, STAMP_FILE), `${JSON.stringify(stamp)}\n`);
-  // Swapped in whole: never a build half old and half new.
-  const old = `${out}.old-${process.pid}`;
+  if (!result.success) throw new BuildFailed(result.logs.map(describe));
+  return result.outputs.map((o) => basename(o.path));
+}
+
+/**
+ * The new build replaces the old one whole, or not at all: if it cannot
+ * take its place, the old one goes back where it was.
+ */
+function swapIn(next: string, out: string, old: string): void {
+  let moved = false;
   try {
     renameSync(out, old);
-  } catch {
-    // none yet
+    moved = true;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "ENOENT") throw err;
   }
-  renameSync(next, out);
-  rmSync(old, { recursive: true, force: true });
-  return out;
+  try {
+    renameSync(next, out);
+  } catch (err) {
+    if (moved) renameSync(old, out);
+    throw err;
+  }
+  try {
+    rmSync(old, { recursive: true, force: true });
+  } catch {
+    // Left for the next build to clear: the new one is in place.
+  }
+}
+
+/** How old another build's lock may be before it is taken as left by a build that died. */
+const STALE_LOCK_MS = 120_000;
+
+/** One build at a time (`npm run build` beside an install's `prepare`, say). */
+function takeLock(lock: string): void {
+  try {
+    mkdirSync(lock);
+    return;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "EEXIST") throw err;
+  }
+  if (Date.now() - statSync(lock).mtimeMs < STALE_LOCK_MS) {
+    throw new Error(
+      `another build is under way (${lock} exists); wait for it, or remove that folder if none is`,
+    );
+  }
+  rmSync(lock, { recursive: true, force: true });
+  mkdirSync(lock);
 }
 
 export class BuildFailed extends Error {

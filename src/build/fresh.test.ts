@@ -1,18 +1,26 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freshBuild, sourceFingerprint } from "./fresh.ts";
 
 let root: string;
 
-/** A package with two sources and a build stamped for them as they are. */
+/** A build of the package's sources as they are: its entry, a chunk and its stamp. */
 function stampedBuild(): string {
   const entry = join(root, "dist", "run.js");
   writeFileSync(entry, "// built\n");
-  const stamp = { sources: sourceFingerprint(root), entry: "run.js" };
-  writeFileSync(join(root, "dist", "build.json"), JSON.stringify(stamp));
+  writeFileSync(join(root, "dist", "chunk-a.js"), "// a chunk\n");
+  writeStamp({
+    sources: sourceFingerprint(root),
+    entry: "run.js",
+    files: ["run.js", "chunk-a.js"],
+  });
   return entry;
+}
+
+function writeStamp(stamp: object): void {
+  writeFileSync(join(root, "dist", "build.json"), JSON.stringify(stamp));
 }
 
 beforeEach(() => {
@@ -31,30 +39,42 @@ describe("freshBuild", () => {
     expect(freshBuild(root)).toBe(entry);
   });
 
-  test("no build, or a stamp that is missing, corrupt or names no file: the sources run", () => {
+  test("no build, or a stamp that is missing, corrupt or names files it does not have: the sources run", () => {
     expect(freshBuild(root)).toBeNull();
     writeFileSync(join(root, "dist", "run.js"), "// built\n");
     expect(freshBuild(root)).toBeNull();
     writeFileSync(join(root, "dist", "build.json"), '{"sources": ');
     expect(freshBuild(root)).toBeNull();
-    writeFileSync(
-      join(root, "dist", "build.json"),
-      JSON.stringify({ sources: 1, entry: "run.js" }),
-    );
+    const files = ["run.js"];
+    writeStamp({ sources: 1, entry: "run.js", files });
     expect(freshBuild(root)).toBeNull();
-    const stamp = { sources: sourceFingerprint(root), entry: "gone.js" };
-    writeFileSync(join(root, "dist", "build.json"), JSON.stringify(stamp));
+    const sources = sourceFingerprint(root);
+    writeStamp({ sources, entry: "gone.js", files: ["gone.js"] });
+    expect(freshBuild(root)).toBeNull();
+    writeStamp({ sources, entry: "run.js" });
+    expect(freshBuild(root)).toBeNull();
+    writeStamp({ sources, entry: "run.js", files: ["run.js", "../../outside.js"] });
+    expect(freshBuild(root)).toBeNull();
+    writeStamp({ sources, entry: "run.js", files });
+    expect(freshBuild(root)).toBe(join(root, "dist", "run.js"));
+  });
+
+  test("a build missing one of its files is not run", () => {
+    stampedBuild();
+    rmSync(join(root, "dist", "chunk-a.js"));
     expect(freshBuild(root)).toBeNull();
   });
 
-  test("a source edited, added or removed, or new dependencies, make the build stale", () => {
+  test("a source edited, added or removed, new dependencies or compiler settings make the build stale", () => {
     stampedBuild();
     writeFileSync(join(root, "src", "app.ts"), "export const a = 2;\n");
     expect(freshBuild(root)).toBeNull();
 
     stampedBuild();
-    // Same size, later time: a checkout of another version of the file.
-    utimesSync(join(root, "src", "app.ts"), new Date(), new Date(Date.now() + 5000));
+    // Same size, same time of change: an edit the file's time would not show.
+    const { mtime } = statSync(join(root, "src", "app.ts"));
+    writeFileSync(join(root, "src", "app.ts"), "export const a = 3;\n");
+    utimesSync(join(root, "src", "app.ts"), mtime, mtime);
     expect(freshBuild(root)).toBeNull();
 
     stampedBuild();
@@ -68,13 +88,21 @@ describe("freshBuild", () => {
     stampedBuild();
     writeFileSync(join(root, "package-lock.json"), "{}\n");
     expect(freshBuild(root)).toBeNull();
+
+    stampedBuild();
+    writeFileSync(join(root, "tsconfig.json"), "{}\n");
+    expect(freshBuild(root)).toBeNull();
+
+    expect(stampedBuild()).toBe(freshBuild(root) as string);
   });
 
-  test("a test beside the sources is not part of the build: adding one leaves it fresh", () => {
+  test("a test beside the sources, or new times on unchanged files, leave the build fresh", () => {
     const entry = stampedBuild();
     writeFileSync(join(root, "src", "app.test.ts"), "export {};\n");
     expect(freshBuild(root)).toBe(entry);
-
-    expect(stampedBuild()).toBe(freshBuild(root) as string);
+    // A copy that did not keep the files' times of change.
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(root, "src", "app.ts"), later, later);
+    expect(freshBuild(root)).toBe(entry);
   });
 });

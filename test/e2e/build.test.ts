@@ -16,7 +16,6 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
-  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -125,8 +124,7 @@ describe("the build", () => {
     expect(listening(await serveOnce(pkg, probe)).code).toBe("build");
 
     // A source changed (a checkout, an edit): the build no longer matches it.
-    const changed = join(pkg, "src", "http", "health-route.ts");
-    utimesSync(changed, new Date(), new Date(Date.now() + 60_000));
+    appendFileSync(join(pkg, "src", "http", "health-route.ts"), "// edited\n");
     expect(listening(await serveOnce(pkg, probe)).code).toBe("sources");
 
     // Built again, it is used again.
@@ -151,7 +149,15 @@ describe("the build", () => {
       expect(failed.stderr).not.toMatch(/^\s+at /m);
       expect(readFileSync(join(root, "dist", "build.json"), "utf8")).toBe(stamp);
       expect(readdirSync(join(root, "dist")).sort()).toEqual(chunks);
+      // Nothing half-built left beside it, and no lock.
       expect(readdirSync(root).filter((f) => f.startsWith("dist."))).toEqual([]);
+
+      // Another build under way (its lock is fresh): this one waits for nothing and changes nothing.
+      mkdirSync(join(root, "dist.lock"));
+      const locked = await build(root);
+      expect(locked.code).toBe(1);
+      expect(locked.stderr).toStartWith("error: another build is under way");
+      expect(readFileSync(join(root, "dist", "build.json"), "utf8")).toBe(stamp);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

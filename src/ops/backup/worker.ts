@@ -1,4 +1,4 @@
-import { packagePath } from "../../package-root.ts";
+import { packagePath, RUNNING_FROM } from "../../package-root.ts";
 import type { CreateBackupOptions, CreatedBackup } from "./create.ts";
 import { BackupError } from "./errors.ts";
 
@@ -9,8 +9,11 @@ import { BackupError } from "./errors.ts";
 export type WorkerRequest = Omit<CreateBackupOptions, "clock">;
 export type WorkerReply = { ok: true; backup: CreatedBackup } | { ok: false; error: string };
 
-/** Loaded from the sources, as the build leaves worker code to them. */
-const WORKER_ENTRY = packagePath("src", "ops", "backup", "worker-entry.ts");
+/** The worker's code from where this code runs: the build (src/build/bundle.ts) or the sources. */
+const WORKER_ENTRY =
+  RUNNING_FROM === "build"
+    ? packagePath("dist", "worker-entry.js")
+    : packagePath("src", "ops", "backup", "worker-entry.ts");
 
 export function createBackupInWorker(options: WorkerRequest): Promise<CreatedBackup> {
   const worker = new Worker(WORKER_ENTRY);
