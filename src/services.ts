@@ -88,6 +88,7 @@ export async function buildServices(config: Config, deps: ServiceDeps): Promise<
     { ...defaultKeyCacheOptions, unknownDuringOutage: config.unknownKeysDuringOutage },
     health,
     (result) => metrics.keyCache.inc({ result }),
+    () => ledger.flushNo,
   );
   // Usage history past USAGE_RETENTION_DAYS, deleted hourly in small chunks.
   const pruner = new UsagePruner({

@@ -13,6 +13,9 @@ const APPLY_TIMEOUT_MS = 15_000;
 /** Above this size a journal that cannot simply be emptied is rewritten. */
 const COMPACT_BYTES = 16 * 1024 * 1024;
 
+/** How many flushes `flushedSince` looks back over. */
+const RECENT_FLUSHES = 256;
+
 export interface LedgerDeps {
   storage: Storage;
   journal: Journal;
@@ -54,6 +57,8 @@ export class UsageLedger {
   private closed = false;
   /** Number of committed flushes; see `onFlushed`. */
   flushNo = 0;
+  /** The last RECENT_FLUSHES flushes' usage per key, oldest first: see `flushedSince`. */
+  private readonly recent: Array<{ flushNo: number; keys: KeyUsage[] }> = [];
   lastFlushError: string | undefined;
 
   private constructor(private readonly deps: LedgerDeps) {}
@@ -127,6 +132,28 @@ export class UsageLedger {
     return p
       ? { tokens: p.tokens, requests: p.requests, lastUsedAt: p.lastUsedAt }
       : { tokens: 0, requests: 0, lastUsedAt: null };
+  }
+
+  /**
+   * A key's usage this instance wrote to the database after flush number
+   * `mark` (a record read when `flushNo` was `mark` lacks it, and the
+   * pending totals no longer hold it). As far back as the last
+   * RECENT_FLUSHES flushes, a dozen seconds of steady traffic: records are
+   * re-read far more often than that while the database answers.
+   */
+  flushedSince(keyId: string, mark: number): { tokens: number; requests: number } {
+    let tokens = 0;
+    let requests = 0;
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      const flush = this.recent[i] as { flushNo: number; keys: KeyUsage[] };
+      if (flush.flushNo <= mark) break;
+      for (const k of flush.keys) {
+        if (k.keyId !== keyId) continue;
+        tokens += k.tokens;
+        requests += k.requests;
+      }
+    }
+    return { tokens, requests };
   }
 
   /** Events not yet in the database. */
@@ -258,6 +285,8 @@ export class UsageLedger {
     }
     this.lastFlushError = undefined;
     this.flushNo++;
+    this.recent.push({ flushNo: this.flushNo, keys });
+    if (this.recent.length > RECENT_FLUSHES) this.recent.shift();
     for (const k of aggregate(batch)) this.settle(k);
     this.deps.onFlushed?.(keys, this.flushNo);
     return true;

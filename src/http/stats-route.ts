@@ -73,6 +73,11 @@ export function statsHandler(deps: StatsDeps) {
     const states = windowStates(buckets, key.tokenLimit, key.weeklyLimit, now);
     const [state, weekly] = states as [WindowState, WindowState | undefined];
     const pending = deps.ledger.pendingTotals(key.id);
+    // From memory, the key's totals are those it was read with: this
+    // instance's usage written to the database since then is added, as it
+    // has left the pending totals.
+    const mark = key === cached ? deps.keys.flushMarkOf(key) : undefined;
+    const since = mark === undefined ? NOTHING_SINCE : deps.ledger.flushedSince(key.id, mark);
     const byModel = await history;
     const lastUsed = Math.max(key.lastUsedAt ?? 0, pending.lastUsedAt ?? 0);
     return c.json({
@@ -89,12 +94,14 @@ export function statsHandler(deps: StatsDeps) {
       current_usage: windowUsage(state),
       weekly_usage: weekly ? windowUsage(weekly) : null,
       binding_window: bindingWindow(states).spanMs === WEEK_MS ? "week" : "5h",
-      total_lifetime_tokens: key.totalTokens + pending.tokens,
-      total_requests: key.totalRequests + pending.requests,
+      total_lifetime_tokens: key.totalTokens + since.tokens + pending.tokens,
+      total_requests: key.totalRequests + since.requests + pending.requests,
       usage_by_model: byModel,
     });
   };
 }
+
+const NOTHING_SINCE = { tokens: 0, requests: 0 };
 
 /** How long /stats/usage waits for the history before answering 503. */
 const HISTORY_WAIT_MS = 5000;

@@ -73,6 +73,8 @@ export class KeyCache {
   private refresh: KeyRefreshOptions | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private round: Promise<void> | undefined;
+  /** Each record read, with the flush count as its query was sent (see `flushMarkOf`). */
+  private readonly marks = new WeakMap<KeyRecord, number>();
   /** Counts `invalidate` calls: a read under way across one may hold the record from before it. */
   private invalidations = 0;
   /**
@@ -88,6 +90,8 @@ export class KeyCache {
     private readonly options: KeyCacheOptions = defaultKeyCacheOptions,
     private readonly health?: StorageHealth,
     private readonly observe: (result: "hit" | "miss" | "stale") => void = () => {},
+    /** The ledger's flush count: what a record read now already includes of this instance's usage. */
+    private readonly flushMark: () => number = () => 0,
   ) {
     health?.onRecovered(() => {
       this.epoch++;
@@ -210,6 +214,7 @@ export class KeyCache {
       else hashes.push(hash);
     }
     if (hashes.length === 0) return;
+    const mark = this.flushMark();
     const found = new Map<string, KeyRecord>();
     for (const key of await this.storage.getKeysByHash(hashes)) found.set(key.keyHash, key);
     for (const hash of hashes) {
@@ -220,6 +225,7 @@ export class KeyCache {
       if (key) {
         e.key = key;
         e.at = startedAt;
+        this.marks.set(key, mark);
       } else {
         // Deleted, revoked or rotated elsewhere: unknown from now on, as a lookup would find.
         this.entries.delete(hash);
@@ -227,6 +233,15 @@ export class KeyCache {
         remember(this.misses, hash, startedAt, this.options.maxMisses);
       }
     }
+  }
+
+  /**
+   * The ledger's flush count when `record` was read: its totals include
+   * this instance's flushes up to that number, and none after it (or
+   * undefined for a record this cache did not read).
+   */
+  flushMarkOf(record: KeyRecord): number | undefined {
+    return this.marks.get(record);
   }
 
   /** Whether this process holds a record of the key (fresh or not), without asking the database. */
@@ -284,8 +299,10 @@ export class KeyCache {
 
   private async load(hash: string): Promise<KeyRecord | null> {
     const at = this.clock();
+    const mark = this.flushMark();
     const invalidations = this.invalidations;
     const key = await this.storage.getKeyByHash(hash);
+    if (key) this.marks.set(key, mark);
     // A key changed (and so invalidated) while this read was under way: the
     // answer may be from before the change, so it is not remembered.
     if (this.invalidations !== invalidations) return key;
