@@ -13,8 +13,20 @@ const APPLY_TIMEOUT_MS = 15_000;
 /** Above this size a journal that cannot simply be emptied is rewritten. */
 const COMPACT_BYTES = 16 * 1024 * 1024;
 
-/** How many flushes `flushedSince` looks back over. */
-const RECENT_FLUSHES = 256;
+/**
+ * How many flushes `flushedSince` looks back over: six seconds of steady
+ * flushing at the default interval, where a key in use is re-read every
+ * half second.
+ */
+const RECENT_FLUSHES = 128;
+
+/** One flush: each key's tokens and requests, nothing more (not its buckets). */
+interface RecentFlush {
+  flushNo: number;
+  keyIds: string[];
+  tokens: number[];
+  requests: number[];
+}
 
 export interface LedgerDeps {
   storage: Storage;
@@ -58,7 +70,7 @@ export class UsageLedger {
   /** Number of committed flushes; see `onFlushed`. */
   flushNo = 0;
   /** The last RECENT_FLUSHES flushes' usage per key, oldest first: see `flushedSince`. */
-  private readonly recent: Array<{ flushNo: number; keys: KeyUsage[] }> = [];
+  private readonly recent: RecentFlush[] = [];
   lastFlushError: string | undefined;
 
   private constructor(private readonly deps: LedgerDeps) {}
@@ -138,20 +150,18 @@ export class UsageLedger {
    * A key's usage this instance wrote to the database after flush number
    * `mark` (a record read when `flushNo` was `mark` lacks it, and the
    * pending totals no longer hold it). As far back as the last
-   * RECENT_FLUSHES flushes, a dozen seconds of steady traffic: records are
-   * re-read far more often than that while the database answers.
+   * RECENT_FLUSHES flushes.
    */
   flushedSince(keyId: string, mark: number): { tokens: number; requests: number } {
     let tokens = 0;
     let requests = 0;
     for (let i = this.recent.length - 1; i >= 0; i--) {
-      const flush = this.recent[i] as { flushNo: number; keys: KeyUsage[] };
+      const flush = this.recent[i] as RecentFlush;
       if (flush.flushNo <= mark) break;
-      for (const k of flush.keys) {
-        if (k.keyId !== keyId) continue;
-        tokens += k.tokens;
-        requests += k.requests;
-      }
+      const at = flush.keyIds.indexOf(keyId);
+      if (at < 0) continue;
+      tokens += flush.tokens[at] as number;
+      requests += flush.requests[at] as number;
     }
     return { tokens, requests };
   }
@@ -285,7 +295,12 @@ export class UsageLedger {
     }
     this.lastFlushError = undefined;
     this.flushNo++;
-    this.recent.push({ flushNo: this.flushNo, keys });
+    this.recent.push({
+      flushNo: this.flushNo,
+      keyIds: keys.map((k) => k.keyId),
+      tokens: keys.map((k) => k.tokens),
+      requests: keys.map((k) => k.requests),
+    });
     if (this.recent.length > RECENT_FLUSHES) this.recent.shift();
     for (const k of aggregate(batch)) this.settle(k);
     this.deps.onFlushed?.(keys, this.flushNo);
