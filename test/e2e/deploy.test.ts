@@ -104,10 +104,18 @@ describe("deploy/Dockerfile", () => {
     // Signals reach the server directly: no npm, npx, shell or Node wrapper in between.
     expect(entry[0]).toBe("bun");
     expect(execForm(op(final, "CMD").at(-1)?.rest ?? "", "CMD")).toEqual(["serve"]);
-    // Only production dependencies.
-    const installs = op(build as Stage, "RUN").filter((r) => r.rest.includes("npm"));
+    // Only production dependencies, installed before the sources are copied
+    // (their layer stays cached when only the sources change), then built.
+    const runs = op(build as Stage, "RUN").map((r) => r.rest);
+    const installs = runs.filter((r) => /\bnpm ci\b/.test(r));
     expect(installs.length).toBe(1);
-    expect(installs[0]?.rest).toMatch(/^npm ci .*--omit=dev/);
+    expect(installs[0]).toMatch(/^npm ci .*--omit=dev/);
+    const order = (build as Stage).instructions.map((i) => `${i.op} ${i.rest}`);
+    const installAt = order.findIndex((line) => /^RUN npm ci\b/.test(line));
+    const sourcesAt = order.findIndex((line) => /^COPY src\b/.test(line));
+    expect(installAt).toBeGreaterThan(-1);
+    expect(sourcesAt).toBeGreaterThan(installAt);
+    expect(runs.at(-1)).toBe("npm run build");
   });
 
   test(
@@ -141,10 +149,13 @@ describe("deploy/Dockerfile", () => {
               cpSync(join(REPO_ROOT, source), target, { recursive: true });
             }
           } else if (i.op === "RUN") {
-            // The one command the image runs; split into words, no shell.
-            expect(i.rest).toMatch(/^npm ci( --[\w=-]+)+$/);
-            const r = await run(i.rest.split(" "), inApp("."), buildEnv);
-            if (r.code !== 0) throw new Error(`${i.rest} failed (${r.code}): ${r.stderr}`);
+            // The commands the image runs, joined by &&: each split into
+            // words and run in turn, no shell.
+            for (const command of i.rest.split(" && ")) {
+              expect(command).toMatch(/^npm (ci( --[\w=-]+)+|rebuild bun|run build)$/);
+              const r = await run(command.split(" "), inApp("."), buildEnv);
+              if (r.code !== 0) throw new Error(`${command} failed (${r.code}): ${r.stderr}`);
+            }
           } else throw new Error(`the test does not know how to replay ${i.op} ${i.rest}`);
         }
         expect(workdir).toBe("/app");
